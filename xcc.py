@@ -1,0 +1,1954 @@
+"""The Xanadu Cloud Client's ``Connection`` in one file of standard-library Python.
+
+``xcc.py`` gives a script the ``xcc.Connection`` of the Xanadu Cloud Client without
+``requests``, ``urllib3``, ``certifi`` or any other package: it needs nothing but the
+standard library of CPython 3.6 to 3.13. Copy the file next to your script (or
+``pip install .`` its folder) and use it as the original documents:
+
+    >>> import xcc
+    >>> connection = xcc.Connection(refresh_token="Xanadu Cloud API key goes here")
+    >>> connection.ping()
+    <Response [200]>
+    >>> connection.request(method="GET", path="/devices/X8_01").json()["status"]
+    'online'
+
+What it adds to the original: connections are kept alive and shared by every
+``Connection`` in the process; many threads that meet an expired token cause one
+refresh; the retry after a 401 keeps the request's own headers; the proxy and
+CA-bundle variables that ``requests`` reads are honoured the same way on every Python
+version; and no ``repr`` or error message ever shows a token.
+
+From a shell: ``python xcc.py ping`` or ``python xcc.py request GET /devices`` with the
+settings that the original client's ``xcc config`` saved (``python xcc.py --help``).
+"""
+
+import os
+import select
+import socket
+import sys
+import threading
+import time
+from collections.abc import MutableMapping
+
+# Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
+# argparse) are imported where they are used, so that ``import xcc`` stays cheap.
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Connection",
+    "ConnectionError",
+    "ConnectTimeout",
+    "HTTPError",
+    "ProxyError",
+    "ReadTimeout",
+    "RequestException",
+    "Response",
+    "SSLError",
+    "Timeout",
+    "TooManyRedirects",
+    "__version__",
+]
+
+# ----------------------------------------------------------------------------- constants
+
+_DEFAULT_HOST = "platform.strawberryfields.ai"
+_DEFAULT_API_VERSION = "0.4.0"
+_TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_MAX_REDIRECTS = 30  # as requests
+_REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
+# Credentials that must not follow a redirect to another origin (RFC 9110 §15.4).
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+# Methods that may be sent again when a kept-alive socket turns out dead (RFC 9110 §9.2.2).
+_IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
+
+_MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_maxsize
+_MAX_LINE = 65536  # longest status or header line accepted, as http.client
+_MAX_HEADERS = 100  # most header fields accepted, as http.client
+_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
+
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_TLS_HINT = (
+    "if a proxy or a private CA signs this server's certificate, pass verify='/path/to/ca.pem'"
+    " or set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR"
+)
+
+_SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
+_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
+_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+
+_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_DIGITS = frozenset("0123456789")
+_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
+# A JWT is Base64URL segments joined by dots (RFC 7519 §3).
+_JWT_CHARS = frozenset(_ALPHANUMERIC + "-_.")
+# The characters of a method or a header name (RFC 9110 §5.6.2).
+_TOKEN_CHARS = frozenset(_ALPHANUMERIC + "!#$%&'*+-.^_`|~")
+_HOST_CHARS = frozenset(_ALPHANUMERIC + "-._:")
+_CONTROL_CHARS = frozenset([chr(code) for code in range(32)] + ["\x7f"])
+_FIELD_CONTROL_CHARS = _CONTROL_CHARS - {"\t"}  # a header value may hold a tab
+# What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
+_UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
+_PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
+_PATH_CHARS = _UNRESERVED | _PATH_SAFE
+_FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
+_PERCENT_ENCODED = ["%{:02X}".format(byte) for byte in range(256)]
+
+# ---------------------------------------------------------------------------- exceptions
+
+
+class RequestException(OSError):
+    """Base of every error raised for an I/O or HTTP problem, as in ``requests``.
+
+    Args:
+        message (str): what went wrong
+        response (Response, optional): the response that the error is about, if any
+    """
+
+    def __init__(self, message="", response=None):
+        super().__init__(message)
+        self.response = response
+
+
+class HTTPError(RequestException):
+    """The server answered with a 4XX or 5XX status code."""
+
+
+class ConnectionError(RequestException):  # pylint: disable=redefined-builtin
+    """The server could not be reached, or the connection broke before a whole response."""
+
+
+class ProxyError(ConnectionError):
+    """The proxy refused the connection or the tunnel, or wants other credentials (407)."""
+
+
+class SSLError(ConnectionError):
+    """The TLS handshake failed, for example because the certificate did not verify."""
+
+
+class Timeout(RequestException):
+    """The server did not connect or answer within the timeout."""
+
+
+class ConnectTimeout(ConnectionError, Timeout):
+    """Connecting to the server took longer than the connect timeout."""
+
+
+class ReadTimeout(Timeout):
+    """The server sent nothing for longer than the read timeout."""
+
+
+class TooManyRedirects(RequestException):
+    """The request was redirected more than 30 times."""
+
+
+class _StaleSocket(Exception):
+    """A kept-alive socket was dead before the server sent a byte of the response."""
+
+
+# ------------------------------------------------------------------------ private helpers
+
+
+def _check_token(name, token):
+    """Returns ``token`` if it can be a JWT, never echoing it in an error.
+
+    Args:
+        name (str): which token, for the error message
+        token (str, optional): the token
+
+    Returns:
+        str, optional: the token
+
+    Raises:
+        TypeError: if the token is not a string
+        ValueError: if the token is empty or holds a character that no JWT holds
+    """
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"The {name} must be a string, not {type(token).__name__}")
+    if not token or not _JWT_CHARS.issuperset(token):
+        raise ValueError(
+            f"The {name} is not a JWT: it is empty or holds whitespace, control characters or"
+            " characters outside Base64URL and '.'"
+        )
+    return token
+
+
+def _jwt_expiry(token):
+    """Returns the ``exp`` claim of a JWT in Unix seconds, or ``None`` if it has none.
+
+    The signature is not checked (the server does that); the expiry only spares a request
+    that would be answered with 401.
+    """
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        expiry = claims["exp"]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        return None
+    return expiry
+
+
+def _check_method(method):
+    """Returns the upper-cased HTTP method, refusing anything but an RFC 9110 token."""
+    if not isinstance(method, str):
+        raise TypeError(f"The method must be a string, not {type(method).__name__}")
+    if not method or not _TOKEN_CHARS.issuperset(method):
+        raise ValueError(f"Invalid HTTP method {method!r}: a method is a token such as 'GET'")
+    return method.upper()
+
+
+def _check_header(name, value):
+    """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
+
+    A CR, LF or other control character would let a value start a new header or request
+    (RFC 9110 §5.5), so it is refused here rather than left to ``http.client``, whose checks
+    differ between Python builds. The value is never echoed: it may be a credential.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"A header name must be a string, not {type(name).__name__}")
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        raise ValueError(f"Invalid header name {name!r}")
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    elif not isinstance(value, str):
+        raise TypeError(f"Header {name!r} must be a string or bytes, not {type(value).__name__}")
+    if not _FIELD_CONTROL_CHARS.isdisjoint(value):
+        raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"Header {name!r} holds a character outside Latin-1") from exc
+    return name, value.strip(" \t")
+
+
+def _quote(text, safe=frozenset()):
+    """Percent-encodes the UTF-8 bytes of ``text`` except unreserved characters and ``safe``."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return "".join(
+        chr(byte) if chr(byte) in _UNRESERVED or chr(byte) in safe else _PERCENT_ENCODED[byte]
+        for byte in data
+    )
+
+
+def _requote(path):
+    """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
+
+    Valid ``%XX`` escapes are kept as they are, so a path that is already encoded is sent
+    unchanged, as requests' ``requote_uri`` does.
+    """
+    if _PATH_CHARS.issuperset(path):
+        return path
+    first, *rest = path.split("%")
+    pieces = [_quote(first, _PATH_SAFE)]
+    for piece in rest:
+        if _HEX_DIGITS.issuperset(piece[:2]) and len(piece) >= 2:
+            pieces.append("%" + piece[:2] + _quote(piece[2:], _PATH_SAFE))
+        else:
+            pieces.append("%25" + _quote(piece, _PATH_SAFE))
+    return "".join(pieces)
+
+
+def _form_value(value):
+    """Returns the form-encoded text of a key or value (``+`` for space, as urlencode)."""
+    if not isinstance(value, (str, bytes)):
+        value = str(value)
+    return _quote(value, _FORM_SAFE).replace(" ", "+")
+
+
+def _encode_pairs(pairs):
+    """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``.
+
+    A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
+    ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
+    """
+    items = pairs.items() if hasattr(pairs, "items") else pairs
+    encoded = []
+    for key, value in items:
+        values = (
+            value
+            if hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+            else (value,)
+        )
+        encoded.extend(
+            _form_value(key) + "=" + _form_value(item) for item in values if item is not None
+        )
+    return "&".join(encoded)
+
+
+def _encode_query(params):
+    """Returns the query string for a request's ``params`` (already encoded if a string)."""
+    if isinstance(params, (str, bytes)):
+        text = params.decode("utf-8") if isinstance(params, bytes) else params
+        if not _CONTROL_CHARS.isdisjoint(text):
+            raise ValueError("params holds a control character such as CR, LF or NUL")
+        return _requote(text)
+    try:
+        return _encode_pairs(params)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"params must be a mapping or a sequence of (key, value) pairs, not {params!r}"
+        ) from exc
+
+
+def _encode_body(data, json_body):
+    """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
+
+    ``data`` wins when it is not empty; a mapping or pairs are form-encoded, ``bytes`` are
+    sent as they are and ``str`` as UTF-8. ``json`` is serialised strictly (NaN and
+    Infinity are not JSON, RFC 8259 §6).
+    """
+    if not data and json_body is not None:
+        import json
+
+        try:
+            text = json.dumps(json_body, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"json is not valid JSON: {exc}") from exc
+        return text.encode("utf-8"), "application/json"
+    if not data:
+        return None, None
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), None
+    if isinstance(data, str):
+        return data.encode("utf-8"), None
+    try:
+        return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"data must be bytes, a string, a mapping or a sequence of (key, value) pairs,"
+            f" not {type(data).__name__}"
+        ) from exc
+
+
+def _check_timeout(timeout):
+    """Returns ``(connect, read)`` seconds from a requests-style ``timeout`` (``None``: forever)."""
+    pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
+    for value in pair:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(
+                f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
+                f" not {timeout!r}"
+            )
+    return pair
+
+
+def _netloc(host, port):
+    """Returns ``host:port`` for a URL, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _url(origin, target):
+    """Returns the absolute URL of ``target`` (path and query) at ``origin``."""
+    scheme, host, port = origin
+    return f"{scheme}://{_netloc(host, port)}{target}"
+
+
+def _split_url(url):
+    """Returns ``(origin, target)`` of an absolute http(s) URL; ``origin`` is a tuple
+    ``(scheme, lower-cased host, port)`` with the scheme's default port filled in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http or https URL: {url!r}")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
+    return (scheme, parts.hostname, port), target
+
+
+def _should_strip_auth(old, new):
+    """Returns whether a redirect from origin ``old`` to origin ``new`` must drop credentials.
+
+    Origins are ``(scheme, lower-cased host, port)`` with default ports filled in, so
+    ``https://h/`` and ``https://h:443/`` are one origin. As in requests, an upgrade from
+    ``http`` on port 80 to ``https`` on port 443 of the same host keeps them.
+    """
+    if old == new:
+        return False
+    upgrade = old[0] == "http" and old[2] == 80 and new[0] == "https" and new[2] == 443
+    return not (upgrade and old[1] == new[1])
+
+
+def _redirect_method(status, method):
+    """Returns the method to follow a redirect with, by requests' rules (RFC 9110 §15.4)."""
+    if status in (302, 303) and method != "HEAD":
+        return "GET"
+    if status == 301 and method == "POST":
+        return "GET"
+    return method
+
+
+def _environ_proxies(environ, schemes):
+    """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
+    environment, with the precedence of ``urllib.request.getproxies_environment()``.
+
+    Either case is read and lower case wins, so an empty ``https_proxy`` unsets
+    ``HTTPS_PROXY``; under CGI, ``HTTP_PROXY`` is ignored, as the client may have set it
+    through a ``Proxy:`` header (CVE-2016-1000110, "httpoxy"). Only the variables asked for
+    are looked up: a request does not pay for a scan of the whole environment.
+    """
+    proxies = {}
+    for scheme in schemes:
+        value = environ.get(scheme + "_proxy")
+        if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
+            value = environ.get(scheme.upper() + "_PROXY")
+        if value:
+            proxies[scheme] = value
+    return proxies
+
+
+def _ip_network(text):
+    """Returns the ``ipaddress`` network (a single address is a /32 or /128) of ``text``,
+    or ``None`` if it is not an IP literal or CIDR range."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def _split_host_port(entry):
+    """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""  # a bare IPv6 address or range
+    return host, int(port) if port else None
+
+
+def _bypass_proxy(host, port, no_proxy):
+    """Returns whether a ``NO_PROXY`` value exempts ``host:port`` from the proxy.
+
+    The rules are curl's, the same on every Python version: entries are separated by
+    commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
+    with or without a leading dot, never a mere suffix (``example.com`` does not match
+    ``badexample.com``); an optional ``:port`` must match; an IP literal or CIDR range
+    matches addresses. No DNS look-up is made.
+    """
+    host = host.lower()
+    address = None
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return True
+        try:
+            name, entry_port = _split_host_port(entry)
+        except ValueError:
+            continue  # an unreadable port: the entry matches nothing
+        if not name or entry_port not in (None, port):
+            continue
+        if name[0] in "0123456789:":
+            network = _ip_network(name)
+            address = address or _ip_network(host)
+            if network is not None and address is not None:
+                if address.version == network.version and address.network_address in network:
+                    return True
+                continue
+        name = name[2:] if name.startswith("*.") else name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _proxy_url(origin, proxies):
+    """Returns the URL of the proxy to reach ``origin`` through, or ``None`` to go direct.
+
+    An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
+    ``all://host``, ``all``; a ``None`` or empty value means no proxy); otherwise the
+    environment's proxy for the scheme, unless ``NO_PROXY`` exempts the host.
+    """
+    scheme, host, port = origin
+    if proxies:
+        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
+            if key in proxies:
+                return proxies[key] or None
+    environ = _environ_proxies(os.environ, (scheme, "all"))
+    url = environ.get(scheme) or environ.get("all")
+    if url and _bypass_proxy(host, port, _environ_proxies(os.environ, ("no",)).get("no", "")):
+        return None
+    return url
+
+
+class _Proxy:
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it."""
+
+    def __init__(self, url):
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        scheme = parts.scheme.lower()
+        try:
+            self.host, self.port = parts.hostname, parts.port or 80
+        except ValueError as exc:  # a port that is not a number: show no credentials
+            raise ProxyError(f"Invalid proxy port in a {scheme}:// proxy URL") from exc
+        self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        if scheme != "http":
+            raise ProxyError(
+                f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
+                " to the server is encrypted end to end through them)"
+            )
+        if not self.host:
+            raise ProxyError(f"Invalid proxy URL: no host in {self.display}")
+        self.authorization = None
+        if parts.username is not None:
+            import base64
+
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            try:
+                raw = credentials.encode("latin-1")  # as requests
+            except UnicodeEncodeError:
+                raw = credentials.encode("utf-8")
+            self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+_SSL_CONTEXTS = {}
+
+
+def _ssl_context(verify):
+    """Returns ``(key, context)``: the shared SSL context for a ``verify`` setting.
+
+    ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
+    then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
+    A context is built once per setting: loading a CA bundle costs milliseconds.
+    """
+    source = "verify"
+    if verify is True:
+        for name in _CA_BUNDLE_VARIABLES:
+            if os.environ.get(name):
+                verify, source = os.environ[name], name
+                break
+    context = _SSL_CONTEXTS.get(verify)
+    if context is None:
+        context = _SSL_CONTEXTS.setdefault(verify, _new_ssl_context(verify, source))
+    return verify, context
+
+
+def _new_ssl_context(verify, source):
+    """Builds the SSL context for :func:`_ssl_context`; ``source`` names where a path came from."""
+    import ssl
+
+    try:
+        if verify is True:
+            context = ssl.create_default_context()
+        elif verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif os.path.isdir(verify):
+            context = ssl.create_default_context(capath=verify)
+        elif os.path.isfile(verify):
+            context = ssl.create_default_context(cafile=verify)
+        else:
+            raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
+    except ssl.SSLError as exc:
+        raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
+    # Verify what requests verifies, the chain and the host name: Python 3.13 switched on
+    # VERIFY_X509_STRICT, which refuses CAs that OpenSSL and requests accept, such as
+    # corporate inspection CAs whose basicConstraints is not marked critical.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _json_object(response):
+    """Returns the JSON object in a response's body, or ``{}`` if there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _validation_messages(meta):
+    """Returns the messages of a ``validation-error`` body's ``meta``, in order.
+
+    Each value of ``meta`` is a list of messages or a mapping whose values are lists:
+    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
+    """
+    messages = []
+    for value in meta.values():
+        for group in value.values() if isinstance(value, dict) else (value,):
+            messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
+    return messages
+
+
+def _http_error(response, secrets):
+    """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
+    the messages of a validation error, else the ``detail``, else requests' wording.
+
+    The server's words are repeated, so any of ``secrets`` they hold is masked.
+    """
+    body = _json_object(response)
+    meta = body.get("meta")
+    if response.status_code == 400 and body.get("code") == "validation-error" and meta:
+        message = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
+    elif "detail" in body:
+        message = str(body["detail"])
+    else:
+        message = response._status_message()  # pylint: disable=protected-access
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[token]")
+    return HTTPError(message, response=response)
+
+
+def _settings_path():
+    """Returns the ``.env`` file where the original client's ``xcc config`` saves settings
+    (``appdirs.user_config_dir("xanadu-cloud", "Xanadu")`` + ``.env``)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "Xanadu", "xanadu-cloud", ".env")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Application Support/xanadu-cloud/.env")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(base, "xanadu-cloud", ".env")
+
+
+def _read_dotenv(path):
+    """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
+
+    It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
+    ``"`` or bare, ``export`` prefixes, comments and blank lines.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or line.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def _load_settings():
+    """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
+    environment variables over the same keys in the settings file."""
+    path = _settings_path()
+    saved = _read_dotenv(path)
+    settings = {}
+    for key in _SETTINGS:
+        name = "XANADU_CLOUD_" + key
+        if name in os.environ:
+            value, source = os.environ[name], f"the environment variable {name}"
+        elif name in saved:
+            value, source = saved[name], path
+        else:
+            continue
+        if key == "PORT":
+            try:
+                settings["port"] = int(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
+        elif key == "TLS":
+            if value.lower() not in _TRUE | _FALSE:
+                raise ValueError(f"{name}={value!r} (from {source}) is not true or false")
+            settings["tls"] = value.lower() in _TRUE
+        elif value or key == "HOST":
+            settings[key.lower()] = value
+    return settings
+
+
+class _Headers(MutableMapping):
+    """HTTP header fields: a dict whose keys compare case-insensitively, as requests'
+    ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
+
+    def __init__(self, fields=()):
+        self._fields = {}
+        self.update(fields)
+
+    def __setitem__(self, name, value):
+        self._fields[name.lower()] = (name, value)
+
+    def __getitem__(self, name):
+        return self._fields[name.lower()][1]
+
+    def __delitem__(self, name):
+        del self._fields[name.lower()]
+
+    def __iter__(self):
+        return (name for name, _ in self._fields.values())
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __contains__(self, name):  # faster than Mapping's, which goes through a KeyError
+        return name.lower() in self._fields
+
+    def get(self, name, default=None):
+        """Returns the value of header ``name``, or ``default``."""
+        field = self._fields.get(name.lower())
+        return default if field is None else field[1]
+
+    def __repr__(self):
+        return repr(dict(self.items()))
+
+    def copy(self):
+        """Returns a shallow copy."""
+        headers = _Headers()
+        headers._fields = self._fields.copy()  # pylint: disable=protected-access
+        return headers
+
+
+class _Decoder:
+    """Decodes a ``gzip`` or ``deflate`` body as it arrives (RFC 9110 §8.4.1) and refuses
+    one that stops short, so a truncated download is an error, not a short file."""
+
+    def __init__(self, coding, label):
+        import zlib
+
+        self._coding = coding
+        self._label = label
+        self._started = False
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
+
+    def decompress(self, data):
+        """Returns the decoded bytes of the next piece of the body."""
+        import zlib
+
+        try:
+            try:
+                decoded = self._zlib.decompress(data)
+            except zlib.error:
+                if self._coding == "gzip" or self._started:
+                    raise
+                # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib
+                # format (RFC 1950); accept both, as urllib3 does.
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                decoded = self._zlib.decompress(data)
+        except zlib.error as exc:
+            raise ConnectionError(
+                f"{self._label} failed: corrupt {self._coding} body ({exc})"
+            ) from exc
+        self._started = True
+        return decoded
+
+    def finish(self):
+        """Returns the last decoded bytes; raises if the compressed stream did not end."""
+        if self._started and not self._zlib.eof:
+            raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
+        return self._zlib.flush()
+
+
+# ------------------------------------------------------------------------------ Response
+
+
+class Response:
+    """The server's answer to a request: the members of ``requests.Response`` that code
+    written for the Xanadu Cloud Client uses.
+
+    Attributes:
+        status_code (int): the HTTP status code, such as ``200``
+        reason (str): the reason phrase, such as ``"OK"``
+        headers (MutableMapping[str, str]): the header fields; names are case-insensitive
+        url (str): the URL that answered, after redirects
+    """
+
+    def __init__(self, status_code, reason, headers, url, body, origin):
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+        self.url = url
+        self._body = body
+        self._origin = origin
+        self._content = None
+        self._consumed = False
+
+    def __repr__(self):
+        return f"<Response [{self.status_code}]>"
+
+    def __bool__(self):
+        return self.ok
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def ok(self):
+        """bool: whether the status code is below 400."""
+        return self.status_code < 400
+
+    @property
+    def content(self):
+        """bytes: the whole body, decoded if it was sent with gzip or deflate.
+
+        Raises:
+            ConnectionError: if the connection broke before the end of the body
+            Timeout: if the server stopped sending for longer than the read timeout
+            RuntimeError: if :meth:`iter_content` already consumed the body
+        """
+        if self._content is None:
+            if self._consumed:
+                raise RuntimeError("The content of this response was already consumed")
+            self._consumed = True
+            self._content = b"".join(self._decoded(None))
+        return self._content
+
+    @property
+    def text(self):
+        """str: the body decoded with the charset of ``Content-Type``, else UTF-8."""
+        charset = "utf-8"
+        for parameter in self.headers.get("Content-Type", "").split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset" and value.strip(" \"'"):
+                charset = value.strip(" \"'")
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs):
+        """Returns the body parsed as JSON.
+
+        Args:
+            **kwargs: keyword arguments of ``json.loads()``
+
+        Raises:
+            ValueError: if the body is not JSON
+        """
+        import json
+
+        return json.loads(self.content, **kwargs)
+
+    def raise_for_status(self):
+        """Raises :class:`HTTPError` if the status code is 4XX or 5XX, worded as requests
+        words it: ``"404 Client Error: Not Found for url: ..."``."""
+        if 400 <= self.status_code < 600:
+            raise HTTPError(self._status_message(), response=self)
+
+    def iter_content(self, chunk_size=1):
+        """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
+        was sent with gzip or deflate. With ``stream=True`` the pieces are read from the
+        socket as they are asked for, so memory stays flat for any body size.
+
+        Args:
+            chunk_size (int, optional): bytes read per piece; ``None`` for 64 KiB
+
+        Raises:
+            ConnectionError: (while iterating) if the connection broke before the end
+            Timeout: (while iterating) if the server stopped sending for longer than the
+                read timeout
+            RuntimeError: if the body was already consumed by an earlier iteration
+        """
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
+        size = chunk_size or 65536
+        if self._content is not None:
+            return (self._content[i : i + size] for i in range(0, len(self._content), size))
+        if self._consumed:
+            raise RuntimeError("The content of this response was already consumed")
+        self._consumed = True
+        return self._decoded(size)
+
+    def close(self):
+        """Releases the connection; one not read to the end of its body is closed, not reused."""
+        self._body.close()
+
+    def _decoded(self, size):
+        """Yields the body in pieces read ``size`` bytes at a time (``None``: all at once)."""
+        coding = self.headers.get("Content-Encoding", "").strip().lower()
+        coding = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}.get(coding)
+        decoder = coding and _Decoder(coding, self._body.label)
+        while True:
+            piece = self._body.read(size)
+            if not piece:
+                break
+            if decoder:
+                piece = decoder.decompress(piece)
+            if piece:
+                yield piece
+        if decoder:
+            tail = decoder.finish()
+            if tail:
+                yield tail
+
+    def _discard(self):
+        """Drops the body; a short one is read to its end so that its socket is reused."""
+        if not self._consumed:
+            try:
+                self._body.drain(_DRAIN_LIMIT)
+            except RequestException:
+                pass  # the socket is closed; the response was answered anyway
+        self.close()
+
+    def _status_message(self):
+        """Returns requests' wording of an error status."""
+        kind = "Client" if self.status_code < 500 else "Server"
+        return f"{self.status_code} {kind} Error: {self.reason} for url: {self.url}"
+
+
+# ----------------------------------------------------------------------------- transport
+
+# Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
+# descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
+if hasattr(select, "poll"):
+
+    def _readable(sock):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+else:
+
+    def _readable(sock):
+        return bool(select.select([sock], [], [], 0)[0])
+
+
+def _remaining(deadline):
+    """Returns the seconds left before ``deadline`` (``None``: no limit)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("timed out")
+    return left
+
+
+def _connect(addresses, deadline):
+    """Opens a TCP connection to the first of ``addresses`` (``getaddrinfo()`` entries)
+    that accepts before ``deadline``.
+
+    Unlike ``socket.create_connection``, which gives each address the whole timeout, the
+    one budget covers every address the host resolves to.
+    """
+    error = OSError("the host name resolved to no address")
+    for family, kind, protocol, _, address in addresses:
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        # Headers and body go out in one write; Nagle's algorithm would only delay them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+def _read_head(rfile, label):
+    """Reads a response's status line and header fields (RFC 9112 §4-§5).
+
+    Returns:
+        tuple: ``(version, status, reason, fields)``, ``fields`` a list of pairs
+
+    Raises:
+        _StaleSocket: if the connection ended before the first byte
+        ConnectionError: if the head is not HTTP/1.x, is too large or is cut short
+    """
+    line = rfile.readline(_MAX_LINE + 1)
+    if not line:
+        raise _StaleSocket("the server closed the connection without a response")
+    parts = line.split(None, 2)
+    if (
+        len(line) > _MAX_LINE
+        or len(parts) < 2
+        or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
+        or len(parts[1]) != 3
+        or not parts[1].isdigit()
+    ):
+        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
+    fields = []
+    while True:
+        line = rfile.readline(_MAX_LINE + 1)
+        if line in (b"\r\n", b"\n"):
+            break
+        if not line.endswith(b"\n") or len(fields) == _MAX_HEADERS:
+            raise ConnectionError(f"{label} failed: the response head is cut short or too large")
+        name, colon, value = line.partition(b":")
+        if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
+            fields[-1] = (fields[-1][0], fields[-1][1] + " " + line.strip().decode("latin-1"))
+        elif colon:
+            fields.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+        else:
+            raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
+    reason = parts[2].strip() if len(parts) == 3 else b""
+    try:
+        reason = reason.decode("utf-8")
+    except UnicodeDecodeError:
+        reason = reason.decode("latin-1")
+    return parts[0], int(parts[1]), reason, fields
+
+
+def _framing(method, version, status, headers, label):
+    """Returns ``(length, chunked, keep_alive)`` for a response body (RFC 9112 §6.3).
+
+    ``length`` is the body's size, or ``None`` if it is chunked or ends when the server
+    closes the connection; ``keep_alive`` tells whether the socket may carry another request.
+    """
+    tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return 0, False, keep_alive
+    coding = headers.get("Transfer-Encoding")
+    if coding is not None:
+        chunked = coding.rsplit(",", 1)[-1].strip().lower() == "chunked"
+        # A Content-Length beside Transfer-Encoding is how requests get smuggled
+        # (RFC 9112 §6.1): read this body, but do not trust the socket afterwards.
+        keep_alive = keep_alive and chunked and "Content-Length" not in headers
+        return None, chunked, keep_alive
+    values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
+    if values == {""}:
+        return None, False, False
+    length = values.pop()
+    if values or not length or not _DIGITS.issuperset(length):
+        raise ConnectionError(
+            f"{label} failed: invalid Content-Length {headers['Content-Length']!r}"
+        )
+    return int(length), False, keep_alive
+
+
+class _Body:
+    """Reads one response body as it is framed (RFC 9112 §6-§7), then gives the socket back
+    to the pool, or closes it if the server will not reuse it.
+
+    A body that ends early (the server closed before ``Content-Length`` bytes, or inside a
+    chunk) raises :class:`ConnectionError`: a short body is never passed off as whole.
+    """
+
+    def __init__(self, conn, label, length, chunked, keep_alive):
+        self.label = label
+        self.done = False
+        self._conn = conn
+        self._left = 0 if chunked else length  # of the body, or of the current chunk
+        self._chunked = chunked
+        self._keep_alive = keep_alive
+        if length == 0:
+            self._finish()
+
+    def read(self, amount=None):
+        """Returns the next ``amount`` bytes (all that is left if ``None``); ``b""`` at the end."""
+        if self.done:
+            return b""
+        try:
+            return self._read_chunked(amount) if self._chunked else self._read_plain(amount)
+        except RequestException:
+            self.close()
+            raise
+        except socket.timeout as exc:
+            self.close()
+            raise ReadTimeout(f"{self.label} timed out") from exc
+        except OSError as exc:
+            self.close()
+            raise ConnectionError(f"{self.label} failed while reading the body: {exc}") from exc
+
+    def drain(self, limit):
+        """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
+        while not self.done and limit > 0:
+            limit -= len(self.read(min(limit, 16384)))
+        self.close()
+
+    def close(self):
+        """Closes the socket unless the body was read to its end."""
+        if not self.done:
+            self.done = True
+            self._conn.close()
+
+    def _finish(self):
+        self.done = True
+        if self._keep_alive:
+            _POOL.put(self._conn)
+        else:
+            self._conn.close()
+
+    def _read_plain(self, amount):
+        rfile = self._conn.rfile
+        if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
+            data = rfile.read() if amount is None else rfile.read(amount)
+            if amount is None or not data:
+                self._finish()
+            return data
+        wanted = self._left if amount is None else min(amount, self._left)
+        data = rfile.read(wanted)
+        self._left -= len(data)
+        if len(data) < wanted:
+            raise ConnectionError(
+                f"{self.label} failed: the server closed the connection {self._left} bytes"
+                " before the end of the body"
+            )
+        if not self._left:
+            self._finish()
+        return data
+
+    def _read_chunked(self, amount):
+        rfile = self._conn.rfile
+        pieces = []
+        while amount is None or amount > 0:
+            if not self._left:
+                line = rfile.readline(_MAX_LINE + 1)
+                size = line.split(b";", 1)[0].strip().decode("latin-1")
+                if not line.endswith(b"\n") or not size or not _HEX_DIGITS.issuperset(size):
+                    raise self._broken_chunk()
+                self._left = int(size, 16)
+                if not self._left:
+                    self._skip_trailers(rfile)
+                    self._finish()
+                    break
+            wanted = self._left if amount is None else min(amount, self._left)
+            data = rfile.read(wanted)
+            if len(data) < wanted:
+                raise self._broken_chunk()
+            pieces.append(data)
+            self._left -= wanted
+            if amount is not None:
+                amount -= wanted
+            if not self._left and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
+                raise self._broken_chunk()
+        return b"".join(pieces)
+
+    def _skip_trailers(self, rfile):
+        for _ in range(_MAX_HEADERS + 1):
+            line = rfile.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                return
+            if not line.endswith(b"\n"):
+                break
+        raise self._broken_chunk()
+
+    def _broken_chunk(self):
+        return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
+
+
+class _Conn:
+    """One HTTP/1.1 connection to a server, direct or through a proxy's tunnel. It carries
+    one request at a time and waits in the pool between requests."""
+
+    def __init__(self, key, sock):
+        self.key = key
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+        self.pid = os.getpid()
+
+    @classmethod
+    def open(cls, key, proxy, context, timeouts, label):
+        """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
+        ``context`` is given, all within the connect timeout.
+
+        Raises:
+            ConnectionError: if the host does not resolve or refuses the connection
+            ConnectTimeout: if connecting took longer than the connect timeout
+            ProxyError: if the proxy refused the connection or the tunnel
+            SSLError: if the TLS handshake failed
+        """
+        tls = context is not None
+        (_, host, port), _, _ = key
+        connect_timeout, read_timeout = timeouts
+        deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
+        where = (host, port) if proxy is None else (proxy.host, proxy.port)
+        try:
+            addresses = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            message = f"Failed to resolve hostname '{where[0]}'"
+            if proxy is not None:
+                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {message}") from exc
+            raise ConnectionError(message) from exc
+        try:
+            sock = _connect(addresses, deadline)
+        except socket.timeout as exc:
+            raise ConnectTimeout(f"{label} timed out") from exc
+        except OSError as exc:
+            if proxy is not None:
+                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {exc}") from exc
+            raise ConnectionError(f"{label} failed: {exc}") from exc
+        try:
+            if proxy is not None and tls:
+                _tunnel(sock, host, port, proxy, deadline)
+            if tls:
+                sock = _wrap_tls(sock, host, context, deadline, label)
+            sock.settimeout(read_timeout)
+        except RequestException:
+            sock.close()
+            raise
+        except socket.timeout as exc:
+            sock.close()
+            raise ConnectTimeout(f"{label} timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise ConnectionError(f"{label} failed: {exc}") from exc
+        return cls(key, sock)
+
+    def alive(self):
+        """Returns whether an idle socket can carry another request: a readable idle socket
+        means the server closed it (or sent bytes nobody asked for)."""
+        try:
+            return not _readable(self.sock)
+        except (OSError, ValueError):
+            return False
+
+    def close(self):
+        """Closes the socket."""
+        self.rfile.close()
+        self.sock.close()
+
+
+def _tunnel(sock, host, port, proxy, deadline):
+    """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
+
+    The ``Host`` header goes out on every Python version, and ``Proxy-Authorization`` on
+    the CONNECT only: the server at the end of the tunnel never sees the proxy's password.
+    """
+    authority = _netloc(host, port)
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.settimeout(_remaining(deadline))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+    label = f"CONNECT to {authority} through proxy {proxy.display}"
+    with sock.makefile("rb") as rfile:
+        try:
+            _, status, reason, _ = _read_head(rfile, label)
+        except _StaleSocket as exc:
+            raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
+        except ConnectionError as exc:
+            raise ProxyError(str(exc)) from exc
+    if not 200 <= status < 300:
+        raise ProxyError(
+            f"Proxy {proxy.display} refused the tunnel to {authority}: {status} {reason}"
+        )
+
+
+def _wrap_tls(sock, host, context, deadline, label):
+    """Returns ``sock`` wrapped in TLS for ``host``, its certificate checked by ``context``."""
+    import ssl
+
+    sock.settimeout(_remaining(deadline))
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc}); {_TLS_HINT}") from exc
+
+
+class _Pool:
+    """Idle kept-alive connections, per server and settings, shared by every
+    :class:`Connection` of the process.
+
+    It is thread-safe (a connection is handed to one request at a time), bounded (a few
+    idle sockets per server) and fork-safe: a child process never reuses its parent's
+    sockets, since two processes writing to one TCP stream would interleave requests.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = {}
+        self._pid = os.getpid()
+
+    def get(self, key):
+        """Returns an idle connection for ``key`` that is still open, or ``None``."""
+        if self._pid != os.getpid():
+            self._forget_parent()
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                conn = idle.pop()  # the most recently used: the least likely to be closed
+            if conn.alive():
+                return conn
+            conn.close()
+
+    def put(self, conn):
+        """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
+        if conn.pid == self._pid:
+            with self._lock:
+                idle = self._idle.setdefault(conn.key, [])
+                if len(idle) < _MAX_IDLE_PER_SERVER:
+                    idle.append(conn)
+                    return
+        conn.close()
+
+    def close(self, origin):
+        """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
+        with self._lock:
+            keys = [key for key in self._idle if key[0] == origin]
+            conns = [conn for key in keys for conn in self._idle.pop(key)]
+        for conn in conns:
+            conn.close()
+
+    def _forget_parent(self):
+        # The parent's lock may have been held by another of its threads at the fork.
+        # Closing the inherited sockets here only closes this process's descriptors.
+        inherited, self._idle = self._idle, {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        for conns in inherited.values():
+            for conn in conns:
+                conn.close()
+
+
+_POOL = _Pool()
+
+_PROXIES = {}
+
+
+def _proxy(url):
+    """Returns the parsed :class:`_Proxy` for a proxy URL, parsed once per URL."""
+    proxy = _PROXIES.get(url)
+    if proxy is None:
+        proxy = _PROXIES.setdefault(url, _Proxy(url))
+    return proxy
+
+
+def _serialize(method, origin, target, headers, body, proxy):
+    """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
+    scheme, host, port = origin
+    if proxy is not None and scheme == "http":
+        target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
+    lines = [f"{method} {target} HTTP/1.1"]
+    if "Host" not in headers:
+        authority = _netloc(host, port)
+        lines.append(
+            "Host: "
+            + (authority.rsplit(":", 1)[0] if port == _DEFAULT_PORTS[scheme] else authority)
+        )
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    elif method not in ("GET", "HEAD"):
+        lines.append("Content-Length: 0")
+    if proxy is not None and scheme == "http" and proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _roundtrip(conn, head, body, method, url, label, origin, options):
+    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read.
+
+    Raises:
+        _StaleSocket: if the socket failed before a byte of the response came back
+    """
+    try:
+        try:
+            if body is not None and len(body) <= 65536:
+                conn.sock.sendall(head + body)
+            else:
+                conn.sock.sendall(head)
+                if body is not None:
+                    conn.sock.sendall(body)
+            version, status, reason, fields = _read_head(conn.rfile, label)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+            raise _StaleSocket(str(exc)) from exc
+        while 100 <= status < 200 and status != 101:  # interim responses (RFC 9110 §15.2)
+            version, status, reason, fields = _read_head(conn.rfile, label)
+    except socket.timeout as exc:
+        conn.close()
+        raise ReadTimeout(f"{label} timed out") from exc
+    except RequestException:
+        conn.close()
+        raise
+    except OSError as exc:
+        conn.close()
+        raise ConnectionError(f"{label} failed: {exc}") from exc
+    headers = _Headers()
+    for name, value in fields:
+        headers[name] = headers[name] + ", " + value if name in headers else value
+    try:
+        length, chunked, keep_alive = _framing(method, version, status, headers, label)
+    except RequestException:
+        conn.close()
+        raise
+    body_reader = _Body(conn, label, length, chunked, keep_alive)
+    response = Response(status, reason, headers, url, body_reader, origin)
+    if not options.stream:
+        response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
+    return response
+
+
+def _exchange(method, origin, target, headers, body, options):
+    """Sends one request over a pooled or a new socket and returns its :class:`Response`.
+
+    An idle socket can die between the pool's check and the request; if it fails before a
+    byte of the response, an idempotent request is sent once more on a new socket, but a
+    POST or PATCH is never sent twice (the server may have acted on it).
+    """
+    url = _url(origin, target)
+    label = f"{method} request to '{url}'"
+    proxy_url = _proxy_url(origin, options.proxies)
+    proxy = _proxy(proxy_url) if proxy_url else None
+    verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
+    key = (origin, proxy_url, verify)
+    head = _serialize(method, origin, target, headers, body, proxy)
+    conn = _POOL.get(key)
+    if conn is not None:
+        try:
+            return _roundtrip(conn, head, body, method, url, label, origin, options)
+        except _StaleSocket as exc:
+            conn.close()
+            if method not in _IDEMPOTENT_METHODS:
+                raise ConnectionError(
+                    f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
+                    " not sent twice)"
+                ) from exc
+    conn = _Conn.open(key, proxy, context, options.timeouts, label)
+    try:
+        return _roundtrip(conn, head, body, method, url, label, origin, options)
+    except _StaleSocket as exc:
+        conn.close()
+        raise ConnectionError(f"{label} failed: {exc}") from exc
+
+
+def _send(method, origin, target, headers, body, options):
+    """Sends a request, follows its redirects as requests does, and returns the last
+    :class:`Response`.
+
+    Up to 30 redirects are followed (RFC 9110 §15.4): 302 and 303 turn any method but
+    HEAD into GET, 301 turns POST into GET, and all but 307 and 308 drop the body.
+    Credentials are dropped when a redirect leaves the origin.
+    """
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = _exchange(method, origin, target, headers, body, options)
+        location = response.headers.get("Location")
+        if (
+            not options.allow_redirects
+            or response.status_code not in _REDIRECT_CODES
+            or not location
+        ):
+            return response
+        response._discard()  # pylint: disable=protected-access
+        from urllib.parse import urljoin
+
+        from_url = response.url
+        try:
+            next_origin, target = _split_url(urljoin(from_url, location))
+        except ValueError as exc:
+            raise RequestException(
+                f"Cannot follow the redirect from '{from_url}' to {location!r}: {exc}",
+                response=response,
+            ) from exc
+        if _should_strip_auth(origin, next_origin):
+            headers = headers.copy()
+            for name in _CREDENTIAL_HEADERS + ("Host",):
+                headers.pop(name, None)
+        if response.status_code not in (307, 308):
+            headers = headers.copy()
+            headers.pop("Content-Type", None)
+            body = None
+        method = _redirect_method(response.status_code, method)
+        origin = next_origin
+    raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
+
+
+class _Options:
+    """The settings of one :meth:`Connection.request` call, shared by each of its
+    redirects and by the token refresh it may make; checked before anything is sent."""
+
+    __slots__ = ("timeouts", "verify", "proxies", "stream", "allow_redirects")
+
+    def __init__(self, timeout=10, verify=True, proxies=None, stream=False, allow_redirects=True):
+        self.timeouts = _check_timeout(timeout)
+        if not isinstance(verify, (bool, str)):
+            try:
+                verify = os.fspath(verify)
+            except TypeError as exc:
+                raise TypeError(
+                    f"verify must be True, False or the path of a CA bundle, not {verify!r}"
+                ) from exc
+        if proxies is not None and not hasattr(proxies, "get"):
+            raise TypeError(f"proxies must be a mapping such as {{'https': URL}}, not {proxies!r}")
+        self.verify = verify
+        self.proxies = proxies
+        self.stream = bool(stream)
+        self.allow_redirects = bool(allow_redirects)
+
+
+# ---------------------------------------------------------------------------- Connection
+
+
+def _check_headers(headers, allow_none):
+    """Returns the validated ``(name, value)`` pairs of a headers mapping.
+
+    ``Content-Length`` is left out (it is counted from the body) and ``Transfer-Encoding``
+    refused (the body is never sent in chunks); with ``allow_none``, a ``None`` value
+    removes that header, as in requests.
+    """
+    if headers is None:
+        return []
+    if not hasattr(headers, "items"):
+        raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
+    checked = []
+    for name, value in headers.items():
+        if value is None and allow_none:
+            checked.append((name, None))
+            continue
+        name, value = _check_header(name, value)
+        if name.lower() == "transfer-encoding":
+            raise ValueError("The Transfer-Encoding header is not supported: bodies are sent whole")
+        if name.lower() != "content-length":
+            checked.append((name, value))
+    return checked
+
+
+class Connection:
+    """Represents a connection to the Xanadu Cloud.
+
+    Args:
+        refresh_token (str, optional): JWT refresh token, such as a Xanadu Cloud API key,
+            that is used to fetch access tokens from the Xanadu Cloud
+        access_token (str, optional): JWT access token that is used to authenticate
+            requests to the Xanadu Cloud; missing, invalid, or expired access tokens are
+            replaced using the refresh token
+        host (str): hostname of the Xanadu Cloud server
+        port (int): port of the Xanadu Cloud server
+        tls (bool): whether to use HTTPS for the connection
+        headers (Dict[str, str], optional): HTTP request headers to override
+
+    Raises:
+        ValueError: if both the refresh token and access token are ``None``, if a token
+            holds characters that no JWT holds, or if the host, port or a header is invalid
+        TypeError: if an argument has the wrong type
+
+    **Example:**
+
+    >>> import xcc
+    >>> connection = xcc.Connection(refresh_token="Xanadu Cloud API key goes here")
+    >>> connection.ping()
+    <Response [200]>
+    >>> response = connection.request(method="GET", path="/devices/X8_01")
+    >>> response
+    <Response [200]>
+    >>> response.json()["status"]
+    'online'
+
+    One ``Connection`` may be used by many threads at once. Its sockets are kept alive in a
+    pool shared by every ``Connection`` of the process; :meth:`close` (or a ``with`` block)
+    closes the idle ones of its server.
+    """
+
+    def __init__(
+        self,
+        refresh_token=None,
+        access_token=None,
+        host=_DEFAULT_HOST,
+        port=443,
+        tls=True,
+        headers=None,
+    ):
+        refresh_token = _check_token("refresh token", refresh_token)
+        access_token = _check_token("access token", access_token)
+        if refresh_token is None and access_token is None:
+            raise ValueError(
+                "A refresh token (e.g., Xanadu Cloud API key) or an access token must be"
+                " provided to connect to the Xanadu Cloud."
+            )
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a string, not {type(host).__name__}")
+        if not host or not _HOST_CHARS.issuperset(host) or ":" in host and not _ip_network(host):
+            raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+        if not 0 < port < 65536:
+            raise ValueError(f"Invalid port {port!r}: a port is 1 to 65535")
+        if not isinstance(tls, bool):
+            raise TypeError(f"tls must be True or False, not {tls!r}")
+        checked = _check_headers(headers, allow_none=False)
+
+        self._refresh_token = refresh_token
+        self._host = host
+        self._port = port
+        self._tls = tls
+        self._headers = dict(checked)
+        self._origin = (self.scheme, host.lower(), port)
+        # What every request sends but the access token, in the order of `headers`.
+        self._base_headers = _Headers(
+            [
+                ("Accept-Version", self.api_version),
+                ("User-Agent", self.user_agent),
+                ("Accept-Encoding", "gzip, deflate"),
+                ("Accept", "*/*"),
+            ]
+            + checked
+        )
+        self._refresh_lock = threading.Lock()
+        self._set_access_token(access_token)
+
+    @property
+    def access_token(self):
+        """str: Returns the access token used to authenticate requests to the Xanadu Cloud."""
+        return self._token[0]
+
+    @property
+    def api_version(self):
+        """str: Returns the "Accept-Version" header included in requests to the Xanadu Cloud."""
+        return self._headers.get("Accept-Version", _DEFAULT_API_VERSION)
+
+    @property
+    def headers(self):
+        """Dict[str, str]: Returns the headers included in requests to the Xanadu Cloud."""
+        return {
+            "Accept-Version": self.api_version,
+            "Authorization": f"Bearer {self.access_token}",
+            "User-Agent": self.user_agent,
+            **self._headers,
+        }
+
+    @property
+    def host(self):
+        """str: Returns the host of the URL used to send requests to the Xanadu Cloud."""
+        return self._host
+
+    @property
+    def port(self):
+        """int: Returns the port of the URL used to send requests to the Xanadu Cloud."""
+        return self._port
+
+    @property
+    def refresh_token(self):
+        """str: Returns the refresh token used to fetch access tokens."""
+        return self._refresh_token
+
+    @property
+    def scheme(self):
+        """str: Returns the scheme of the URL used to send requests to the Xanadu Cloud."""
+        return "https" if self._tls else "http"
+
+    @property
+    def tls(self):
+        """bool: Returns whether HTTPS is used for the connection to the Xanadu Cloud."""
+        return self._tls
+
+    @property
+    def user_agent(self):
+        """str: Returns the "User-Agent" header included in requests to the Xanadu Cloud."""
+        return self._headers.get("User-Agent", f"XCC/{__version__} (API)")
+
+    def ping(self):
+        """Pings the Xanadu Cloud.
+
+        Returns:
+            Response: HTTP response of the ping HTTP request
+
+        Raises:
+            RequestException: if there was an issue sending the ping request to the Xanadu
+                Cloud or the status code of the HTTP response indicates that an error
+                occurred (i.e., 4XX or 5XX)
+        """
+        return self.request("GET", "/healthz")
+
+    def request(
+        self,
+        method,
+        path,
+        *,
+        headers=None,
+        params=None,
+        data=None,
+        json=None,
+        timeout=10,
+        stream=False,
+        allow_redirects=True,
+        verify=True,
+        proxies=None,
+    ):
+        """Sends an HTTP request to the Xanadu Cloud.
+
+        The keyword arguments mean what they mean to ``requests.request()``. Everything is
+        checked before a byte is sent.
+
+        Args:
+            method (str): HTTP request method, such as ``"GET"``
+            path (str): HTTP request path, such as ``"/jobs"``; it cannot change the host
+            headers (Mapping[str, str], optional): headers merged case-insensitively over
+                :attr:`headers`; a ``None`` value removes a header
+            params (Mapping or Sequence[Tuple], optional): query parameters; a ``None``
+                value is left out and a list value repeats the key
+            data (bytes, str, Mapping or Sequence[Tuple], optional): the body; a mapping or
+                pairs are form-encoded
+            json (object, optional): a body serialised as JSON (without NaN or Infinity)
+            timeout (float or Tuple[float, float], optional): seconds to wait for the
+                server, or a ``(connect, read)`` pair; ``None`` waits forever
+            stream (bool): whether to leave the body unread until :meth:`Response.iter_content`
+                or :attr:`Response.content` is used
+            allow_redirects (bool): whether to follow redirects (up to 30)
+            verify (bool or str): whether to verify the server's TLS certificate, or the
+                path of a CA bundle file or directory to verify it with
+            proxies (Mapping[str, str], optional): proxy URLs by scheme, such as
+                ``{"https": "http://proxy:3128"}``; by default the ``*_PROXY`` variables
+
+        Returns:
+            Response: HTTP response to the HTTP request
+
+        Raises:
+            RequestException: if there was an issue sending the HTTP request or the status
+                code of the HTTP response indicates that an error occurred (i.e., 4XX or
+                5XX); see :class:`HTTPError`, :class:`ConnectionError`, :class:`Timeout`
+            ValueError: if an argument is invalid (nothing is sent)
+            TypeError: if an argument has the wrong type (nothing is sent)
+
+        .. note::
+
+            A second HTTP request will be made to the Xanadu Cloud if the HTTP response to
+            the first request has a 401 status code. The second request will be identical
+            to the first one except that a fresh access token will be used.
+        """
+        method = _check_method(method)
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a string, not {type(path).__name__}")
+        if not _CONTROL_CHARS.isdisjoint(path):
+            raise ValueError(f"The path {path!r} holds a control character such as CR, LF or NUL")
+        target = "/" + _requote(path.partition("#")[0].lstrip("/"))
+        query = _encode_query(params) if params else ""
+        if query:
+            target += (
+                query if target.endswith(("?", "&")) else ("&" if "?" in target else "?") + query
+            )
+        extra = _check_headers(headers, allow_none=True)
+        body, content_type = _encode_body(data, json)
+        options = _Options(timeout, verify, proxies, stream, allow_redirects)
+
+        token, expiry = self._token
+        if self._refresh_token is not None and (
+            token is None or expiry is not None and time.time() >= expiry
+        ):
+            token = self._refresh(token, options)
+        response = self._send(method, target, extra, body, content_type, token, options)
+        if response.status_code == 401 and self._refresh_token and response._origin == self._origin:
+            response._discard()  # pylint: disable=protected-access
+            token = self._refresh(token, options)
+            response = self._send(method, target, extra, body, content_type, token, options)
+        if response.status_code >= 400:
+            raise _http_error(response, (self._refresh_token, token))
+        return response
+
+    def update_access_token(self):
+        """Updates the access token of a connection using its refresh token.
+
+        Raises:
+            RequestException: if there was an issue sending the HTTP request for the access
+                token or the status code of the HTTP response indicates that an error
+                occurred (i.e., 4XX or 5XX)
+            ValueError: if the connection has no refresh token (nothing is sent), or the
+                Xanadu Cloud returned an invalid access token response
+        """
+        with self._refresh_lock:
+            self._update_access_token(_Options())
+
+    def url(self, path=""):
+        """Returns the URL to a Xanadu Cloud endpoint.
+
+        Args:
+            path (str): path component of the URL
+
+        Returns:
+            str: URL containing a scheme, host, port, the provided path
+        """
+        return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
+
+    @classmethod
+    def load(cls, **overrides):
+        """Returns a connection with the settings that the original client's ``xcc config``
+        saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
+        ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
+        variables, over the same keys in its ``.env`` file (``~/.config/xanadu-cloud/.env``
+        on Linux; ``~/Library/Application Support/xanadu-cloud/.env`` on macOS;
+        ``%LOCALAPPDATA%\\Xanadu\\xanadu-cloud\\.env`` on Windows).
+
+        Args:
+            **overrides: arguments of :class:`Connection` that win over the settings
+
+        Returns:
+            Connection: the connection
+
+        Raises:
+            ValueError: if a setting is invalid; the message names the variable or file
+        """
+        settings = _load_settings()
+        settings.update(overrides)
+        return cls(**settings)
+
+    def close(self):
+        """Closes the idle sockets to this connection's server. The connection stays usable."""
+        _POOL.close(self._origin)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        tokens = ", ".join(
+            f"{name}={'<set>' if value else None}"
+            for name, value in (
+                ("refresh_token", self._refresh_token),
+                ("access_token", self.access_token),
+            )
+        )
+        return f"<{type(self).__name__}: {tokens}, url={self.url()}>"
+
+    def _send(self, method, target, extra, body, content_type, token, options):
+        """Sends a request with ``token`` and the per-request headers ``extra``."""
+        headers = self._base_headers.copy()
+        if "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        for name, value in extra:
+            if value is None:
+                headers.pop(name, None)
+            else:
+                headers[name] = value
+        if content_type and "Content-Type" not in headers:
+            headers["Content-Type"] = content_type
+        return _send(method, self._origin, target, headers, body, options)
+
+    def _refresh(self, stale, options):
+        """Replaces the access token ``stale`` and returns the new one. Threads that saw the
+        same stale token wait for one refresh instead of each making their own."""
+        with self._refresh_lock:
+            if self._token[0] == stale:
+                self._update_access_token(options)
+            return self._token[0]
+
+    def _update_access_token(self, options):
+        """Fetches a new access token; the caller holds ``_refresh_lock``."""
+        if self._refresh_token is None:
+            raise ValueError(
+                "This connection has no refresh token (e.g., Xanadu Cloud API key) to update"
+                " its access token with"
+            )
+        body = _encode_pairs(
+            [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", self._refresh_token),
+                ("client_id", "public"),
+            ]
+        ).encode("ascii")
+        headers = _Headers(
+            [
+                ("User-Agent", self.user_agent),
+                ("Accept-Encoding", "gzip, deflate"),
+                ("Accept", "*/*"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ]
+        )
+        # The refresh token never follows a redirect: it is the key to the account.
+        options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
+        response = _send("POST", self._origin, _TOKEN_PATH, headers, body, options)
+        if response.status_code == 400 and _json_object(response).get("error") == "invalid_grant":
+            raise HTTPError(
+                "Refresh token (e.g., Xanadu Cloud API key) is invalid", response=response
+            )
+        response.raise_for_status()
+        try:
+            token = _check_token("access token", response.json()["access_token"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
+        self._set_access_token(token)
+
+    def _set_access_token(self, token):
+        # One tuple, so that a thread never sees a new token with the old expiry.
+        self._token = (token, token and _jwt_expiry(token))
+
+
+# -------------------------------------------------------------------------- command line
+
+
+def main(argv=None):
+    """Runs the command line: ``ping`` or ``request METHOD PATH``; returns the exit status.
+
+    Args:
+        argv (List[str], optional): the arguments, ``sys.argv[1:]`` by default
+
+    Returns:
+        int: 0 on success, 1 on an error, 2 on a usage error
+    """
+    import argparse
+    import json
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    parser = Parser(
+        prog="xcc.py",
+        description="Talk to the Xanadu Cloud with the settings that `xcc config` saved"
+        " (XANADU_CLOUD_* environment variables over ~/.config/xanadu-cloud/.env).",
+    )
+    parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
+    parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
+    parser.add_argument("--port", type=int, help="the Xanadu Cloud port")
+    parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds to wait (default 10)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    commands.add_parser("ping", help="check the connection to the Xanadu Cloud")
+    request = commands.add_parser("request", help="send a request and print the response body")
+    request.add_argument("method", help="HTTP method, such as GET")
+    request.add_argument("path", help="request path, such as /devices")
+    request.add_argument("--json", metavar="BODY", help="JSON request body")
+    request.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    args = parser.parse_args(argv)
+
+    overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
+    if args.no_tls:
+        overrides["tls"] = False
+    try:
+        with Connection.load(**overrides) as connection:
+            if args.command == "ping":
+                connection.request("GET", "/healthz", timeout=args.timeout)
+                print("Successfully connected to the Xanadu Cloud.")
+                return 0
+            kwargs = {"timeout": args.timeout, "params": [], "headers": {}}
+            for param in args.param:
+                key, sep, value = param.partition("=")
+                if not sep:
+                    parser.error(f"--param {param!r} is not KEY=VALUE")
+                kwargs["params"].append((key, value))
+            for header in args.header:
+                name, sep, value = header.partition(":")
+                if not sep:
+                    parser.error(f"--header {header!r} is not NAME:VALUE")
+                kwargs["headers"][name.strip()] = value.strip()
+            if args.json is not None:
+                try:
+                    kwargs["json"] = json.loads(args.json)
+                except ValueError as exc:
+                    parser.error(f"--json is not valid JSON: {exc}")
+            response = connection.request(args.method, args.path, **kwargs)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # pylint: disable=broad-except
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(response.json(), indent=4))
+    except ValueError:
+        sys.stdout.buffer.write(response.content)
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
