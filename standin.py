@@ -1,0 +1,389 @@
+"""A loopback stand-in for the Xanadu Cloud, for tests, the demo and the benchmark.
+
+``StandIn`` serves, on 127.0.0.1 and an ephemeral port, the few endpoints that
+``xcc.Connection`` and its real callers use: the token endpoint, ``/healthz``,
+``/devices`` and ``/jobs`` (create, list, get, cancel, result). It records every
+request it receives, so a test can check what reached the server and on which TCP
+connection. Standard library only, CPython 3.6 to 3.13; ``xcc.py`` never imports it.
+
+    with StandIn() as cloud:
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host=cloud.host,
+                                    port=cloud.port, tls=False)
+        connection.ping()
+        print([(r.method, r.path, r.status) for r in cloud.requests])
+"""
+
+import base64
+import http.server
+import json
+import os
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["REFRESH_TOKEN", "Recorded", "StandIn", "make_jwt", "result_bytes"]
+
+TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _segment(obj):
+    return _b64url(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+
+
+def make_jwt(exp, sub="user"):
+    """Returns an unverifiable JWT ``header.payload.signature`` whose payload has ``exp``."""
+    header = _segment({"alg": "HS256", "typ": "JWT"})
+    payload = _segment({"sub": sub, "exp": int(exp), "iat": int(time.time())})
+    return "{}.{}.{}".format(header, payload, _b64url(os.urandom(32)))
+
+
+# A refresh token (an "API key") shaped like the offline tokens the real server issues.
+REFRESH_TOKEN = "{}.{}.{}".format(
+    _segment({"alg": "HS256", "typ": "JWT"}),
+    _segment({"sub": "user", "typ": "Offline", "jti": "standin-refresh-token"}),
+    _b64url(b"standin refresh token signature!"),
+)
+
+# The record of the API documentation's example, keys in its order (dicts keep insertion order).
+_UPTIME = ["15:00:00+00:00", "22:59:59+00:00"]
+X8_01 = {
+    "expected_uptime": {
+        day: list(_UPTIME) for day in ("monday", "tuesday", "thursday", "wednesday")
+    },
+    "created_at": "2021-01-27T15:15:25.801308Z",
+    "target": "X8_01",
+    "status": "online",
+}
+DEVICES = {"X8_01": X8_01}
+
+_PERIOD = 251  # a prime, so a result chunk that lands at the wrong offset does not match
+_BLOCK = bytes(range(_PERIOD)) * 261  # 65511 bytes, a whole number of periods
+
+
+def result_bytes(size):
+    """Returns the first ``size`` bytes of the body that ``GET /jobs/<id>/result`` serves."""
+    return (_BLOCK * (size // len(_BLOCK) + 1))[:size]
+
+
+class Recorded:
+    """One request as the stand-in received it; ``status`` is the status it was answered."""
+
+    def __init__(self, method, path, query, headers, body, connection):
+        self.method = method
+        self.path = path  # the raw path, without the query and not percent-decoded
+        self.query = query  # name -> list of values
+        self.headers = headers  # lower-cased name -> value
+        self.body = body
+        self.connection = connection  # id of the TCP connection (1, 2, ...)
+        self.status = None
+
+    def __repr__(self):
+        return "<Recorded {} {} conn={} status={}>".format(
+            self.method, self.path, self.connection, self.status
+        )
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # Clients that hang up or fail a TLS handshake are part of the tests; stay quiet
+        # about those, but not about a bug in the stand-in itself.
+        if not isinstance(sys.exc_info()[1], OSError):
+            http.server.HTTPServer.handle_error(self, request, client_address)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "StandIn/1.0"
+
+    def setup(self):
+        self.standin = self.server.standin
+        self.record = None
+        self.conn_id = self.standin._track(self.request, threading.current_thread())
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        http.server.BaseHTTPRequestHandler.setup(self)
+
+    def finish(self):
+        try:
+            http.server.BaseHTTPRequestHandler.finish(self)
+        finally:
+            self.standin._untrack(self.request)
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        pass
+
+    def send_response(self, code, message=None):
+        if getattr(self, "record", None) is not None and self.record.status is None:
+            self.record.status = code
+        http.server.BaseHTTPRequestHandler.send_response(self, code, message)
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _send(self, status, body=b"", content_type="application/json"):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _dispatch(self):
+        split = urlsplit(self.path)
+        headers = dict((name.lower(), value) for name, value in self.headers.items())
+        self.record = Recorded(
+            self.command,
+            split.path,
+            parse_qs(split.query, keep_blank_values=True),
+            headers,
+            self._read_body(),
+            self.conn_id,
+        )
+        if self.standin._record(self.record):  # hang up without an answer
+            self.close_connection = True
+            return
+        if self.standin.delay:
+            self.standin._stopping.wait(self.standin.delay)
+        if split.path == TOKEN_PATH and self.command == "POST":
+            return self._token(self.record)
+        auth = headers.get("authorization", "")
+        if not (auth.startswith("Bearer ") and self.standin._valid(auth[len("Bearer ") :])):
+            return self._send(401, {"detail": "Invalid or expired access token."})
+        status, body = self.standin._route(self.command, split.path, self.record)
+        if body is None:  # a job result, streamed in blocks
+            return self._send_result()
+        self._send(status, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+    def _token(self, record):
+        form = parse_qs(record.body.decode("utf-8", "replace"), keep_blank_values=True)
+        if (
+            form.get("grant_type") == ["refresh_token"]
+            and form.get("client_id") == ["public"]
+            and form.get("refresh_token") == [REFRESH_TOKEN]
+        ):
+            return self._send(200, {"access_token": self.standin._issue()})
+        self._send(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+
+    def _send_result(self):
+        size = self.standin.result_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        view = memoryview(_BLOCK)
+        while size > 0:
+            piece = view[: min(size, len(_BLOCK))]
+            self.wfile.write(piece)
+            size -= len(piece)
+
+
+def _validation_error(field, message):
+    return 400, {
+        "code": "validation-error",
+        "detail": "Invalid request",
+        "meta": {field: [message]},
+    }
+
+
+class StandIn:
+    """A loopback Xanadu Cloud: ``with StandIn() as cloud:`` serves on ``cloud.url``.
+
+    ``tls`` is an optional ``(certfile, keyfile)`` pair, to serve HTTPS instead of HTTP.
+    """
+
+    def __init__(self, tls=None):
+        self.host = "127.0.0.1"
+        self.port = None
+        self.url = None
+        self.tls = tls
+        self.requests = []
+        self.connections = 0
+        self.tokens_issued = 0
+        self.result_size = 1 << 20
+        self.hang_up = 0  # how many of the next requests get no answer: the socket is closed
+        self.delay = 0  # seconds to wait before answering each request (to test timeouts)
+        self.jobs = {}  # id -> job, in creation order
+        self._lock = threading.Lock()
+        self._tokens = set()
+        self._sockets = {}  # client socket -> handler thread
+        self._server = None
+        self._thread = None
+        self._stopping = threading.Event()
+
+    def __enter__(self):
+        server = _Server((self.host, 0), _Handler)
+        server.standin = self
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            plain_get_request = server.get_request
+
+            def get_request():
+                # The handshake runs in the handler's thread, not in the accepting one.
+                sock, address = plain_get_request()
+                sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, address
+
+            server.get_request = get_request
+        self._server = server
+        self.port = server.server_address[1]
+        self.url = "{}://{}:{}".format("https" if self.tls else "http", self.host, self.port)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        threads = self.close_connections()
+        deadline = time.time() + 5
+        for thread in threads:
+            thread.join(max(0, deadline - time.time()))
+
+    def revoke_tokens(self):
+        """Makes every access token issued so far invalid: the next use of one gets 401."""
+        with self._lock:
+            self._tokens.clear()
+
+    def close_connections(self):
+        """Closes every open client connection, as a server closes idle keep-alive sockets."""
+        with self._lock:
+            sockets = list(self._sockets.items())
+        for sock, _ in sockets:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return [thread for _, thread in sockets]
+
+    # -- used by the handler -------------------------------------------------------------
+
+    def _track(self, sock, thread):
+        with self._lock:
+            self.connections += 1
+            self._sockets[sock] = thread
+            return self.connections
+
+    def _untrack(self, sock):
+        with self._lock:
+            self._sockets.pop(sock, None)
+
+    def _record(self, record):
+        with self._lock:
+            self.requests.append(record)
+            hang_up, self.hang_up = self.hang_up > 0, max(self.hang_up - 1, 0)
+            return hang_up
+
+    def _issue(self):
+        token = make_jwt(time.time() + 3600)
+        with self._lock:
+            self._tokens.add(token)
+            self.tokens_issued += 1
+        return token
+
+    def _valid(self, token):
+        with self._lock:
+            return token in self._tokens
+
+    def _route(self, method, path, record):
+        """Returns ``(status, JSON body)``, or ``(200, None)`` for a job result."""
+        parts = path.strip("/").split("/")
+        if method in ("GET", "HEAD") and path == "/healthz":
+            return 200, {}
+        if method in ("GET", "HEAD") and parts[0] == "devices" and len(parts) <= 2:
+            if len(parts) == 1:
+                data = list(DEVICES.values())
+                return 200, {"data": data, "meta": {"count": len(data)}}
+            if parts[1] in DEVICES:
+                return 200, DEVICES[parts[1]]
+            return 404, {"detail": "Device not found."}
+        if parts[0] != "jobs" or len(parts) > 3 or (len(parts) == 3 and parts[2] != "result"):
+            return 404, {"detail": "Not found."}
+        if len(parts) == 1 and method == "POST":
+            return self._create_job(record.body)
+        if len(parts) == 1 and method in ("GET", "HEAD"):
+            return self._list_jobs(record.query)
+        if len(parts) == 3 and method in ("GET", "HEAD"):
+            return 200, None
+        with self._lock:
+            job = self.jobs.get(parts[1]) if len(parts) == 2 else None
+            if job is not None and method in ("GET", "HEAD"):
+                return 200, dict(job)
+            if job is not None and method == "PATCH":
+                try:
+                    status = json.loads(record.body.decode("utf-8")).get("status")
+                except (ValueError, AttributeError):
+                    status = None
+                if status != "cancelled":
+                    return _validation_error("status", "Must be one of: cancelled.")
+                job["status"] = "cancelled"
+                return 200, dict(job)
+        return 404, {"detail": "Job not found." if len(parts) == 2 else "Not found."}
+
+    def _create_job(self, body):
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return _validation_error("_schema", "Invalid input type.")
+        if "circuit" not in payload:
+            return _validation_error("circuit", "Missing data for required field.")
+        job = {
+            "id": str(uuid.uuid4()),
+            "status": "open",
+            "name": payload.get("name"),
+            "target": payload.get("target"),
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "language": payload.get("language"),
+        }
+        with self._lock:
+            self.jobs[job["id"]] = job
+        return 201, dict(job)
+
+    def _list_jobs(self, query):
+        try:
+            size = int(query.get("size", ["5"])[-1])
+        except ValueError:
+            return _validation_error("size", "Not a valid integer.")
+        ids = set(query.get("id", []))
+        statuses = set(query.get("status", []))
+        with self._lock:
+            jobs = [
+                dict(job)
+                for job in self.jobs.values()
+                if (not ids or job["id"] in ids) and (not statuses or job["status"] in statuses)
+            ]
+        return 200, {"data": jobs[: max(size, 0)], "meta": {"count": len(jobs)}}
