@@ -62,6 +62,7 @@ def json_reply(status, obj, headers=()):
 class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64  # socketserver's 5 makes a burst of clients wait for SYN resends
 
     def handle_error(self, request, client_address):
         pass  # a client that hung up or refused our certificate is part of the test
@@ -85,6 +86,7 @@ class ScriptedServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # head and body go out in two writes
 
             def log_message(self, *args):
                 pass
@@ -372,7 +374,7 @@ def _relay(one, other):
                 if not data:
                     return
                 (other if sock is one else one).sendall(data)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: select() on a socket the test just closed
         return
     finally:
         _shut(other)

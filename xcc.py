@@ -453,7 +453,7 @@ def _bypass_proxy(host, port, no_proxy):
             continue  # an unreadable port: the entry matches nothing
         if not name or entry_port not in (None, port):
             continue
-        if name[0] in "0123456789:":
+        if ":" in name or name[0] in "0123456789":
             network = _ip_network(name)
             address = address or _ip_network(host)
             if network is not None and address is not None:
@@ -664,6 +664,8 @@ def _load_settings():
         if key == "PORT":
             try:
                 settings["port"] = int(value)
+                if not 0 < settings["port"] < 65536:
+                    raise ValueError(value)
             except ValueError as exc:
                 raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
         elif key == "TLS":
@@ -1401,9 +1403,10 @@ def _exchange(method, origin, target, headers, body, options):
     key = (origin, proxy_url, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
     conn = _POOL.get(key)
+    response = None
     if conn is not None:
         try:
-            return _roundtrip(conn, head, body, method, url, label, origin, options)
+            response = _roundtrip(conn, head, body, method, url, label, origin, options)
         except _StaleSocket as exc:
             conn.close()
             if method not in _IDEMPOTENT_METHODS:
@@ -1411,12 +1414,19 @@ def _exchange(method, origin, target, headers, body, options):
                     f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
                     " not sent twice)"
                 ) from exc
-    conn = _Conn.open(key, proxy, context, options.timeouts, label)
-    try:
-        return _roundtrip(conn, head, body, method, url, label, origin, options)
-    except _StaleSocket as exc:
-        conn.close()
-        raise ConnectionError(f"{label} failed: {exc}") from exc
+    if response is None:
+        conn = _Conn.open(key, proxy, context, options.timeouts, label)
+        try:
+            response = _roundtrip(conn, head, body, method, url, label, origin, options)
+        except _StaleSocket as exc:
+            conn.close()
+            raise ConnectionError(f"{label} failed: {exc}") from exc
+    if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
+        response._discard()  # pylint: disable=protected-access
+        raise ProxyError(
+            f"Proxy {proxy.display} refused {label}: 407 {response.reason}", response=response
+        )
+    return response
 
 
 def _send(method, origin, target, headers, body, options):
@@ -1910,31 +1920,33 @@ def main(argv=None):
     request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     args = parser.parse_args(argv)
 
+    kwargs = {"timeout": args.timeout}
+    if args.command == "request":
+        kwargs.update(params=[], headers={})
+        for param in args.param:
+            key, sep, value = param.partition("=")
+            if not sep:
+                parser.error(f"--param {param!r} is not KEY=VALUE")
+            kwargs["params"].append((key, value))
+        for header in args.header:
+            name, sep, value = header.partition(":")
+            if not sep:
+                parser.error(f"--header {header!r} is not NAME:VALUE")
+            kwargs["headers"][name.strip()] = value.strip()
+        if args.json is not None:
+            try:
+                kwargs["json"] = json.loads(args.json)
+            except ValueError as exc:
+                parser.error(f"--json is not valid JSON: {exc}")
     overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
     if args.no_tls:
         overrides["tls"] = False
     try:
         with Connection.load(**overrides) as connection:
             if args.command == "ping":
-                connection.request("GET", "/healthz", timeout=args.timeout)
+                connection.request("GET", "/healthz", **kwargs)
                 print("Successfully connected to the Xanadu Cloud.")
                 return 0
-            kwargs = {"timeout": args.timeout, "params": [], "headers": {}}
-            for param in args.param:
-                key, sep, value = param.partition("=")
-                if not sep:
-                    parser.error(f"--param {param!r} is not KEY=VALUE")
-                kwargs["params"].append((key, value))
-            for header in args.header:
-                name, sep, value = header.partition(":")
-                if not sep:
-                    parser.error(f"--header {header!r} is not NAME:VALUE")
-                kwargs["headers"][name.strip()] = value.strip()
-            if args.json is not None:
-                try:
-                    kwargs["json"] = json.loads(args.json)
-                except ValueError as exc:
-                    parser.error(f"--json is not valid JSON: {exc}")
             response = connection.request(args.method, args.path, **kwargs)
     except KeyboardInterrupt:
         return 130
