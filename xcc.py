@@ -1,4 +1,4 @@
-"""The Xanadu Cloud Client's ``Connection`` in one file of standard-library Python.
+"""The Xanadu Cloud Client's Connection in one file of standard-library Python.
 
 ``xcc.py`` gives a script the ``xcc.Connection`` of the Xanadu Cloud Client without
 ``requests``, ``urllib3``, ``certifi`` or any other package: it needs nothing but the
@@ -56,6 +56,8 @@ _DEFAULT_HOST = "platform.strawberryfields.ai"
 _DEFAULT_API_VERSION = "0.4.0"
 _TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Sent with every request, the token request too; the module decodes these encodings.
+_TRANSPORT_HEADERS = [("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*")]
 
 _MAX_REDIRECTS = 30  # as requests
 _REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
@@ -478,9 +480,9 @@ def _proxy_url(origin, proxies):
         for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
             if key in proxies:
                 return proxies[key] or None
-    environ = _environ_proxies(os.environ, (scheme, "all"))
+    environ = _environ_proxies(os.environ, (scheme, "all", "no"))
     url = environ.get(scheme) or environ.get("all")
-    if url and _bypass_proxy(host, port, _environ_proxies(os.environ, ("no",)).get("no", "")):
+    if url and _bypass_proxy(host, port, environ.get("no", "")):
         return None
     return url
 
@@ -1595,9 +1597,8 @@ class Connection:
             [
                 ("Accept-Version", self.api_version),
                 ("User-Agent", self.user_agent),
-                ("Accept-Encoding", "gzip, deflate"),
-                ("Accept", "*/*"),
             ]
+            + _TRANSPORT_HEADERS
             + checked
         )
         self._refresh_lock = threading.Lock()
@@ -1854,12 +1855,9 @@ class Connection:
             ]
         ).encode("ascii")
         headers = _Headers(
-            [
-                ("User-Agent", self.user_agent),
-                ("Accept-Encoding", "gzip, deflate"),
-                ("Accept", "*/*"),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ]
+            [("User-Agent", self.user_agent)]
+            + _TRANSPORT_HEADERS
+            + [("Content-Type", "application/x-www-form-urlencoded")]
         )
         # The refresh token never follows a redirect: it is the key to the account.
         options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
