@@ -36,9 +36,9 @@ from collections.abc import MutableMapping
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConnectTimeout",
     "Connection",
     "ConnectionError",
-    "ConnectTimeout",
     "HTTPError",
     "ProxyError",
     "ReadTimeout",
@@ -70,6 +70,7 @@ _MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_max
 _MAX_LINE = 65536  # longest status or header line accepted, as http.client
 _MAX_HEADERS = 100  # most header fields accepted, as http.client
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
+_MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _TLS_HINT = (
@@ -96,7 +97,7 @@ _UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
 _PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
 _PATH_CHARS = _UNRESERVED | _PATH_SAFE
 _FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
-_PERCENT_ENCODED = ["%{:02X}".format(byte) for byte in range(256)]
+_PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
 
 # ---------------------------------------------------------------------------- exceptions
 
@@ -118,7 +119,7 @@ class HTTPError(RequestException):
     """The server answered with a 4XX or 5XX status code."""
 
 
-class ConnectionError(RequestException):  # pylint: disable=redefined-builtin
+class ConnectionError(RequestException):  # shadows the builtin here, as in requests
     """The server could not be reached, or the connection broke before a whole response."""
 
 
@@ -366,8 +367,9 @@ def _split_url(url):
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http or https URL: {url!r}")
     port = parts.port or _DEFAULT_PORTS[scheme]
+    host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
     target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
-    return (scheme, parts.hostname, port), target
+    return (scheme, host, port), target
 
 
 def _should_strip_auth(old, new):
@@ -493,12 +495,12 @@ class _Proxy:
     def __init__(self, url):
         from urllib.parse import unquote, urlsplit
 
-        parts = urlsplit(url if "://" in url else "http://" + url)
-        scheme = parts.scheme.lower()
         try:
+            parts = urlsplit(url if "://" in url else "http://" + url)
+            scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
-        except ValueError as exc:  # a port that is not a number: show no credentials
-            raise ProxyError(f"Invalid proxy port in a {scheme}:// proxy URL") from exc
+        except ValueError as exc:  # say no more: the URL may hold a password
+            raise ProxyError("Invalid proxy URL: its host or port cannot be read") from exc
         self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
         if scheme != "http":
             raise ProxyError(
@@ -558,12 +560,17 @@ def _new_ssl_context(verify, source):
             context = ssl.create_default_context(cafile=verify)
         else:
             raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
-    except ssl.SSLError as exc:
+    except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
         raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
     # Verify what requests verifies, the chain and the host name: Python 3.13 switched on
     # VERIFY_X509_STRICT, which refuses CAs that OpenSSL and requests accept, such as
     # corporate inspection CAs whose basicConstraints is not marked critical.
     context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    # Version shim: with OpenSSL 3, a server that closes without close_notify makes Python
+    # 3.6 and 3.7 raise an SSLError where 3.8+ see the end of the stream (bpo-43794); treat
+    # it as the end everywhere. The framing checks still catch a body cut short.
+    if ssl.OPENSSL_VERSION_INFO >= (3,):
+        context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7)
     return context
 
 
@@ -602,7 +609,7 @@ def _http_error(response, secrets):
     elif "detail" in body:
         message = str(body["detail"])
     else:
-        message = response._status_message()  # pylint: disable=protected-access
+        message = response._status_message()
     for secret in secrets:
         if secret:
             message = message.replace(secret, "[token]")
@@ -716,7 +723,7 @@ class _Headers(MutableMapping):
     def copy(self):
         """Returns a shallow copy."""
         headers = _Headers()
-        headers._fields = self._fields.copy()  # pylint: disable=protected-access
+        headers._fields = self._fields.copy()
         return headers
 
 
@@ -727,37 +734,39 @@ class _Decoder:
     def __init__(self, coding, label):
         import zlib
 
+        self._zlib = zlib
         self._coding = coding
         self._label = label
-        self._started = False
-        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
+        self._head = b""  # the first bytes, until the format is known
+        self._decompressor = None
 
     def decompress(self, data):
         """Returns the decoded bytes of the next piece of the body."""
-        import zlib
-
+        zlib = self._zlib
+        if self._decompressor is None:
+            self._head += data
+            if len(self._head) < 2:
+                return b""
+            data, self._head = self._head, b""
+            wbits = zlib.MAX_WBITS | 16 if self._coding == "gzip" else zlib.MAX_WBITS
+            # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
+            # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as
+            # urllib3 accepts both.
+            if self._coding == "deflate" and (data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31):
+                wbits = -zlib.MAX_WBITS
+            self._decompressor = zlib.decompressobj(wbits)
         try:
-            try:
-                decoded = self._zlib.decompress(data)
-            except zlib.error:
-                if self._coding == "gzip" or self._started:
-                    raise
-                # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib
-                # format (RFC 1950); accept both, as urllib3 does.
-                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-                decoded = self._zlib.decompress(data)
+            return self._decompressor.decompress(data)
         except zlib.error as exc:
             raise ConnectionError(
                 f"{self._label} failed: corrupt {self._coding} body ({exc})"
             ) from exc
-        self._started = True
-        return decoded
 
     def finish(self):
         """Returns the last decoded bytes; raises if the compressed stream did not end."""
-        if self._started and not self._zlib.eof:
+        if self._head or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
-        return self._zlib.flush()
+        return self._decompressor.flush() if self._decompressor else b""
 
 
 # ------------------------------------------------------------------------------ Response
@@ -774,15 +783,17 @@ class Response:
         url (str): the URL that answered, after redirects
     """
 
-    def __init__(self, status_code, reason, headers, url, body, origin):
+    def __init__(self, status_code, reason, headers, url, body):
         self.status_code = status_code
         self.reason = reason
         self.headers = headers
         self.url = url
         self._body = body
-        self._origin = origin
         self._content = None
         self._consumed = False
+        # Whether the request that got this answer carried the connection's credentials:
+        # false after a redirect to another origin (see _send).
+        self._credentials_sent = True
 
     def __repr__(self):
         return f"<Response [{self.status_code}]>"
@@ -884,18 +895,22 @@ class Response:
         coding = self.headers.get("Content-Encoding", "").strip().lower()
         coding = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}.get(coding)
         decoder = coding and _Decoder(coding, self._body.label)
-        while True:
-            piece = self._body.read(size)
-            if not piece:
-                break
+        try:
+            while True:
+                piece = self._body.read(size)
+                if not piece:
+                    break
+                if decoder:
+                    piece = decoder.decompress(piece)
+                if piece:
+                    yield piece
             if decoder:
-                piece = decoder.decompress(piece)
-            if piece:
-                yield piece
-        if decoder:
-            tail = decoder.finish()
-            if tail:
-                yield tail
+                tail = decoder.finish()
+                if tail:
+                    yield tail
+        except RequestException:
+            self._body.close()  # a corrupt body leaves the socket in an unknown state
+            raise
 
     def _discard(self):
         """Drops the body; a short one is read to its end so that its socket is reused."""
@@ -914,11 +929,16 @@ class Response:
 
 # ----------------------------------------------------------------------------- transport
 
+# Version shim: before Python 3.10, socket.timeout and the TimeoutError of a kernel
+# ETIMEDOUT are two classes; both mean the same thing here.
+_TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
+
 # Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
 # descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
 if hasattr(select, "poll"):
 
     def _readable(sock):
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         return bool(poller.poll(0))
@@ -926,7 +946,17 @@ if hasattr(select, "poll"):
 else:
 
     def _readable(sock):
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
         return bool(select.select([sock], [], [], 0)[0])
+
+
+def _failure(exc, label, connecting=False):
+    """Returns the exception to raise for an error ``exc`` of the socket, TLS or codec
+    layer while ``label`` was under way, so that no ``socket``, ``ssl`` or codec error ever
+    reaches the caller."""
+    if isinstance(exc, _TIMEOUT_ERRORS):
+        return (ConnectTimeout if connecting else ReadTimeout)(f"{label} timed out")
+    return ConnectionError(f"{label} failed: {exc}")
 
 
 def _remaining(deadline):
@@ -948,18 +978,38 @@ def _connect(addresses, deadline):
     """
     error = OSError("the host name resolved to no address")
     for family, kind, protocol, _, address in addresses:
-        sock = socket.socket(family, kind, protocol)
+        sock = None
         try:
+            sock = socket.socket(family, kind, protocol)  # fails if the family is not built in
             sock.settimeout(_remaining(deadline))
             sock.connect(address)
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             error = exc
             continue
         # Headers and body go out in one write; Nagle's algorithm would only delay them.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
     raise error
+
+
+def _read_exactly(rfile, size):
+    """Returns ``size`` bytes from ``rfile``, fewer only if the peer closed first.
+
+    Pieces of at most 1 MiB: a server that announces a terabyte gets an error when it stops
+    sending, not a terabyte buffer allocated up front.
+    """
+    if size <= _MAX_READ:
+        return rfile.read(size)
+    pieces = []
+    while size > 0:
+        piece = rfile.read(min(size, _MAX_READ))
+        if not piece:
+            break
+        pieces.append(piece)
+        size -= len(piece)
+    return b"".join(pieces)
 
 
 def _read_head(rfile, label):
@@ -1014,7 +1064,14 @@ def _framing(method, version, status, headers, label):
     """
     tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
     keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
+    if status == 101:  # the socket now speaks another protocol, which nobody asked for
+        return 0, False, False
     if method == "HEAD" or status in (204, 304) or status < 200:
+        # A 204 or 304 that announces a body may well send one, which would be read as the
+        # next response: do not reuse the socket then.
+        announced = headers.get("Content-Length", "0").strip() != "0"
+        if status in (204, 304) and (announced or "Transfer-Encoding" in headers):
+            keep_alive = False
         return 0, False, keep_alive
     coding = headers.get("Transfer-Encoding")
     if coding is not None:
@@ -1053,7 +1110,8 @@ class _Body:
             self._finish()
 
     def read(self, amount=None):
-        """Returns the next ``amount`` bytes (all that is left if ``None``); ``b""`` at the end."""
+        """Returns the next bytes of the body, ``b""`` at its end: ``amount`` bytes (fewer at
+        the end, or up to the end of the current chunk), or all that is left if ``None``."""
         if self.done:
             return b""
         try:
@@ -1061,12 +1119,9 @@ class _Body:
         except RequestException:
             self.close()
             raise
-        except socket.timeout as exc:
+        except (OSError, ValueError) as exc:
             self.close()
-            raise ReadTimeout(f"{self.label} timed out") from exc
-        except OSError as exc:
-            self.close()
-            raise ConnectionError(f"{self.label} failed while reading the body: {exc}") from exc
+            raise _failure(exc, self.label) from exc
 
     def drain(self, limit):
         """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
@@ -1081,6 +1136,7 @@ class _Body:
             self._conn.close()
 
     def _finish(self):
+        """Marks the end of the body and releases the socket."""
         self.done = True
         if self._keep_alive:
             _POOL.put(self._conn)
@@ -1088,14 +1144,15 @@ class _Body:
             self._conn.close()
 
     def _read_plain(self, amount):
+        """Reads a body framed by ``Content-Length``, or by the end of the connection."""
         rfile = self._conn.rfile
         if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
-            data = rfile.read() if amount is None else rfile.read(amount)
+            data = rfile.read() if amount is None else _read_exactly(rfile, amount)
             if amount is None or not data:
                 self._finish()
             return data
         wanted = self._left if amount is None else min(amount, self._left)
-        data = rfile.read(wanted)
+        data = _read_exactly(rfile, wanted)
         self._left -= len(data)
         if len(data) < wanted:
             raise ConnectionError(
@@ -1107,32 +1164,36 @@ class _Body:
         return data
 
     def _read_chunked(self, amount):
+        """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
+        current chunk, so that a stream yields each chunk as soon as it arrives."""
         rfile = self._conn.rfile
         pieces = []
-        while amount is None or amount > 0:
+        while True:
             if not self._left:
                 line = rfile.readline(_MAX_LINE + 1)
                 size = line.split(b";", 1)[0].strip().decode("latin-1")
-                if not line.endswith(b"\n") or not size or not _HEX_DIGITS.issuperset(size):
+                if not line.endswith(b"\n") or not 0 < len(size) <= 16:
+                    raise self._broken_chunk()
+                if not _HEX_DIGITS.issuperset(size):
                     raise self._broken_chunk()
                 self._left = int(size, 16)
                 if not self._left:
                     self._skip_trailers(rfile)
                     self._finish()
-                    break
+                    return b"".join(pieces)
             wanted = self._left if amount is None else min(amount, self._left)
-            data = rfile.read(wanted)
+            data = _read_exactly(rfile, wanted)
             if len(data) < wanted:
                 raise self._broken_chunk()
             pieces.append(data)
             self._left -= wanted
-            if amount is not None:
-                amount -= wanted
             if not self._left and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
                 raise self._broken_chunk()
-        return b"".join(pieces)
+            if amount is not None:
+                return b"".join(pieces)
 
     def _skip_trailers(self, rfile):
+        """Reads the trailer fields after the last chunk; nothing uses them."""
         for _ in range(_MAX_HEADERS + 1):
             line = rfile.readline(_MAX_LINE + 1)
             if line in (b"\r\n", b"\n"):
@@ -1166,41 +1227,35 @@ class _Conn:
             ProxyError: if the proxy refused the connection or the tunnel
             SSLError: if the TLS handshake failed
         """
-        tls = context is not None
         (_, host, port), _, _ = key
         connect_timeout, read_timeout = timeouts
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         where = (host, port) if proxy is None else (proxy.host, proxy.port)
         try:
             addresses = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
+        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: not an IDNA name
             message = f"Failed to resolve hostname '{where[0]}'"
             if proxy is not None:
                 raise ProxyError(f"Cannot connect to proxy {proxy.display}: {message}") from exc
             raise ConnectionError(message) from exc
         try:
             sock = _connect(addresses, deadline)
-        except socket.timeout as exc:
-            raise ConnectTimeout(f"{label} timed out") from exc
         except OSError as exc:
-            if proxy is not None:
+            if proxy is not None and not isinstance(exc, _TIMEOUT_ERRORS):
                 raise ProxyError(f"Cannot connect to proxy {proxy.display}: {exc}") from exc
-            raise ConnectionError(f"{label} failed: {exc}") from exc
+            raise _failure(exc, label, connecting=True) from exc
         try:
-            if proxy is not None and tls:
-                _tunnel(sock, host, port, proxy, deadline)
-            if tls:
+            if context is not None:
+                if proxy is not None:
+                    _tunnel(sock, host, port, proxy, deadline)
                 sock = _wrap_tls(sock, host, context, deadline, label)
             sock.settimeout(read_timeout)
         except RequestException:
             sock.close()
             raise
-        except socket.timeout as exc:
+        except (OSError, ValueError) as exc:
             sock.close()
-            raise ConnectTimeout(f"{label} timed out") from exc
-        except OSError as exc:
-            sock.close()
-            raise ConnectionError(f"{label} failed: {exc}") from exc
+            raise _failure(exc, label, connecting=True) from exc
         return cls(key, sock)
 
     def alive(self):
@@ -1251,7 +1306,12 @@ def _wrap_tls(sock, host, context, deadline, label):
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc}); {_TLS_HINT}") from exc
+        # A certificate that does not verify is what a private CA looks like from here.
+        unverified = isinstance(exc, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            exc
+        )
+        hint = "; " + _TLS_HINT if unverified else ""
+        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc}){hint}") from exc
 
 
 class _Pool:
@@ -1270,8 +1330,7 @@ class _Pool:
 
     def get(self, key):
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
-        if self._pid != os.getpid():
-            self._forget_parent()
+        self._check_fork()
         while True:
             with self._lock:
                 idle = self._idle.get(key)
@@ -1284,6 +1343,7 @@ class _Pool:
 
     def put(self, conn):
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
+        self._check_fork()
         if conn.pid == self._pid:
             with self._lock:
                 idle = self._idle.setdefault(conn.key, [])
@@ -1300,7 +1360,10 @@ class _Pool:
         for conn in conns:
             conn.close()
 
-    def _forget_parent(self):
+    def _check_fork(self):
+        """In a child process, forgets the parent's sockets and lock."""
+        if self._pid == os.getpid():
+            return
         # The parent's lock may have been held by another of its threads at the fork.
         # Closing the inherited sockets here only closes this process's descriptors.
         inherited, self._idle = self._idle, {}
@@ -1347,13 +1410,16 @@ def _serialize(method, origin, target, headers, body, proxy):
     return "\r\n".join(lines).encode("latin-1")
 
 
-def _roundtrip(conn, head, body, method, url, label, origin, options):
-    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read.
+def _roundtrip(conn, head, body, method, url, label, options):
+    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read
+    (and the body too, unless ``options.stream``).
 
     Raises:
         _StaleSocket: if the socket failed before a byte of the response came back
     """
     try:
+        # A pooled socket still has the read timeout of the request that opened it.
+        conn.sock.settimeout(options.timeouts[1])
         try:
             if body is not None and len(body) <= 65536:
                 conn.sock.sendall(head + body)
@@ -1366,25 +1432,21 @@ def _roundtrip(conn, head, body, method, url, label, origin, options):
             raise _StaleSocket(str(exc)) from exc
         while 100 <= status < 200 and status != 101:  # interim responses (RFC 9110 §15.2)
             version, status, reason, fields = _read_head(conn.rfile, label)
-    except socket.timeout as exc:
-        conn.close()
-        raise ReadTimeout(f"{label} timed out") from exc
-    except RequestException:
-        conn.close()
-        raise
-    except OSError as exc:
-        conn.close()
-        raise ConnectionError(f"{label} failed: {exc}") from exc
-    headers = _Headers()
-    for name, value in fields:
-        headers[name] = headers[name] + ", " + value if name in headers else value
-    try:
+        headers = _Headers()
+        for name, value in fields:
+            headers[name] = headers[name] + ", " + value if name in headers else value
         length, chunked, keep_alive = _framing(method, version, status, headers, label)
+    except _StaleSocket:
+        raise
     except RequestException:
         conn.close()
         raise
-    body_reader = _Body(conn, label, length, chunked, keep_alive)
-    response = Response(status, reason, headers, url, body_reader, origin)
+    except (OSError, ValueError) as exc:
+        conn.close()
+        raise _failure(exc, label) from exc
+    response = Response(
+        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive)
+    )
     if not options.stream:
         response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
     return response
@@ -1408,7 +1470,7 @@ def _exchange(method, origin, target, headers, body, options):
     response = None
     if conn is not None:
         try:
-            response = _roundtrip(conn, head, body, method, url, label, origin, options)
+            response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
             conn.close()
             if method not in _IDEMPOTENT_METHODS:
@@ -1419,12 +1481,12 @@ def _exchange(method, origin, target, headers, body, options):
     if response is None:
         conn = _Conn.open(key, proxy, context, options.timeouts, label)
         try:
-            response = _roundtrip(conn, head, body, method, url, label, origin, options)
+            response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
             conn.close()
             raise ConnectionError(f"{label} failed: {exc}") from exc
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
-        response._discard()  # pylint: disable=protected-access
+        response._discard()
         raise ProxyError(
             f"Proxy {proxy.display} refused {label}: 407 {response.reason}", response=response
         )
@@ -1437,10 +1499,13 @@ def _send(method, origin, target, headers, body, options):
 
     Up to 30 redirects are followed (RFC 9110 §15.4): 302 and 303 turn any method but
     HEAD into GET, 301 turns POST into GET, and all but 307 and 308 drop the body.
-    Credentials are dropped when a redirect leaves the origin.
+    Credentials are dropped when a redirect leaves the origin, and not restored if a later
+    redirect comes back.
     """
+    credentials_sent = True
     for _ in range(_MAX_REDIRECTS + 1):
         response = _exchange(method, origin, target, headers, body, options)
+        response._credentials_sent = credentials_sent
         location = response.headers.get("Location")
         if (
             not options.allow_redirects
@@ -1448,18 +1513,22 @@ def _send(method, origin, target, headers, body, options):
             or not location
         ):
             return response
-        response._discard()  # pylint: disable=protected-access
+        response._discard()
         from urllib.parse import urljoin
 
-        from_url = response.url
+        try:  # servers send UTF-8 in a header that HTTP reads as Latin-1 (RFC 9110 §5.5)
+            location = location.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
         try:
-            next_origin, target = _split_url(urljoin(from_url, location))
+            next_origin, target = _split_url(urljoin(response.url, location))
         except ValueError as exc:
             raise RequestException(
-                f"Cannot follow the redirect from '{from_url}' to {location!r}: {exc}",
+                f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
-        if _should_strip_auth(origin, next_origin):
+        if credentials_sent and _should_strip_auth(origin, next_origin):
+            credentials_sent = False
             headers = headers.copy()
             for name in _CREDENTIAL_HEADERS + ("Host",):
                 headers.pop(name, None)
@@ -1476,7 +1545,7 @@ class _Options:
     """The settings of one :meth:`Connection.request` call, shared by each of its
     redirects and by the token refresh it may make; checked before anything is sent."""
 
-    __slots__ = ("timeouts", "verify", "proxies", "stream", "allow_redirects")
+    __slots__ = ("allow_redirects", "proxies", "stream", "timeouts", "verify")
 
     def __init__(self, timeout=10, verify=True, proxies=None, stream=False, allow_redirects=True):
         self.timeouts = _check_timeout(timeout)
@@ -1487,8 +1556,10 @@ class _Options:
                 raise TypeError(
                     f"verify must be True, False or the path of a CA bundle, not {verify!r}"
                 ) from exc
-        if proxies is not None and not hasattr(proxies, "get"):
-            raise TypeError(f"proxies must be a mapping such as {{'https': URL}}, not {proxies!r}")
+        if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
+            raise TypeError(
+                f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
+            )
         self.verify = verify
         self.proxies = proxies
         self.stream = bool(stream)
@@ -1512,7 +1583,7 @@ def _check_headers(headers, allow_none):
     checked = []
     for name, value in headers.items():
         if value is None and allow_none:
-            checked.append((name, None))
+            checked.append((_check_header(name, "")[0], None))
             continue
         name, value = _check_header(name, value)
         if name.lower() == "transfer-encoding":
@@ -1601,7 +1672,7 @@ class Connection:
             + _TRANSPORT_HEADERS
             + checked
         )
-        self._refresh_lock = threading.Lock()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._set_access_token(access_token)
 
     @property
@@ -1744,8 +1815,8 @@ class Connection:
         ):
             token = self._refresh(token, options)
         response = self._send(method, target, extra, body, content_type, token, options)
-        if response.status_code == 401 and self._refresh_token and response._origin == self._origin:
-            response._discard()  # pylint: disable=protected-access
+        if response.status_code == 401 and self._refresh_token and response._credentials_sent:
+            response._discard()
             token = self._refresh(token, options)
             response = self._send(method, target, extra, body, content_type, token, options)
         if response.status_code >= 400:
@@ -1762,7 +1833,7 @@ class Connection:
             ValueError: if the connection has no refresh token (nothing is sent), or the
                 Xanadu Cloud returned an invalid access token response
         """
-        with self._refresh_lock:
+        with self._refresh_lock():
             self._update_access_token(_Options())
 
     def url(self, path=""):
@@ -1835,13 +1906,13 @@ class Connection:
     def _refresh(self, stale, options):
         """Replaces the access token ``stale`` and returns the new one. Threads that saw the
         same stale token wait for one refresh instead of each making their own."""
-        with self._refresh_lock:
+        with self._refresh_lock():
             if self._token[0] == stale:
                 self._update_access_token(options)
             return self._token[0]
 
     def _update_access_token(self, options):
-        """Fetches a new access token; the caller holds ``_refresh_lock``."""
+        """Fetches a new access token; the caller holds the refresh lock."""
         if self._refresh_token is None:
             raise ValueError(
                 "This connection has no refresh token (e.g., Xanadu Cloud API key) to update"
@@ -1868,14 +1939,29 @@ class Connection:
             )
         response.raise_for_status()
         try:
-            token = _check_token("access token", response.json()["access_token"])
+            token = response.json()["access_token"]
+            if not isinstance(token, str):
+                raise TypeError(f"the access token is {type(token).__name__}")
+            _check_token("access token", token)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
-        self._set_access_token(token)
+        self._set_access_token(token, fetched=True)
 
-    def _set_access_token(self, token):
+    def _set_access_token(self, token, fetched=False):
+        expiry = token and _jwt_expiry(token)
+        if fetched and expiry is not None and expiry <= time.time():
+            # This machine's clock runs ahead of the server's: let the server judge the new
+            # token, rather than fetch another before every request.
+            expiry = None
         # One tuple, so that a thread never sees a new token with the old expiry.
-        self._token = (token, token and _jwt_expiry(token))
+        self._token = (token, expiry)
+
+    def _refresh_lock(self):
+        """Returns the lock that one token refresh at a time holds; a forked child makes its
+        own, as the parent's may have been held by another thread at the fork."""
+        if self._lock_pid != os.getpid():
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        return self._lock
 
 
 # -------------------------------------------------------------------------- command line
@@ -1948,7 +2034,7 @@ def main(argv=None):
             response = connection.request(args.method, args.path, **kwargs)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 1
