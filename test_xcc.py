@@ -2,27 +2,54 @@
 
 Nothing here mocks ``http.client``, ``urllib``, ``socket`` or xcc's internals: every test
 sends real bytes to a server of :mod:`loopback` (or the Xanadu Cloud stand-in of
-:mod:`standin`) and asserts what a user would observe: what reached the server, what came
-back, what was raised. Run with ``python -m pytest``.
+:mod:`standin`, or a real tinyproxy) and asserts what a user would observe: what reached
+the server, what came back, what was raised. A few tables call a small pure helper of xcc
+directly. The classes follow the sections of xcc.py. Run with ``python -m pytest``.
 """
 
 import base64
 import contextlib
+import decimal
+import gzip
+import hashlib
 import json
+import math
 import os
+import random
+import shutil
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import threading
 import time
+import traceback
+import urllib.request
+import warnings
+import zlib
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
+import standin
 import xcc
-from loopback import Proxy, RawServer, Reply, ScriptedServer, json_reply, make_certificates
-from loopback import read_request, server_context
+from loopback import (
+    Proxy,
+    RawServer,
+    Reply,
+    ScriptedServer,
+    Tinyproxy,
+    blackhole,
+    closed_port,
+    json_reply,
+    make_certificates,
+    server_context,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ------------------------------------------------------------------------------- helpers
 
 
 def make_jwt(exp, subject="user"):
@@ -38,6 +65,143 @@ def make_jwt(exp, subject="user"):
 REFRESH_TOKEN = make_jwt(int(time.time()) + 10 * 365 * 86400, "refresh")
 ACCESS_TOKEN = make_jwt(int(time.time()) + 3600, "access")
 TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
+MISSING_TOKEN_MESSAGE = (
+    "A refresh token (e.g., Xanadu Cloud API key) or an access token must be provided to"
+    " connect to the Xanadu Cloud."
+)
+
+
+def connect(server, **kwargs):
+    """Returns a :class:`xcc.Connection` to a loopback server (tokens that look valid)."""
+    settings = {
+        "refresh_token": REFRESH_TOKEN,
+        "access_token": ACCESS_TOKEN,
+        "host": server.host,
+        "port": server.port,
+        "tls": server.url.startswith("https"),
+    }
+    settings.update(kwargs)
+    return xcc.Connection(**settings)
+
+
+class Cloud:
+    """A handler that behaves like the Xanadu Cloud's authentication: the token endpoint
+    issues access tokens for :data:`REFRESH_TOKEN`; other paths need a current one (401
+    otherwise) and are answered by ``routes[path](request)`` or 200 ``{"path": ...}``."""
+
+    def __init__(self, valid=(ACCESS_TOKEN,), routes=None):
+        self.valid = set(valid)
+        self.routes = routes or {}
+        self.issued = []
+
+    def __call__(self, request):
+        if request.path == TOKEN_PATH:
+            form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
+            if form.get("refresh_token") != REFRESH_TOKEN:
+                return json_reply(400, {"error": "invalid_grant"})
+            token = make_jwt(int(time.time()) + 3600, f"access-{len(self.issued)}")
+            self.issued.append(token)
+            self.valid = {token}
+            return json_reply(200, {"access_token": token})
+        if request.headers.get("authorization", "")[len("Bearer ") :] not in self.valid:
+            return json_reply(401, {"detail": "Invalid or expired access token."})
+        route = self.routes.get(request.path)
+        return route(request) if route else json_reply(200, {"path": request.path})
+
+
+def raw_head(status="200 OK", headers=()):
+    """Returns the bytes of a response head: a status line and ``headers`` (pairs)."""
+    lines = ["HTTP/1.1 " + status] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def raw_response(body, status="200 OK", headers=()):
+    """Returns a whole response with a ``Content-Length`` body."""
+    return raw_head(status, list(headers) + [("Content-Length", len(body))]) + body
+
+
+def wait_for_close(sock):
+    """Blocks until the peer of ``sock`` closes the connection (EOF or reset)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def wait_until(predicate, timeout=5.0):
+    """Returns whether ``predicate()`` became true within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def fault_server(servers, reply, hold=False):
+    """Returns a :class:`loopback.RawServer` that reads one request per connection, then
+    writes ``reply`` (bytes, or a function of the socket) and closes the connection; with
+    ``hold``, it waits for the client to close first."""
+
+    def serve(sock, index):
+        if server.read(sock) is None:
+            return
+        if callable(reply):
+            reply(sock)
+        else:
+            sock.sendall(reply)
+        if hold:
+            wait_for_close(sock)
+
+    server = servers.raw(serve)
+    return server
+
+
+def assert_names_url(exc, cls, url):
+    """Asserts that ``exc`` is exactly ``cls`` (an xcc exception, not one leaked from
+    http.client or socket) and that its message names ``url``."""
+    assert type(exc) is cls, f"{exc!r} is not {cls.__name__}"
+    assert url in str(exc)
+
+
+def refused_before_sending(server, exception, call):
+    """Runs ``call``, which must raise ``exception`` without opening a socket to ``server``;
+    returns the exception."""
+    with pytest.raises(exception) as info:
+        call()
+    assert server.settled_connections() == 0
+    assert server.requests == []
+    return info.value
+
+
+def assert_not_leaked(text, *secrets):
+    """Asserts that none of ``secrets`` appears in ``text``."""
+    for secret in secrets:
+        assert secret not in text
+
+
+def run_python(args, env=None, timeout=30):
+    """Runs this Python with ``args`` in the repository, with ``env`` (by default the test's
+    environment); returns ``(exit code, stdout, stderr)`` as text."""
+    completed = subprocess.run(
+        [sys.executable] + list(args),
+        cwd=HERE,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+    )
+    return (
+        completed.returncode,
+        completed.stdout.decode("utf-8", "replace"),
+        completed.stderr.decode("utf-8", "replace"),
+    )
+
+
+# ------------------------------------------------------------------------------ fixtures
 
 # Variables of the machine that would change where requests go or what they trust.
 CLEARED_VARIABLES = (
@@ -75,27 +239,33 @@ class Servers:
 
     def __init__(self):
         self._stack = contextlib.ExitStack()
-        self._started = []
+        self._origins = []
 
     def http(self, handler=None, tls=None):
         """Returns a running :class:`loopback.ScriptedServer`."""
-        return self._start(ScriptedServer(handler, tls))
+        return self._origin(ScriptedServer(handler, tls))
 
     def raw(self, serve, tls=None):
         """Returns a running :class:`loopback.RawServer`."""
-        return self._start(RawServer(serve, tls))
+        return self._origin(RawServer(serve, tls))
 
     def proxy(self, credentials=None, refuse=None):
         """Returns a running :class:`loopback.Proxy`."""
         return self._stack.enter_context(Proxy(credentials, refuse))
 
-    def _start(self, server):
+    def tinyproxy(self, connect_port):
+        """Returns a running :class:`loopback.Tinyproxy`, or skips the test without one."""
+        if not shutil.which("tinyproxy"):
+            pytest.skip("tinyproxy is not installed")
+        return self._stack.enter_context(Tinyproxy(connect_port))
+
+    def _origin(self, server):
         self._stack.enter_context(server)
-        self._started.append(server)
+        self._origins.append(server)
         return server
 
     def close(self):
-        for server in self._started:
+        for server in self._origins:
             connect(server).close()
         self._stack.close()
 
@@ -123,39 +293,3332 @@ def certificates(tmp_path_factory):
         pytest.skip(f"cannot make test certificates: {exc}")
 
 
-def connect(server, **kwargs):
-    """Returns a :class:`xcc.Connection` to a loopback server (tokens that look valid)."""
-    settings = {
-        "refresh_token": REFRESH_TOKEN,
-        "access_token": ACCESS_TOKEN,
-        "host": server.host,
-        "port": server.port,
-        "tls": server.url.startswith("https"),
+@pytest.fixture(scope="session")
+def tls_context(certificates):
+    """A server-side SSL context with the test CA's certificate for 127.0.0.1."""
+    return server_context(certificates["cert"], certificates["key"])
+
+
+@pytest.fixture
+def tls_server(servers, tls_context):
+    """A scripted HTTPS server whose certificate the test CA signed (``certificates["ca"]``)."""
+    return servers.http(tls=tls_context)
+
+
+# ---------------------------------------------------------------------------- exceptions
+
+
+class TestExceptions:
+    @pytest.mark.parametrize(
+        "cls, bases",
+        [
+            (xcc.RequestException, (OSError,)),
+            (xcc.HTTPError, (xcc.RequestException,)),
+            (xcc.ConnectionError, (xcc.RequestException,)),
+            (xcc.Timeout, (xcc.RequestException,)),
+            (xcc.ConnectTimeout, (xcc.ConnectionError, xcc.Timeout)),
+            (xcc.ReadTimeout, (xcc.Timeout,)),
+            (xcc.SSLError, (xcc.ConnectionError,)),
+            (xcc.ProxyError, (xcc.ConnectionError,)),
+            (xcc.TooManyRedirects, (xcc.RequestException,)),
+        ],
+    )
+    def test_hierarchy_matches_requests(self, cls, bases):
+        assert all(issubclass(cls, base) for base in bases)
+
+    def test_exceptions_carry_message_and_response(self):
+        error = xcc.HTTPError("Not found", response="response")
+        assert str(error) == "Not found"
+        assert error.response == "response"
+        assert xcc.ConnectionError("x").response is None
+
+    def test_every_name_in_all_exists_and_version_is_a_string(self):
+        for name in xcc.__all__:
+            assert hasattr(xcc, name)
+        assert isinstance(xcc.__version__, str)
+
+
+# ----------------------------------------------------------------------- private helpers
+
+# The proxy variables: (environment, schemes asked for, what _environ_proxies returns).
+PROXY_VARIABLES = [
+    ({"HTTPS_PROXY": "http://a:1"}, ("https",), {"https": "http://a:1"}),
+    ({"https_proxy": "http://b:1"}, ("https",), {"https": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "https_proxy": "http://b:1"}, ("https",),
+     {"https": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "https_proxy": ""}, ("https",), {}),
+    ({"HTTPS_PROXY": ""}, ("https",), {}),
+    ({"HTTP_PROXY": "http://a:1"}, ("http", "https"), {"http": "http://a:1"}),
+    ({"HTTP_PROXY": "http://a:1", "REQUEST_METHOD": "GET"}, ("http",), {}),
+    ({"http_proxy": "http://b:1", "REQUEST_METHOD": "GET"}, ("http",),
+     {"http": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "REQUEST_METHOD": "POST"}, ("https",),
+     {"https": "http://a:1"}),
+    ({"ALL_PROXY": "http://c:1"}, ("https", "all"), {"all": "http://c:1"}),
+    ({"all_proxy": "http://d:1", "ALL_PROXY": "http://c:1"}, ("all",),
+     {"all": "http://d:1"}),
+    ({"ALL_PROXY": "http://c:1", "HTTPS_PROXY": "http://a:1"}, ("https", "all"),
+     {"https": "http://a:1", "all": "http://c:1"}),
+    ({"NO_PROXY": "example.com"}, ("no",), {"no": "example.com"}),
+    ({"NO_PROXY": "a.example", "no_proxy": "b.example"}, ("no",), {"no": "b.example"}),
+    ({"HTTP_PROXY": "http://a:1", "HTTPS_PROXY": "http://b:1"}, ("https",),
+     {"https": "http://b:1"}),
+    ({}, ("http", "https", "all", "no"), {}),
+]  # fmt: skip
+
+# NO_PROXY: (host, port, NO_PROXY value, whether the host bypasses the proxy).
+NO_PROXY_MATCHES = [
+    # *
+    ("example.com", 443, "*", True),
+    ("10.1.2.3", 443, "*", True),
+    ("example.com", 443, "other.org, *", True),
+    # the host itself
+    ("example.com", 443, "example.com", True),
+    ("example.com", 443, "example.org", False),
+    ("example.com", 443, "", False),
+    # subdomains, with or without a leading dot, never a mere suffix
+    ("a.corp.example.com", 443, "corp.example.com", True),
+    ("a.corp.example.com", 443, ".corp.example.com", True),
+    ("x.y.corp.example.com", 443, "corp.example.com", True),
+    ("corp.example.com", 443, ".corp.example.com", True),
+    ("badexample.com", 443, "example.com", False),
+    ("badexample.com", 443, ".example.com", False),
+    ("example.com.evil.net", 443, "example.com", False),
+    ("example.com.evil.net", 443, ".example.com", False),
+    ("example.com", 443, "a.example.com", False),
+    ("xcorp.example.com", 443, "corp.example.com", False),
+    # case
+    ("Example.COM", 443, "example.com", True),
+    ("a.example.com", 443, ".EXAMPLE.Com", True),
+    ("A.Example.Com", 443, "EXAMPLE.COM", True),
+    # whitespace and empty entries
+    ("example.com", 443, "  example.com  ", True),
+    ("example.com", 443, "other.org ,\texample.com\t, more.net", True),
+    ("example.com", 443, ",,", False),
+    ("example.com", 443, " , ,", False),
+    ("example.com", 443, ",, example.com,", True),
+    # ports
+    ("example.com", 8080, "example.com:8080", True),
+    ("example.com", 443, "example.com:8080", False),
+    ("a.example.com", 8080, ".example.com:8080", True),
+    ("a.example.com", 8081, ".example.com:8080", False),
+    ("example.com", 443, "example.com:443", True),
+    ("example.com", 443, "example.com:https", False),
+    # IPv4 literals and CIDR ranges
+    ("10.1.2.3", 443, "10.1.2.3", True),
+    ("10.1.2.4", 443, "10.1.2.3", False),
+    ("10.1.2.3", 443, "10.0.0.0/8", True),
+    ("11.0.0.1", 443, "10.0.0.0/8", False),
+    ("192.168.1.77", 443, "192.168.1.0/24", True),
+    ("192.168.2.1", 443, "192.168.1.0/24", False),
+    ("127.0.0.1", 8080, "127.0.0.1:8080", True),
+    ("127.0.0.1", 443, "127.0.0.1:8080", False),
+    ("110.1.2.3", 443, "10.1.2.3", False),
+    # IPv6 literals and CIDR ranges
+    ("::1", 443, "::1", True),
+    ("::1", 443, "::2", False),
+    ("0:0:0:0:0:0:0:1", 443, "::1", True),
+    ("::1", 8080, "[::1]:8080", True),
+    ("::1", 443, "[::1]:8080", False),
+    ("::1", 443, "[::1]", True),
+    ("fd12:3456::1", 443, "fd00::/8", True),
+    ("fe80::1", 443, "fd00::/8", False),
+    ("fe80::1", 443, "fe80:0:0::1", True),
+    ("FD00::ABCD", 443, "fd00::/8", True),
+    ("10.1.2.3", 443, "fd00::/8", False),
+    ("::1", 443, "10.0.0.0/8", False),
+    # a host name is never matched by an IP entry: no DNS look-up is made
+    ("localhost", 443, "127.0.0.1", False),
+    ("localhost", 443, "127.0.0.0/8", False),
+    ("localhost", 443, "::1", False),
+    ("nothing.invalid", 443, "10.0.0.0/8, ::/0, 0.0.0.0/0", False),
+    ("127.0.0.1", 443, "localhost", False),
+    # a *.example.com entry
+    ("a.example.com", 443, "*.example.com", True),
+    ("a.b.example.com", 443, "*.example.com", True),
+    ("badexample.com", 443, "*.example.com", False),
+    ("example.com.evil.net", 443, "*.example.com", False),
+]
+
+
+class TestHelpers:
+    """The small pure helpers, pinned down by tables."""
+
+    @pytest.mark.parametrize(
+        "token",
+        ["abc", "eyJhbGciOi.eyJzdWIi.c2ln", "a-b_c.d", "0123456789" * 100],
+    )
+    def test_check_token_accepts_base64url_and_dots(self, token):
+        assert xcc._check_token("access token", token) == token
+
+    @pytest.mark.parametrize(
+        "token",
+        ["", " abc", "abc ", "ab c", "abc\n", "a\rb", "a\tb", "a\x00b", "ab=", "a+b", "a/b",
+         "é", "a,b", "a;b", '"abc"'],
+    )  # fmt: skip
+    def test_check_token_refuses_what_no_jwt_holds_without_echoing_it(self, token):
+        with pytest.raises(ValueError) as info:
+            xcc._check_token("refresh token", token)
+        assert "refresh token" in str(info.value)
+        if token.strip():
+            assert token.strip() not in str(info.value)
+
+    def test_check_token_refuses_non_strings(self):
+        with pytest.raises(TypeError, match="access token"):
+            xcc._check_token("access token", b"abc")
+
+    @pytest.mark.parametrize(
+        "token, expiry",
+        [
+            (make_jwt(1700000000), 1700000000),
+            (make_jwt(1.5), 1.5),
+            ("opaque-token", None),
+            ("a.b", None),  # payload is not base64 JSON
+            ("a." + base64.urlsafe_b64encode(b'{"sub": "x"}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b'{"exp": "soon"}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b'{"exp": true}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("=") + ".c", None),
+        ],
+    )
+    def test_jwt_expiry_reads_exp_or_gives_none(self, token, expiry):
+        assert xcc._jwt_expiry(token) == expiry
+
+    @pytest.mark.parametrize(
+        "timeout, pair",
+        [(10, (10, 10)), (0.5, (0.5, 0.5)), (None, (None, None)), ((1, 2), (1, 2)),
+         ((None, 3), (None, 3))],
+    )  # fmt: skip
+    def test_check_timeout_accepts_seconds_pairs_and_none(self, timeout, pair):
+        assert xcc._check_timeout(timeout) == pair
+
+    @pytest.mark.parametrize("timeout", [0, -1, "10", True, (1, 2, 3), (1, "x"), float("nan")])
+    def test_check_timeout_refuses_anything_else(self, timeout):
+        with pytest.raises(ValueError, match="timeout"):
+            xcc._check_timeout(timeout)
+
+    @pytest.mark.parametrize(
+        "old, new, strip",
+        [
+            (("http", "h.example", 80), ("https", "h.example", 443), False),  # the upgrade
+            (("https", "h.example", 443), ("https", "h.example", 443), False),
+            (("http", "h.example", 8080), ("http", "h.example", 8080), False),
+            (("https", "h.example", 443), ("http", "h.example", 80), True),  # a downgrade
+            (("http", "h.example", 8080), ("https", "h.example", 443), True),
+            (("http", "h.example", 80), ("https", "h.example", 8443), True),
+            (("http", "h.example", 8080), ("https", "h.example", 8443), True),
+            (("http", "h.example", 80), ("https", "other.example", 443), True),
+            (("https", "h.example", 443), ("https", "other.example", 443), True),
+            (("https", "h.example", 443), ("https", "sub.h.example", 443), True),
+            (("https", "h.example", 443), ("https", "h.example", 8443), True),
+            (("http", "h.example", 80), ("http", "h.example", 8080), True),
+        ],
+    )
+    def test_should_strip_auth_compares_scheme_host_and_effective_port(self, old, new, strip):
+        assert xcc._should_strip_auth(old, new) is strip
+
+    @pytest.mark.parametrize(
+        "one, other",
+        [
+            ("https://h.example/a", "https://h.example:443/b"),
+            ("http://h.example/a", "http://h.example:80/b"),
+            ("https://H.Example/a", "https://h.example/b"),
+        ],
+    )
+    def test_default_port_and_host_case_make_one_origin_that_keeps_credentials(self, one, other):
+        assert xcc._split_url(one)[0] == xcc._split_url(other)[0]
+        assert xcc._should_strip_auth(xcc._split_url(one)[0], xcc._split_url(other)[0]) is False
+
+    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
+    def test_proxy_variables_are_read_in_either_case_lower_case_winning(
+        self, environ, schemes, expected
+    ):
+        assert xcc._environ_proxies(environ, schemes) == expected
+
+    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
+    def test_proxy_variables_are_read_as_urllib_reads_them(
+        self, monkeypatch, environ, schemes, expected
+    ):
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        from_urllib = urllib.request.getproxies_environment()
+        assert {scheme: from_urllib[scheme] for scheme in schemes if scheme in from_urllib} == (
+            xcc._environ_proxies(os.environ, schemes)
+        )
+
+    @pytest.mark.parametrize("host, port, no_proxy, expected", NO_PROXY_MATCHES)
+    def test_no_proxy_matches_hosts_subdomains_ports_and_ip_ranges_without_dns(
+        self, host, port, no_proxy, expected
+    ):
+        assert xcc._bypass_proxy(host, port, no_proxy) is expected
+
+    @pytest.mark.parametrize(
+        "meta, messages",
+        [
+            ({"_schema": ["Foo", "Bar"], "size": ["Baz"]}, ["Foo", "Bar", "Baz"]),
+            (
+                {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
+                ["Foo", "Bar", "Baz", "Bud"],
+            ),
+            ({"name": "Not a list"}, ["Not a list"]),
+        ],
+    )
+    def test_validation_messages_flatten_lists_and_mappings(self, meta, messages):
+        assert xcc._validation_messages(meta) == messages
+
+
+# ------------------------------------------------------------------------------ Response
+
+
+def chunked(pieces, trailers=b"", extension=b""):
+    """Returns ``pieces`` framed as a chunked body (sizes in upper-case hex)."""
+    out = b""
+    for piece in pieces:
+        out += b"%X%s\r\n%s\r\n" % (len(piece), extension, piece)
+    return out + b"0\r\n" + trailers + b"\r\n"
+
+
+def megabyte():
+    """Returns about 1 MiB of bytes that do not repeat, and a tail that makes the last piece
+    shorter than 32 KiB."""
+    return b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(32768)) + b"tail"
+
+
+def json_lines(count=5000):
+    """Returns a compressible JSON document of some hundred kilobytes."""
+    return json.dumps([{"index": i, "value": f"v{i * i}"} for i in range(count)]).encode()
+
+
+def deflate_raw(data):
+    """Returns ``data`` as a raw deflate stream (RFC 1951, no zlib wrapper)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+ENCODERS = {
+    "gzip": ("gzip", gzip.compress),
+    "deflate-zlib": ("deflate", zlib.compress),
+    "deflate-raw": ("deflate", deflate_raw),
+}
+
+
+def get_response(connection, method, path, **kwargs):
+    """Returns the response to a request, also when ``request()`` raised it in an HTTPError."""
+    try:
+        return connection.request(method, path, **kwargs)
+    except xcc.HTTPError as exc:
+        return exc.response
+
+
+class TestResponse:
+    """The Response surface of SPEC §1, over real sockets."""
+
+    @pytest.mark.parametrize(
+        "reply, kwargs, status, reason, ok",
+        [
+            (Reply(200, b"{}"), {}, 200, "OK", True),
+            (Reply(201, b"{}"), {}, 201, "Created", True),
+            (Reply(200, b"{}", reason="Everything Is Fine"), {}, 200, "Everything Is Fine", True),
+            (Reply(204), {}, 204, "No Content", True),
+            (
+                Reply(302, headers={"Location": "/elsewhere"}),
+                {"allow_redirects": False},
+                302,
+                "Found",
+                True,
+            ),
+            (Reply(404, b"nope"), {}, 404, "Not Found", False),
+            (Reply(503, b"down"), {}, 503, "Service Unavailable", False),
+        ],
+    )
+    def test_status_reason_ok_bool_and_repr(self, server, reply, kwargs, status, reason, ok):
+        server.handler = lambda request: reply
+        response = get_response(connect(server), "GET", "/status", **kwargs)
+        assert isinstance(response, xcc.Response)
+        assert response.status_code == status
+        assert response.reason == reason
+        assert response.ok is ok
+        assert bool(response) is ok
+        assert repr(response) == f"<Response [{status}]>"
+
+    def test_headers_are_case_insensitive(self, server):
+        server.handler = lambda request: Reply(
+            200, b"{}", [("X-Request-Id", "abc-123"), ("Content-Type", "application/json")]
+        )
+        headers = connect(server).request("GET", "/").headers
+        assert headers["X-Request-Id"] == "abc-123"
+        assert headers["x-request-id"] == "abc-123"
+        assert headers["X-REQUEST-ID"] == "abc-123"
+        assert "x-ReQuEsT-iD" in headers
+        assert headers.get("content-type") == "application/json"
+        assert headers.get("X-Missing") is None
+        assert "X-Missing" not in headers
+
+    def test_url_is_the_final_url_after_redirects(self, server):
+        def handler(request):
+            if request.path == "/start":
+                return Reply(302, headers={"Location": "/final?page=2"})
+            return Reply(200, b"{}")
+
+        server.handler = handler
+        connection = connect(server)
+        assert connection.request("GET", "/start").url == connection.url("/final?page=2")
+        response = connection.request("GET", "/jobs", params={"size": 5})
+        assert response.url == connection.url("/jobs?size=5")
+
+    def test_content_is_the_body_bytes_as_sent(self, server):
+        body = bytes(range(256)) * 3
+        server.handler = lambda request: Reply(200, body, {"Content-Type": "image/png"})
+        assert connect(server).request("GET", "/").content == body
+
+    @pytest.mark.parametrize(
+        "content_type, body, text",
+        [
+            ("text/plain; charset=iso-8859-1", "café".encode("latin-1"), "café"),
+            ('text/html; charset="ISO-8859-1"', "naïve".encode("latin-1"), "naïve"),
+            ("text/plain; charset=utf-16", "qubit".encode("utf-16"), "qubit"),
+            ("text/plain", "café ☕".encode(), "café ☕"),
+            ("application/json", '{"name": "Ω"}'.encode(), '{"name": "Ω"}'),
+            (None, "écho".encode(), "écho"),
+        ],
+    )
+    def test_text_decodes_with_the_charset_else_utf8(self, server, content_type, body, text):
+        headers = {"Content-Type": content_type} if content_type else {}
+        server.handler = lambda request: Reply(200, body, headers)
+        assert connect(server).request("GET", "/").text == text
+
+    def test_json_parses_the_body_and_passes_keyword_arguments(self, server):
+        server.handler = lambda request: json_reply(200, {"status": "online", "price": 1.10})
+        response = connect(server).request("GET", "/devices/X8_01")
+        assert response.json() == {"status": "online", "price": 1.10}
+        assert response.json(parse_float=decimal.Decimal)["price"] == decimal.Decimal("1.1")
+
+    @pytest.mark.parametrize("body", [b"<html>Bad Gateway</html>", b"", b'{"open": '])
+    def test_json_of_a_body_that_is_not_json_raises_value_error(self, server, body):
+        server.handler = lambda request: Reply(200, body, {"Content-Type": "text/html"})
+        response = connect(server).request("GET", "/")
+        with pytest.raises(ValueError):
+            response.json()
+
+    @pytest.mark.parametrize(
+        "status, wording",
+        [
+            (400, "400 Client Error: Bad Request for url: {url}"),
+            (404, "404 Client Error: Not Found for url: {url}"),
+            (500, "500 Server Error: Internal Server Error for url: {url}"),
+            (503, "503 Server Error: Service Unavailable for url: {url}"),
+        ],
+    )
+    def test_raise_for_status_words_errors_as_requests(self, server, status, wording):
+        server.handler = lambda request: Reply(
+            status, b"plain text", {"Content-Type": "text/plain"}
+        )
+        connection = connect(server)
+        response = get_response(connection, "GET", "/jobs/missing", params={"size": 1})
+        message = wording.format(url=connection.url("/jobs/missing?size=1"))
+        with pytest.raises(xcc.HTTPError) as info:
+            response.raise_for_status()
+        assert str(info.value) == message
+        assert info.value.response is response
+
+    @pytest.mark.parametrize(
+        "reply, kwargs",
+        [
+            (Reply(200, b"{}"), {}),
+            (Reply(201, b"{}"), {}),
+            (Reply(204), {}),
+            (Reply(301, headers={"Location": "/moved"}), {"allow_redirects": False}),
+            (Reply(302, headers={"Location": "/moved"}), {"allow_redirects": False}),
+            (Reply(304), {}),
+        ],
+    )
+    def test_raise_for_status_does_not_raise_for_2xx_and_3xx(self, server, reply, kwargs):
+        server.handler = lambda request: reply
+        response = connect(server).request("GET", "/", **kwargs)
+        assert response.status_code == reply.status
+        assert response.raise_for_status() is None
+
+    def test_iter_content_streams_a_megabyte_in_32_kib_pieces(self, server):
+        body = megabyte()
+        server.handler = lambda request: Reply(200, body, {"Content-Type": "application/zip"})
+        response = connect(server).request("GET", "/jobs/1/result", stream=True)
+        pieces = list(response.iter_content(32768))
+        assert b"".join(pieces) == body
+        assert len(pieces) == -(-len(body) // 32768)
+        assert all(len(piece) == 32768 for piece in pieces[:-1])
+        assert len(pieces[-1]) == len(body) % 32768
+
+    def test_stream_returns_once_the_head_arrives_before_the_body(self, servers):
+        release = threading.Event()
+
+        def reply(sock):
+            sock.sendall(raw_head("200 OK", [("Content-Length", 10)]))
+            release.wait(5)
+            sock.sendall(b"0123456789")
+
+        raw = fault_server(servers, reply, hold=True)
+        try:
+            # A client that read the body before returning would time out here.
+            response = connect(raw).request("GET", "/result", stream=True, timeout=(5, 0.5))
+            assert response.status_code == 200
+        finally:
+            release.set()
+        assert response.content == b"0123456789"
+
+    def test_iter_content_after_content_gives_slices_of_it(self, server):
+        body = b"0123456789abcdefghijklmnopqrstuvwxyz"
+        server.handler = lambda request: Reply(200, body)
+        response = connect(server).request("GET", "/")
+        assert response.content == body
+        expected = [body[i : i + 5] for i in range(0, len(body), 5)]
+        assert list(response.iter_content(5)) == expected
+        assert list(response.iter_content(5)) == expected  # the body is kept, not consumed
+
+    @pytest.mark.parametrize("second", ["iter_content", "content"])
+    def test_a_stream_consumed_by_iter_content_cannot_be_read_again(self, server, second):
+        server.handler = lambda request: Reply(200, b"x" * 1000)
+        response = connect(server).request("GET", "/", stream=True)
+        assert b"".join(response.iter_content(100)) == b"x" * 1000
+        with pytest.raises(RuntimeError):
+            if second == "iter_content":
+                response.iter_content(100)
+            else:
+                response.content  # noqa: B018
+
+    @pytest.mark.parametrize("how", ["close", "with"])
+    def test_close_and_the_context_manager_release_the_connection(self, servers, how):
+        ended = threading.Event()
+
+        def reply(sock):
+            sock.sendall(raw_head("200 OK", [("Content-Length", 100000)]) + b"x" * 1000)
+            wait_for_close(sock)
+            ended.set()
+
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        if how == "close":
+            response = connection.request("GET", "/", stream=True)
+            assert next(response.iter_content(100)) == b"x" * 100
+            assert not ended.is_set()
+            response.close()
+        else:
+            with connection.request("GET", "/", stream=True) as response:
+                assert next(response.iter_content(100)) == b"x" * 100
+                assert not ended.is_set()
+        assert ended.wait(5), "the client kept the connection of a closed response open"
+
+    @pytest.mark.parametrize("encoding", sorted(ENCODERS))
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_gzip_and_deflate_bodies_are_decoded(self, server, encoding, stream):
+        body = json_lines()
+        coding, encode = ENCODERS[encoding]
+        encoded = encode(body)
+        assert len(encoded) > 4096 and encoded != body
+        server.handler = lambda request: Reply(
+            200, encoded, {"Content-Encoding": coding, "Content-Type": "application/json"}
+        )
+        response = connect(server).request("GET", "/jobs", stream=stream)
+        if stream:
+            pieces = list(response.iter_content(1024))
+            assert len(pieces) > 1
+            assert b"".join(pieces) == body
+        else:
+            assert response.content == body
+            assert response.json()[-1] == {"index": 4999, "value": f"v{4999**2}"}
+        assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+    @pytest.mark.parametrize(
+        "trailers, extension",
+        [(b"", b""), (b"X-Checksum: abc\r\nX-Count: 4\r\n", b""), (b"", b";name=value")],
+        ids=["plain", "trailers", "extension"],
+    )
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_chunked_bodies_are_read_whole(self, server, trailers, extension, stream):
+        pieces = [b'{"parts": [', b"1, 2, 3", b'], "blob": "', b"q" * 70000, b'"}']
+        body = b"".join(pieces)
+        head = raw_head("200 OK", [("Content-Type", "application/json")])
+        head = head.replace(b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+        def handler(request):
+            if request.path == "/chunked":
+                return head + chunked(pieces, trailers, extension)
+            return Reply(200, b"after")
+
+        server.handler = handler
+        connection = connect(server)
+        response = connection.request("GET", "/chunked", stream=stream, timeout=(5, 2))
+        if stream:
+            assert b"".join(response.iter_content(7000)) == body
+        else:
+            assert response.content == body
+            assert response.json()["parts"] == [1, 2, 3]
+        # The framing was consumed exactly, trailers included: the socket carries the next one.
+        assert connection.request("GET", "/next", timeout=(5, 2)).content == b"after"
+        assert [request.connection for request in server.requests] == [1, 1]
+
+    @pytest.mark.parametrize(
+        "method, reply, length",
+        [
+            ("HEAD", Reply(200, b"x" * 100), "100"),
+            ("HEAD", raw_head("200 OK", [("Content-Length", 1000)]), "1000"),
+            ("GET", raw_head("204 No Content"), None),
+            ("GET", Reply(204), "0"),
+            ("GET", raw_head("304 Not Modified", [("ETag", '"v1"')]), None),
+            ("GET", raw_head("304 Not Modified", [("Content-Length", 1000)]), "1000"),
+        ],
+        ids=["HEAD", "HEAD-raw", "204-without-length", "204", "304", "304-with-length"],
+    )
+    def test_head_204_and_304_have_no_body_and_leave_the_socket_reusable(
+        self, server, method, reply, length
+    ):
+        server.handler = lambda request: reply if request.path == "/empty" else Reply(200, b"{}")
+        connection = connect(server)
+        for _ in range(3):
+            # A client waiting for a body here would time out: none is coming.
+            response = connection.request(method, "/empty", timeout=(5, 1))
+            assert response.content == b""
+            assert response.text == ""
+            assert response.headers.get("Content-Length") == length
+            assert connection.request("GET", "/full", timeout=(5, 1)).json() == {}
+        assert len(server.requests) == 6
+        if method == "HEAD" or length in (None, "0"):
+            # Nothing is left to read: the socket carries the next request. (A 204 or 304
+            # that announces a body may or may not be trusted with another one.)
+            assert {request.connection for request in server.requests} == {1}
+
+    @pytest.mark.parametrize(
+        "interim",
+        [
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.js>\r\n\r\n",
+        ],
+        ids=["103", "100", "100-then-103"],
+    )
+    def test_interim_1xx_responses_are_skipped(self, server, interim):
+        final = raw_response(b'{"ok": true}', headers=[("X-Final", "yes")])
+        server.handler = lambda request: interim + final
+        response = connect(server).request("GET", "/", timeout=(5, 2))
+        assert response.status_code == 200
+        assert response.reason == "OK"
+        assert response.headers["X-Final"] == "yes"
+        assert "Link" not in response.headers
+        assert response.json() == {"ok": True}
+
+
+# --------------------------------------------------------------------- transport: faults
+
+
+class TestFaults:
+    """Servers that misbehave on purpose: every fault is an xcc exception naming the URL,
+    never a short body and never an exception type leaked from http.client or socket."""
+
+    SHORT_BODY = raw_head("200 OK", [("Content-Length", 100)]) + b'{"a": "' + b"x" * 30
+
+    @pytest.mark.parametrize("how", ["request", "content", "json", "text"])
+    def test_a_body_shorter_than_content_length_raises(self, servers, how):
+        raw = fault_server(servers, self.SHORT_BODY)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            if how == "request":
+                connection.request("GET", "/jobs/short")
+            else:
+                response = connection.request("GET", "/jobs/short", stream=True)
+                if how == "json":
+                    response.json()
+                else:
+                    getattr(response, how)  # the content or text property
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/short"))
+
+    def test_a_body_shorter_than_content_length_raises_while_iterating(self, servers):
+        raw = fault_server(servers, self.SHORT_BODY)
+        connection = connect(raw)
+        response = connection.request("GET", "/jobs/short", stream=True)
+        pieces = response.iter_content(16)
+        received = [next(pieces), next(pieces)]
+        assert b"".join(received) == (b'{"a": "' + b"x" * 30)[:32]
+        with pytest.raises(xcc.RequestException) as info:
+            received.extend(pieces)
+        assert sum(map(len, received)) < 100
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/short"))
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"5\r\nhello\r\nzz\r\nabc\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n-3\r\nabc\r\n0\r\n\r\n",
+            b"a\r\nhello",
+            b"5\r\nhello\r\n",
+            b"3\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-Trailer: cut",
+        ],
+        ids=[
+            "bad-hex-size",
+            "negative-size",
+            "closed-mid-chunk",
+            "closed-before-last-chunk",
+            "chunk-longer-than-size",
+            "closed-in-trailers",
+        ],
+    )
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_broken_chunked_body_raises(self, servers, body, stream):
+        head = raw_head("200 OK", [("Transfer-Encoding", "chunked")])
+        raw = fault_server(servers, head + body)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            response = connection.request("GET", "/chunks", stream=stream)
+            b"".join(response.iter_content(4))
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/chunks"))
+
+    @pytest.mark.parametrize("encoding", sorted(ENCODERS))
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_truncated_compressed_body_raises(self, servers, encoding, stream):
+        coding, encode = ENCODERS[encoding]
+        encoded = encode(json_lines())
+        cut = encoded[: len(encoded) // 2]  # the HTTP framing is whole, the stream is not
+        reply = raw_response(cut, headers=[("Content-Encoding", coding)])
+        raw = fault_server(servers, reply, hold=True)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            response = connection.request("GET", "/jobs", stream=stream)
+            b"".join(response.iter_content(1024))
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
+
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_connection_reset_mid_body_raises(self, servers, stream):
+        proceed = threading.Event()
+        if not stream:
+            proceed.set()
+
+        def reply(sock):
+            sock.sendall(raw_head("200 OK", [("Content-Length", 100000)]) + b"x" * 1000)
+            proceed.wait(5)
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        try:
+            with pytest.raises(xcc.RequestException) as info:
+                response = connection.request("GET", "/reset", stream=stream)
+                proceed.set()
+                response.content  # noqa: B018
+        finally:
+            proceed.set()
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/reset"))
+
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            b"HELLO\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+            b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/2 200\r\n\r\n",
+            b"\x00\x01\x02\x03garbage",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        ],
+        ids=[
+            "hello",
+            "ssh-banner",
+            "non-numeric-status",
+            "http2",
+            "binary",
+            "head-cut-short",
+            "bad-header-line",
+        ],
+    )
+    def test_an_answer_that_is_not_http_raises(self, servers, reply):
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/healthz")
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/healthz"))
+
+    @pytest.mark.parametrize("read_first", [True, False], ids=["after-request", "at-once"])
+    def test_a_server_closing_without_a_response_raises(self, servers, read_first):
+        if read_first:
+            raw = fault_server(servers, b"")
+        else:
+            raw = servers.raw(lambda sock, index: None)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/jobs")
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
+
+    @pytest.mark.parametrize("value", ["abc", "-1", "5, 6", "1e3", "0x10", "+5"])
+    def test_an_invalid_content_length_raises(self, servers, value):
+        reply = raw_head("200 OK", [("Content-Length", value)]) + b"hello"
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/jobs")
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
+
+    @pytest.mark.parametrize("method, kwargs", [("GET", {}), ("POST", {"json": {"n": 1}})])
+    def test_a_server_that_never_answers_is_a_read_timeout(self, servers, method, kwargs):
+        raw = fault_server(servers, b"", hold=True)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request(method, "/jobs/slow", timeout=0.3, **kwargs)
+        exc = info.value
+        assert type(exc) is xcc.ReadTimeout
+        assert isinstance(exc, xcc.Timeout)
+        assert not isinstance(exc, xcc.ConnectionError)
+        assert str(exc) == f"{method} request to '{connection.url('/jobs/slow')}' timed out"
+        assert len(raw.requests) == 1
+
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_server_stalling_mid_body_is_a_read_timeout(self, servers, stream):
+        reply = raw_head("200 OK", [("Content-Length", 100)]) + b"0123456789"
+        raw = fault_server(servers, reply, hold=True)
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            response = connection.request("GET", "/result", stream=stream, timeout=(5, 0.3))
+            assert stream, "request() returned without the whole body"
+            pieces = response.iter_content(5)
+            assert [next(pieces), next(pieces)] == [b"01234", b"56789"]
+            next(pieces)
+        assert type(info.value) is xcc.ReadTimeout
+        assert str(info.value) == f"GET request to '{connection.url('/result')}' timed out"
+
+    def test_a_connect_that_hangs_is_a_connect_timeout(self):
+        with blackhole() as port:
+            connection = xcc.Connection(
+                access_token=ACCESS_TOKEN, host="127.0.0.1", port=port, tls=False
+            )
+            with pytest.raises(xcc.RequestException) as info:
+                connection.request("GET", "/devices", timeout=(0.3, 5))
+        exc = info.value
+        assert type(exc) is xcc.ConnectTimeout
+        assert isinstance(exc, xcc.Timeout)
+        assert isinstance(exc, xcc.ConnectionError)
+        assert str(exc) == f"GET request to '{connection.url('/devices')}' timed out"
+
+    def test_the_connect_timeout_is_one_budget_across_all_addresses(self):
+        with blackhole() as first, blackhole() as second:
+            addresses = [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))
+                for port in (first, second)
+            ]
+            start = time.monotonic()
+            with pytest.raises(socket.timeout):
+                xcc._connect(addresses, start + 0.5)
+            elapsed = time.monotonic() - start
+        assert 0.4 <= elapsed < 0.9
+
+    def test_connect_tries_the_next_address_after_a_refusal(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        try:
+            addresses = [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))
+                for port in (closed_port(), listener.getsockname()[1])
+            ]
+            sock = xcc._connect(addresses, time.monotonic() + 5)
+            try:
+                assert sock.getpeername() == listener.getsockname()
+            finally:
+                sock.close()
+        finally:
+            listener.close()
+
+    def test_a_host_that_does_not_resolve_raises_connection_error_naming_it(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN, host="does-not-exist.invalid", port=80, tls=False
+        )
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/healthz", timeout=5)
+        assert type(info.value) is xcc.ConnectionError
+        assert str(info.value) == "Failed to resolve hostname 'does-not-exist.invalid'"
+
+    def test_a_refused_port_raises_connection_error_naming_the_url(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN, host="127.0.0.1", port=closed_port(), tls=False
+        )
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/healthz", timeout=5)
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/healthz"))
+
+
+# ----------------------------------------------------------------------- transport: pool
+
+
+class TestPool:
+    """Keep-alive pooling (issue 3, SPEC §2), observed by which TCP connection each request
+    reached on the server."""
+
+    def test_twenty_sequential_requests_use_one_connection(self, server):
+        connection = connect(server)
+        for i in range(20):
+            if i % 2:
+                response = connection.request("POST", "/jobs", json={"i": i})
+            else:
+                response = connection.request("GET", f"/jobs/{i}")
+            assert response.ok
+        assert server.connections == 1
+        assert len(server.requests) == 20
+        assert {request.connection for request in server.requests} == {1}
+
+    def test_a_new_connection_object_per_request_reuses_the_socket(self, server):
+        tokens = [make_jwt(int(time.time()) + 3600, f"user-{i}") for i in range(10)]
+        for token in tokens:
+            assert connect(server, access_token=token).request("GET", "/jobs").ok
+        assert server.connections == 1
+        assert {request.connection for request in server.requests} == {1}
+        # Sockets are shared, tokens are not: each Connection sent its own.
+        sent = [request.headers["authorization"] for request in server.requests]
+        assert sent == ["Bearer " + token for token in tokens]
+
+    def test_a_server_dropping_idle_connections_never_fails_a_get(self, server):
+        connection = connect(server)
+        for i in range(5):
+            assert connection.request("GET", f"/jobs/{i}").json() == {}
+            server.drop_idle_connections()
+        assert [request.path for request in server.requests] == [f"/jobs/{i}" for i in range(5)]
+        assert [request.connection for request in server.requests] == [1, 2, 3, 4, 5]
+
+    def test_a_server_closing_after_each_response_never_fails_a_get(self, servers):
+        # Keep-alive is not refused (no "Connection: close"): the socket simply dies.
+        raw = fault_server(servers, raw_response(b"{}"))
+        connection = connect(raw)
+        for i in range(5):
+            assert connection.request("GET", f"/jobs/{i}").json() == {}
+        assert len(raw.requests) == 5
+        assert raw.connections == 5
+
+    def test_a_post_after_the_server_closed_the_idle_socket_goes_on_a_new_one(self, servers):
+        closed = threading.Event()
+
+        def reply(sock):
+            sock.sendall(raw_response(b"{}"))
+            sock.close()
+            closed.set()
+
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        for i in range(3):
+            closed.clear()
+            assert connection.request("POST", "/jobs", json={"i": i}).json() == {}
+            assert closed.wait(5)
+            time.sleep(0.05)  # the FIN crosses the loopback interface
+        # The liveness check saw each close: every POST went once, on a new socket.
+        assert len(raw.requests) == 3
+        assert raw.connections == 3
+
+    def dying_server(self, servers):
+        """A server whose first connection answers one request, then reads the second one
+        and closes without answering; later connections answer every request."""
+
+        def serve(sock, index):
+            count = 0
+            while raw.read(sock):
+                count += 1
+                if index == 1 and count == 2:
+                    return  # closed after reading the request, before any response byte
+                sock.sendall(raw_response(b""))
+
+        raw = servers.raw(serve)
+        return raw
+
+    @pytest.mark.parametrize(
+        "method, kwargs",
+        [("GET", {}), ("HEAD", {}), ("PUT", {"data": b"payload"}), ("DELETE", {}),
+         ("OPTIONS", {})],
+    )  # fmt: skip
+    def test_an_idempotent_request_on_a_dead_reused_socket_is_sent_once_more(
+        self, servers, method, kwargs
+    ):
+        raw = self.dying_server(servers)
+        connection = connect(raw)
+        assert connection.request(method, "/first", **kwargs).ok
+        assert connection.request(method, "/second", **kwargs).ok
+        body = kwargs.get("data", b"")
+        assert [(r.connection, r.request_line, r.body) for r in raw.requests] == [
+            (1, f"{method} /first HTTP/1.1", body),
+            (1, f"{method} /second HTTP/1.1", body),
+            (2, f"{method} /second HTTP/1.1", body),
+        ]
+
+    @pytest.mark.parametrize("method", ["POST", "PATCH"])
+    def test_a_post_or_patch_on_a_dead_reused_socket_is_never_sent_twice(self, servers, method):
+        raw = self.dying_server(servers)
+        connection = connect(raw)
+        assert connection.request(method, "/jobs", json={"n": 1}).ok
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request(method, "/jobs/2", json={"status": "cancelled"})
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/2"))
+        assert [(r.connection, r.request_line) for r in raw.requests] == [
+            (1, f"{method} /jobs HTTP/1.1"),
+            (1, f"{method} /jobs/2 HTTP/1.1"),
+        ]
+        assert raw.connections == 1
+
+    def test_threads_sharing_a_connection_never_interleave_on_a_socket(self, servers):
+        def body_for(path):
+            return f"{path};".encode() * (1 + len(path) * 37 % 400)
+
+        server = servers.http(lambda request: json_reply(200, {"path": request.path}))
+        connection = connect(server)
+        barrier = threading.Barrier(8)
+        results, failures = [], []
+
+        def work(thread):
+            barrier.wait(5)
+            for i in range(10):
+                path = f"/t{thread}/r{i}"
+                try:
+                    answer = connection.request(
+                        "POST", path, data=body_for(path), headers={"X-Path": path}
+                    ).json()
+                except Exception as exc:  # noqa: BLE001 (reported below)
+                    failures.append((path, repr(exc)))
+                else:
+                    results.append((path, answer["path"]))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+        assert len(results) == 80
+        assert all(sent == echoed for sent, echoed in results)
+        assert len(server.requests) == 80
+        for request in server.requests:
+            # One request at a time on a socket: each arrived whole, with its own body and
+            # fields, and no byte of another request came before its response.
+            assert request.well_formed and not request.pipelined, request
+            assert request.method == "POST"
+            names = [name.lower() for name, _ in request.raw_headers]
+            assert len(names) == len(set(names)), request.raw_headers
+            assert request.header_values("X-Path") == [request.path]
+            assert request.body == body_for(request.path)
+        assert server.connections <= 8  # sockets were reused, one request at a time
+
+    @pytest.mark.parametrize("size", [5000, 1 << 20], ids=["buffered", "megabyte"])
+    @pytest.mark.parametrize("read_to_the_end", [False, True])
+    def test_a_stream_is_reused_only_when_read_to_the_end(self, server, read_to_the_end, size):
+        # 5000 bytes arrive whole in the client's read buffer: nothing is left on the socket
+        # to tell that the body was not read to its end.
+        body = megabyte()[:size]
+        server.handler = lambda request: Reply(200, body if request.path == "/big" else b"{}")
+        connection = connect(server)
+        response = connection.request("GET", "/big", stream=True)
+        if read_to_the_end:
+            assert b"".join(response.iter_content(1000)) == body
+        else:
+            assert next(response.iter_content(1000)) == body[:1000]
+        response.close()
+        assert connection.request("GET", "/small").json() == {}
+        assert [request.connection for request in server.requests] == (
+            [1, 1] if read_to_the_end else [1, 2]
+        )
+
+    @pytest.mark.parametrize("how", ["close", "with"])
+    def test_closing_a_connection_closes_its_servers_idle_sockets(self, servers, how):
+        ended = threading.Event()
+
+        def serve(sock, index):
+            while raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+            ended.set()
+
+        raw = servers.raw(serve)
+        other = servers.http()
+        connect(other).request("GET", "/")
+        if how == "close":
+            connection = connect(raw)
+            connection.request("GET", "/")
+            assert not ended.is_set()
+            connection.close()
+        else:
+            with connect(raw) as connection:
+                connection.request("GET", "/")
+                assert not ended.is_set()
+        assert ended.wait(5), "the server did not see its idle connection end"
+        # The connection stays usable, and the other server's idle socket was kept.
+        assert connection.request("GET", "/again").ok
+        assert raw.connections == 2
+        connect(other).request("GET", "/")
+        assert other.connections == 1
+
+    def test_the_pool_keeps_at_most_ten_idle_sockets_per_server(self, servers):
+        barrier = threading.Barrier(15)
+        lock = threading.Lock()
+        closed = []
+
+        def serve(sock, index):
+            first = True
+            try:
+                while raw.read(sock):
+                    if first:
+                        first = False
+                        try:
+                            barrier.wait(5)  # all 15 sockets are open before any answer
+                        except threading.BrokenBarrierError:
+                            pass
+                    sock.sendall(raw_response(b"{}"))
+            except OSError:
+                pass
+            with lock:
+                closed.append(index)
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        failures = []
+
+        def work(i):
+            try:
+                connection.request("GET", f"/{i}")
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(15)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+        assert raw.connections == 15
+        # Of the 15 released sockets, the client closes 5 at once and keeps 10.
+        assert wait_until(lambda: len(closed) >= 5)
+        time.sleep(0.1)
+        assert len(closed) == 5
+        for i in range(20):
+            assert connection.request("GET", f"/burst/{i}").ok
+        assert raw.connections == 15  # the kept sockets were reused
+        connection.close()
+        assert wait_until(lambda: len(closed) == 15)
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
+    def test_a_forked_child_never_reuses_its_parents_sockets(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/parent").ok
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
+            except BaseException:  # noqa: BLE001 (the exit code reports it)
+                code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert connection.request("GET", "/parent-again").ok
+        seen = [(request.path, request.connection) for request in server.requests]
+        assert seen == [("/parent", 1), ("/child", 2), ("/parent-again", 1)]
+
+
+# ------------------------------------------------------------------ transport: redirects
+
+CODES = (301, 302, 303, 307, 308)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+# requests' rules (SPEC §2): 302/303 -> GET for all but HEAD; 301 turns only POST into GET.
+SAME = {method: method for method in METHODS}
+TO_GET = dict(SAME, POST="GET", PUT="GET", PATCH="GET", DELETE="GET")
+REDIRECTED_METHOD = {301: dict(SAME, POST="GET"), 302: TO_GET, 303: TO_GET, 307: SAME, 308: SAME}
+REDIRECT_BODY = {"job": "é", "shots": 3}
+CREDENTIALS = {"Cookie": "session=c00kie", "Proxy-Authorization": "Basic cHJveHk6cGFzcw=="}
+
+
+@pytest.fixture
+def pair(servers):
+    """Two scripted servers: two origins (same host, different ports)."""
+    return servers.http(), servers.http()
+
+
+def hop_handler(limit):
+    """Redirects ``/hop/N`` to ``/hop/N+1`` while ``N < limit``, then answers 200."""
+
+    def handler(request):
+        number = int(request.path.rsplit("/", 1)[1])
+        if number < limit:
+            return Reply(302, headers=[("Location", f"/hop/{number + 1}")])
+        return json_reply(200, {"hops": number})
+
+    return handler
+
+
+class TestRedirects:
+    @pytest.mark.parametrize("where", ["same-absolute", "same-relative", "cross-origin"])
+    @pytest.mark.parametrize("method", METHODS)
+    @pytest.mark.parametrize("code", CODES)
+    def test_redirect_follows_requests_method_body_and_credential_rules(
+        self, pair, code, method, where
+    ):
+        front, other = pair
+        cross = where == "cross-origin"
+        downstream = other if cross else front
+        location = {
+            "same-absolute": front.url + "/r/end",
+            "same-relative": "end",  # relative to /r/start
+            "cross-origin": other.url + "/r/end",
+        }[where]
+
+        def handler(request):
+            if request.path == "/r/start":
+                return Reply(code, headers=[("Location", location)])
+            return Reply(200)
+
+        front.handler = other.handler = handler
+        response = connect(front).request(
+            method, "/r/start", json=REDIRECT_BODY, headers=dict(CREDENTIALS)
+        )
+
+        assert response.status_code == 200
+        assert response.url == downstream.url + "/r/end"
+        assert [r.path for r in front.requests] == ["/r/start"] + ([] if cross else ["/r/end"])
+        assert [r.path for r in other.requests] == (["/r/end"] if cross else [])
+        first, final = front.requests[0], downstream.requests[-1]
+        sent = json.dumps(REDIRECT_BODY).encode("utf-8")
+        assert (first.method, first.body) == (method, sent)
+        assert first.headers["authorization"] == "Bearer " + ACCESS_TOKEN
+
+        assert final.method == REDIRECTED_METHOD[code][method]
+        if code in (307, 308):
+            assert final.body == sent
+            assert final.headers["content-type"] == "application/json"
+            assert final.headers["content-length"] == str(len(sent))
+        else:
+            assert final.body == b""
+            assert "content-type" not in final.headers
+            if final.method in ("GET", "HEAD"):
+                assert "content-length" not in final.headers
+            else:
+                assert final.headers["content-length"] == "0"
+        if cross:
+            for name in ("authorization", "cookie", "proxy-authorization"):
+                assert name not in final.headers
+        else:
+            assert final.headers["authorization"] == "Bearer " + ACCESS_TOKEN
+            assert final.headers["cookie"] == CREDENTIALS["Cookie"]
+            assert final.headers["proxy-authorization"] == CREDENTIALS["Proxy-Authorization"]
+
+    @pytest.mark.parametrize("code", CODES)
+    def test_allow_redirects_false_returns_the_redirect_unfollowed(self, pair, code):
+        front, other = pair
+        front.handler = lambda request: Reply(code, headers=[("Location", other.url + "/x")])
+        response = connect(front).request("POST", "/r/start", json={}, allow_redirects=False)
+        assert response.status_code == code
+        assert response.headers["location"] == other.url + "/x"
+        assert response.url == front.url + "/r/start"
+        assert len(front.requests) == 1
+        assert other.requests == []
+
+    def test_thirty_redirects_are_followed(self, pair):
+        front, _ = pair
+        front.handler = hop_handler(30)
+        response = connect(front).request("GET", "/hop/0")
+        assert response.json() == {"hops": 30}
+        assert response.url == front.url + "/hop/30"
+        assert [r.path for r in front.requests] == [f"/hop/{n}" for n in range(31)]
+
+    def test_thirty_one_redirects_raise_too_many_redirects_with_the_response(self, pair):
+        front, _ = pair
+        front.handler = hop_handler(10**6)
+        with pytest.raises(xcc.TooManyRedirects) as info:
+            connect(front).request("GET", "/hop/0")
+        assert isinstance(info.value, xcc.RequestException)
+        assert info.value.response is not None
+        assert info.value.response.status_code == 302
+        assert len(front.requests) == 31  # the request and 30 redirects, as requests
+
+    def test_response_url_is_the_final_url_after_a_cross_origin_redirect(self, pair):
+        front, other = pair
+        front.handler = lambda request: Reply(301, headers=[("Location", other.url + "/b?x=1")])
+        other.handler = lambda request: json_reply(200, {"at": request.target})
+        response = connect(front).request("GET", "/a")
+        assert response.json() == {"at": "/b?x=1"}
+        assert response.url == other.url + "/b?x=1"
+
+    def test_401_after_cross_origin_redirect_raises_without_refresh_or_retry(self, pair):
+        front, other = pair
+        to_other = lambda request: Reply(302, headers=[("Location", other.url + "/jobs")])
+        front.handler = Cloud(routes={"/jobs": to_other})
+        other.handler = Cloud(valid=(), routes={})  # 401 for every token, has a token endpoint
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(front).request("GET", "/jobs")
+        assert info.value.response.status_code == 401
+        assert info.value.response.url == other.url + "/jobs"
+        assert [r.path for r in front.requests] == ["/jobs"]
+        assert [r.path for r in other.requests] == ["/jobs"]
+        assert "authorization" not in other.requests[0].headers
+
+
+# ------------------------------------------------------------------------ transport: TLS
+
+
+SUBPROCESS_REQUEST = """
+import sys, xcc
+connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))
+try:
+    print(connection.request("GET", "/from-subprocess").status_code)
+except xcc.SSLError:
+    print("SSLError")
+"""
+
+
+def request_in_subprocess(port, **environment):
+    """Returns what a request to ``port`` in a new Python process prints: the status code,
+    or ``SSLError`` (a new process, because verify=True contexts are cached per process)."""
+    code, out, err = run_python(
+        ["-c", SUBPROCESS_REQUEST, ACCESS_TOKEN, str(port)], env=dict(os.environ, **environment)
+    )
+    assert code == 0, err
+    return out.strip()
+
+
+class TestTLS:
+    def test_default_verification_refuses_a_private_ca(self, tls_server):
+        with pytest.raises(xcc.SSLError) as info:
+            connect(tls_server).request("GET", "/")
+        assert isinstance(info.value, xcc.ConnectionError)
+        message = str(info.value)
+        assert "127.0.0.1" in message
+        assert "REQUESTS_CA_BUNDLE" in message and "SSL_CERT_FILE" in message
+        assert tls_server.requests == []
+
+    def test_verify_with_the_ca_file_is_accepted(self, tls_server, certificates):
+        response = connect(tls_server).request("GET", "/ok", verify=certificates["ca"])
+        assert response.status_code == 200
+        assert [r.path for r in tls_server.requests] == ["/ok"]
+
+    def test_verify_with_a_hashed_ca_directory_is_accepted(
+        self, tls_server, certificates, tmp_path
+    ):
+        response = connect(tls_server).request("GET", "/dir", verify=certificates["ca_directory"])
+        assert response.status_code == 200
+        # The hash link is what OpenSSL looks up: the same file under another name is not found.
+        unhashed = str(tmp_path / "unhashed")
+        os.makedirs(unhashed)
+        shutil.copy(certificates["ca"], os.path.join(unhashed, "ca.pem"))
+        with pytest.raises(xcc.SSLError):
+            connect(tls_server).request("GET", "/unhashed", verify=unhashed)
+        assert [r.path for r in tls_server.requests] == ["/dir"]
+
+    def test_verify_false_accepts_a_self_signed_certificate(self, servers, certificates):
+        server = servers.http(
+            tls=server_context(certificates["self_signed"], certificates["self_signed_key"])
+        )
+        with pytest.raises(xcc.SSLError):
+            connect(server).request("GET", "/verified")
+        assert connect(server).request("GET", "/unverified", verify=False).status_code == 200
+        assert [r.path for r in server.requests] == ["/unverified"]
+
+    @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+    def test_ca_bundle_variable_is_accepted(self, tls_server, certificates, monkeypatch, variable):
+        monkeypatch.setenv(variable, certificates["ca"])
+        assert connect(tls_server).request("GET", "/env").status_code == 200
+
+    @pytest.mark.parametrize(
+        "requests_bundle, curl_bundle, accepted",
+        [("ca", "lax_ca", True), ("lax_ca", "ca", False)],
+    )
+    def test_requests_ca_bundle_wins_over_curl_ca_bundle(
+        self, tls_server, certificates, monkeypatch, requests_bundle, curl_bundle, accepted
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates[requests_bundle])
+        monkeypatch.setenv("CURL_CA_BUNDLE", certificates[curl_bundle])
+        if accepted:
+            assert connect(tls_server).request("GET", "/env").status_code == 200
+        else:
+            with pytest.raises(xcc.SSLError):
+                connect(tls_server).request("GET", "/env")
+
+    def test_explicit_verify_wins_over_the_ca_bundle_variables(
+        self, tls_server, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["lax_ca"])
+        monkeypatch.setenv("CURL_CA_BUNDLE", certificates["lax_ca"])
+        connection = connect(tls_server)
+        assert connection.request("GET", "/a", verify=certificates["ca"]).status_code == 200
+        assert connection.request("GET", "/b", verify=False).status_code == 200
+
+    @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+    def test_openssl_default_path_variable_is_honoured(self, tls_server, certificates, variable):
+        value = certificates["ca" if variable == "SSL_CERT_FILE" else "ca_directory"]
+        assert request_in_subprocess(tls_server.port) == "SSLError"
+        assert request_in_subprocess(tls_server.port, **{variable: value}) == "200"
+        assert [r.path for r in tls_server.requests] == ["/from-subprocess"]
+
+    def test_hostname_mismatch_is_refused(self, servers, certificates):
+        tls = server_context(certificates["localhost_cert"], certificates["localhost_key"])
+        server = servers.http(tls=tls)  # its certificate names localhost, not 127.0.0.1
+        by_name = connect(server, host="localhost")
+        assert by_name.request("GET", "/by-name", verify=certificates["ca"]).status_code == 200
+        by_name.close()  # its origin ("localhost") is not one that the fixture closes
+        with pytest.raises(xcc.SSLError) as info:
+            connect(server).request("GET", "/by-address", verify=certificates["ca"])
+        assert "127.0.0.1" in str(info.value)
+        assert [r.path for r in server.requests] == ["/by-name"]
+
+    def test_ca_without_critical_basic_constraints_is_accepted(self, servers, certificates):
+        server = servers.http(tls=server_context(certificates["lax_cert"], certificates["lax_key"]))
+        response = connect(server).request("GET", "/lax", verify=certificates["lax_ca"])
+        assert response.status_code == 200
+        if sys.version_info >= (3, 13):
+            # Python 3.13's default context (VERIFY_X509_STRICT) refuses this CA.
+            strict = ssl.create_default_context(cafile=certificates["lax_ca"])
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            with sock, pytest.raises(ssl.SSLCertVerificationError):
+                strict.wrap_socket(sock, server_hostname="127.0.0.1")
+
+    def test_nonexistent_verify_path_raises_value_error_before_connecting(
+        self, tls_server, tmp_path
+    ):
+        missing = str(tmp_path / "no-such-ca.pem")
+        call = lambda: connect(tls_server).request("GET", "/", verify=missing)
+        error = refused_before_sending(tls_server, ValueError, call)
+        assert missing in str(error)
+
+
+# -------------------------------------------------------------------- transport: proxies
+
+# Proxy credentials; the password needs percent-encoding in a URL.
+PROXY_USER = "user"
+PROXY_PASSWORD = "p@ss:word"
+PROXY_PASSWORD_IN_URL = "p%40ss%3Aword"
+PROXY_AUTHORIZATION = "Basic " + base64.b64encode(b"user:p@ss:word").decode("ascii")
+
+
+def dead_proxy_url():
+    """Returns the URL of a proxy that refuses connections."""
+    return f"http://127.0.0.1:{closed_port()}"
+
+
+# Which proxy a request goes through: (scheme of the origin, environment variables,
+# proxies= of the request, whether the proxy is used). In the values, {proxy} is the
+# proxy's URL, {dead} the URL of a proxy that refuses connections, {port} the origin's port.
+PROXY_SELECTION = [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, None, True, id="HTTPS_PROXY"),
+    pytest.param("https", {"https_proxy": "{proxy}"}, None, True, id="https_proxy"),
+    pytest.param("https", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-https"),
+    pytest.param("https", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-https"),
+    pytest.param("http", {"HTTP_PROXY": "{proxy}"}, None, True, id="HTTP_PROXY"),
+    pytest.param("http", {"http_proxy": "{proxy}"}, None, True, id="http_proxy"),
+    pytest.param("http", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-http"),
+    pytest.param("http", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-http"),
+    pytest.param("https", {"HTTPS_PROXY": "{dead}", "https_proxy": "{proxy}"}, None, True,
+                 id="lower-case-wins-over-upper-case"),
+    pytest.param("https", {"ALL_PROXY": "{dead}", "HTTPS_PROXY": "{proxy}"}, None, True,
+                 id="scheme-variable-wins-over-ALL_PROXY"),
+    pytest.param("https", {"HTTP_PROXY": "{proxy}"}, None, False, id="HTTP_PROXY-not-for-https"),
+    pytest.param("http", {"REQUEST_METHOD": "GET", "HTTP_PROXY": "{proxy}"}, None, False,
+                 id="CGI-ignores-HTTP_PROXY"),
+    pytest.param("http", {"REQUEST_METHOD": "GET", "http_proxy": "{proxy}"}, None, True,
+                 id="CGI-still-uses-http_proxy"),
+    pytest.param("https", {"HTTPS_PROXY": "{dead}"}, {"https": "{proxy}"}, True,
+                 id="proxies-override-the-environment"),
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, {"https": None}, False,
+                 id="proxies-None-disables-the-environment"),
+] + [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}", variable: value}, None, False,
+                 id=f"{variable}={value}-bypasses")
+    for variable, value in [
+        ("NO_PROXY", "127.0.0.1"), ("NO_PROXY", "*"), ("NO_PROXY", "127.0.0.0/8"),
+        ("NO_PROXY", "127.0.0.1:{port}"), ("NO_PROXY", "example.com, 127.0.0.1 "),
+        ("no_proxy", "127.0.0.1"),
+    ]
+] + [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}", "NO_PROXY": value}, None, True,
+                 id=f"NO_PROXY={value}-does-not-bypass")
+    for value in ["127.0.0.2", "127.0.0.1:1", "localhost"]
+]  # fmt: skip
+
+
+class TestProxies:
+    """HTTP proxies over real sockets: CONNECT tunnels, absolute-form requests, Basic
+    credentials, errors, the proxy environment variables and NO_PROXY."""
+
+    @pytest.fixture
+    def origin(self, tls_server):
+        """The HTTPS server that the proxy leads to."""
+        return tls_server
+
+    # -- HTTPS through a CONNECT tunnel
+
+    def test_https_goes_through_connect_with_host_and_basic_credentials(
+        self, origin, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            response = connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert response.status_code == 200
+        authority = f"127.0.0.1:{origin.port}"
+        assert [r.request_line for r in proxy.requests] == [f"CONNECT {authority} HTTP/1.1"]
+        headers = proxy.requests[0].headers
+        assert headers["host"] == authority
+        assert headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        assert [(r.method, r.path) for r in origin.requests] == [("GET", "/devices")]
+        assert origin.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+    def test_origin_never_receives_proxy_authorization(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            connection.request(
+                "POST",
+                "/jobs",
+                json={"name": "job"},
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert len(origin.requests) == 1
+        assert "proxy-authorization" not in origin.requests[0].headers
+        assert all(PROXY_AUTHORIZATION not in value for _, value in origin.requests[0].raw_headers)
+        assert origin.requests[0].body == b'{"name": "job"}'
+
+    def test_tunnel_is_reused_like_a_keep_alive_socket(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            for index in range(4):
+                connection.request(
+                    "GET",
+                    f"/jobs/{index}",
+                    verify=certificates["ca"],
+                    proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+                )
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2", "/jobs/3"]
+        assert {r.connection for r in origin.requests} == {1}
+        assert origin.connections == 1
+
+    def test_pooled_sockets_are_kept_apart_by_proxy(self, origin, servers, certificates):
+        proxy = servers.proxy()
+        with connect(origin) as connection:
+            for proxies in (None, {"https": proxy.url()}, None, {"https": proxy.url()}):
+                connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
+        # One direct socket and one tunnel, each reused, never one for the other.
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+        assert origin.connections == 2
+        assert [r.connection for r in origin.requests] == [1, 2, 1, 2]
+
+    def test_wrong_ca_through_proxy_raises_ssl_error(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection, pytest.raises(xcc.SSLError) as info:
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["lax_ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert [r.request_line for r in proxy.requests] == [
+            f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
+        ]
+        assert origin.requests == []
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, ACCESS_TOKEN)
+
+    def test_certificate_is_checked_against_the_origin_name_not_the_proxy_name(
+        self, servers, certificates
+    ):
+        cert, ca = certificates["localhost_cert"], certificates["ca"]
+        origin = servers.http(tls=server_context(cert, certificates["localhost_key"]))
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        # The origin is called "localhost", the name in its certificate; the proxy is not.
+        with connect(origin, host="localhost") as connection:
+            response = connection.request(
+                "GET", "/ok", verify=ca, proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+            )
+        assert response.status_code == 200
+        assert proxy.requests[0].request_line == f"CONNECT localhost:{origin.port} HTTP/1.1"
+        # The origin is called "127.0.0.1", which its certificate does not name, while the
+        # proxy is called "localhost", which it does: the handshake must fail.
+        with connect(origin, host="127.0.0.1") as connection, pytest.raises(xcc.SSLError):
+            connection.request(
+                "GET",
+                "/bad",
+                verify=ca,
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD, "localhost")},
+            )
+        assert proxy.requests[1].request_line == f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
+        assert [r.path for r in origin.requests] == ["/ok"]
+
+    # -- plain HTTP through the proxy
+
+    def test_plain_http_uses_absolute_form_with_proxy_authorization(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            response = connection.request(
+                "GET",
+                "/jobs",
+                params={"size": 2},
+                proxies={"http": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert response.status_code == 200
+        assert [r.request_line for r in proxy.requests] == [
+            f"GET http://127.0.0.1:{origin.port}/jobs?size=2 HTTP/1.1"
+        ]
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        assert proxy.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+        assert [(r.method, r.path, r.query) for r in origin.requests] == [
+            ("GET", "/jobs", {"size": ["2"]})
+        ]
+
+    def test_plain_http_proxy_is_reused_for_several_requests(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy()
+        with connect(origin) as connection:
+            for index in range(3):
+                connection.request("GET", f"/n/{index}", proxies={"http": proxy.url()})
+        assert [r.request_line for r in proxy.requests] == [
+            f"GET http://127.0.0.1:{origin.port}/n/{index} HTTP/1.1" for index in range(3)
+        ]
+        assert proxy.connections == 1
+
+    # -- proxy errors
+
+    def test_407_on_connect_raises_proxy_error_naming_proxy_without_password(
+        self, origin, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        url = proxy.url(PROXY_USER, "wr0ng@secret")
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        message = str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in message
+        assert "407" in message
+        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
+        assert isinstance(info.value, xcc.ConnectionError)
+        assert len(proxy.requests) == 1 and proxy.requests[0].request_line.startswith("CONNECT ")
+        assert origin.connections == 0
+
+    def test_407_for_plain_http_raises_proxy_error_naming_proxy_without_password(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        url = proxy.url(PROXY_USER, "wr0ng@secret")
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", proxies={"http": url})
+        message = str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in message
+        assert "407" in message
+        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
+        assert origin.requests == []
+
+    def test_refused_tunnel_raises_proxy_error_with_the_status(self, origin, servers, certificates):
+        proxy = servers.proxy(refuse=403)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request(
+                "GET", "/devices", verify=certificates["ca"], proxies={"https": proxy.url()}
+            )
+        assert f"127.0.0.1:{proxy.port}" in str(info.value)
+        assert "403" in str(info.value)
+        assert origin.connections == 0
+
+    @pytest.mark.parametrize("scheme", ["https", "socks5", "socks5h", "socks4"])
+    def test_unsupported_proxy_scheme_raises_proxy_error_and_sends_nothing(
+        self, origin, servers, certificates, scheme
+    ):
+        proxy = servers.proxy()
+        url = f"{scheme}://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{proxy.port}"
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert "not supported" in str(info.value)
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+        assert proxy.requests == [] and proxy.connections == 0
+        assert origin.connections == 0 and origin.requests == []
+
+    def test_unreachable_proxy_raises_proxy_error(self, origin, servers, certificates):
+        port = closed_port()
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{port}"
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert str(port) in str(info.value)
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+        assert origin.connections == 0
+
+    # -- which proxy, if any: the environment, NO_PROXY and proxies=
+
+    @pytest.mark.parametrize("scheme, environment, proxies, used", PROXY_SELECTION)
+    def test_proxy_is_chosen_as_requests_chooses_it(
+        self, servers, tls_context, certificates, monkeypatch, scheme, environment, proxies, used
+    ):
+        origin = servers.http(tls=tls_context if scheme == "https" else None)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        urls = {
+            "proxy": proxy.url(PROXY_USER, PROXY_PASSWORD),
+            "dead": dead_proxy_url(),
+            "port": origin.port,
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(**urls))
+        if proxies is not None:
+            proxies = {key: value and value.format(**urls) for key, value in proxies.items()}
+        with connect(origin) as connection:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
+        assert [r.path for r in origin.requests] == ["/devices"]
+        if not used:
+            assert proxy.requests == [] and proxy.connections == 0
+            return
+        expected = {
+            "https": f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1",
+            "http": f"GET http://127.0.0.1:{origin.port}/devices HTTP/1.1",
+        }
+        assert [r.request_line for r in proxy.requests] == [expected[scheme]]
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+
+    def test_token_refresh_goes_through_the_same_proxy(self, origin, servers, certificates):
+        origin.handler = Cloud()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin, access_token=None) as connection:
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert [(r.method, r.path) for r in origin.requests] == [
+            ("POST", TOKEN_PATH),
+            ("GET", "/devices"),
+        ]
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+
+    # -- a real proxy: tinyproxy
+
+    def test_tinyproxy_tunnels_https_with_basic_credentials(self, origin, servers, certificates):
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection:
+            for index in range(3):
+                response = connection.request(
+                    "GET",
+                    f"/jobs/{index}",
+                    verify=certificates["ca"],
+                    proxies={"https": proxy.url()},
+                )
+                assert response.json() == {}
+        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2"]
+        assert origin.connections == 1  # one tunnel, kept alive
+        for request in origin.requests:
+            assert "proxy-authorization" not in request.headers
+            assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+    @pytest.mark.parametrize(
+        "password, status",
+        # tinyproxy answers 407 to a request without credentials, 401 to a wrong password.
+        [(None, "407"), ("wr0ng-pw", "401")],
+    )
+    def test_tinyproxy_refusing_credentials_raises_proxy_error(
+        self, origin, servers, certificates, password, status
+    ):
+        proxy = servers.tinyproxy(origin.port)
+        url = f"http://127.0.0.1:{proxy.port}" if password is None else proxy.url(password)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert status in str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in str(info.value)
+        assert_not_leaked(str(info.value) + repr(info.value), "wr0ng-pw", proxy.password)
+        assert origin.connections == 0
+
+    def test_tinyproxy_wrong_ca_raises_ssl_error(self, origin, servers, certificates):
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection, pytest.raises(xcc.SSLError):
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["lax_ca"],
+                proxies={"https": proxy.url()},
+            )
+        assert origin.requests == []
+
+    def test_tinyproxy_forwards_plain_http_with_credentials(self, servers):
+        origin = servers.http()
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection:
+            response = connection.request(
+                "POST",
+                "/jobs",
+                params={"size": 1},
+                json={"name": "job"},
+                proxies={"http": proxy.url()},
+            )
+        assert response.status_code == 200
+        assert [(r.method, r.path, r.query, r.body) for r in origin.requests] == [
+            ("POST", "/jobs", {"size": ["1"]}, b'{"name": "job"}')
+        ]
+
+
+# ---------------------------------------------------------------------------- Connection
+
+
+class TestConnection:
+    """The seed's members: constructor, properties, url(), ping(), repr."""
+
+    def test_constructor_without_tokens_raises_the_original_message(self):
+        with pytest.raises(ValueError) as info:
+            xcc.Connection()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
+
+    def test_defaults_are_the_seeds(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert connection.host == "platform.strawberryfields.ai"
+        assert connection.port == 443
+        assert connection.tls is True
+        assert connection.scheme == "https"
+        assert connection.api_version == "0.4.0"
+        assert connection.user_agent == f"XCC/{xcc.__version__} (API)"
+
+    def test_properties_reflect_the_arguments(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN, host="example.com", port=8080, tls=False
+        )
+        assert (connection.access_token, connection.host, connection.port) == (
+            ACCESS_TOKEN,
+            "example.com",
+            8080,
+        )
+        assert (connection.tls, connection.scheme) == (False, "http")
+
+    @pytest.mark.parametrize(
+        "name", ["access_token", "refresh_token", "host", "port", "tls", "scheme", "headers"]
+    )
+    def test_properties_are_read_only(self, name):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
+        with pytest.raises(AttributeError):
+            setattr(connection, name, "x")
+
+    def test_headers_follow_the_original_formula(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN,
+            headers={"Accept-Version": "1.2.3", "User-Agent": "me/1", "X-Extra": "y"},
+        )
+        assert connection.api_version == "1.2.3"
+        assert connection.user_agent == "me/1"
+        assert connection.headers == {
+            "Accept-Version": "1.2.3",
+            "Authorization": f"Bearer {ACCESS_TOKEN}",
+            "User-Agent": "me/1",
+            "X-Extra": "y",
+        }
+        connection.headers["X-Extra"] = "changed"
+        assert connection.headers["X-Extra"] == "y"  # a new dict each time
+
+    @pytest.mark.parametrize(
+        "path, url",
+        [
+            ("", "https://example.com:443/"),
+            ("/jobs", "https://example.com:443/jobs"),
+            ("jobs", "https://example.com:443/jobs"),
+            ("//evil.example/x", "https://example.com:443/evil.example/x"),
+            ("/devices/X8_01", "https://example.com:443/devices/X8_01"),
+        ],
+    )
+    def test_url_joins_the_path_and_never_changes_the_host(self, path, url):
+        assert xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com").url(path) == url
+
+    def test_url_brackets_an_ipv6_host(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="::1", port=8000, tls=False)
+        assert connection.url("x") == "http://[::1]:8000/x"
+
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"host": ""}, ValueError),
+            ({"host": "a b"}, ValueError),
+            ({"host": "example.com/x"}, ValueError),
+            ({"host": "example.com:8080"}, ValueError),
+            ({"host": "user@example.com"}, ValueError),
+            ({"host": None}, TypeError),
+            ({"port": 0}, ValueError),
+            ({"port": 65536}, ValueError),
+            ({"port": "443"}, TypeError),
+            ({"port": True}, TypeError),
+            ({"tls": "yes"}, TypeError),
+            ({"headers": {"X": "a\r\nb"}}, ValueError),
+            ({"headers": ["X"]}, TypeError),
+        ],
+    )
+    def test_constructor_refuses_invalid_arguments(self, kwargs, error):
+        with pytest.raises(error):
+            xcc.Connection(refresh_token=REFRESH_TOKEN, **kwargs)
+
+    def test_repr_names_which_tokens_are_set_and_the_url_but_no_token(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com")
+        text = repr(connection)
+        assert text == (
+            "<Connection: refresh_token=<set>, access_token=None, url=https://example.com:443/>"
+        )
+        both = repr(xcc.Connection(refresh_token=REFRESH_TOKEN, access_token=ACCESS_TOKEN))
+        assert REFRESH_TOKEN not in both and ACCESS_TOKEN not in both
+        assert "access_token=<set>" in both
+
+    def test_ping_gets_healthz(self, server):
+        response = connect(server).ping()
+        assert isinstance(response, xcc.Response)
+        assert response.status_code == 200
+        assert [(r.method, r.path) for r in server.requests] == [("GET", "/healthz")]
+
+    def test_ping_raises_http_error_when_the_cloud_is_down(self, server):
+        server.handler = lambda request: Reply(503, b"down", reason="Service Unavailable")
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).ping()
+        assert str(info.value) == (
+            f"503 Server Error: Service Unavailable for url: {server.url}/healthz"
+        )
+        assert info.value.response.status_code == 503
+
+
+class TestRequest:
+    """What request() puts on the wire and how it handles tokens and errors."""
+
+    def test_sends_the_connection_headers_and_upper_cases_the_method(self, server):
+        connect(server).request("get", "/devices")
+        request = server.requests[0]
+        assert request.method == "GET"
+        assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+        assert request.headers["accept-version"] == "0.4.0"
+        assert request.headers["user-agent"] == f"XCC/{xcc.__version__} (API)"
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        assert request.headers["host"] == f"127.0.0.1:{server.port}"
+        assert "content-length" not in request.headers
+
+    def test_request_headers_merge_case_insensitively(self, server):
+        connection = connect(server, headers={"X-Team": "a"})
+        connection.request(
+            "GET", "/", headers={"user-agent": "script/2", "x-team": "b", "Accept-Encoding": None}
+        )
+        names = [name.lower() for name, _ in server.requests[0].raw_headers]
+        assert names.count("user-agent") == 1 and names.count("x-team") == 1
+        assert server.requests[0].headers["user-agent"] == "script/2"
+        assert server.requests[0].headers["x-team"] == "b"
+        assert "accept-encoding" not in server.requests[0].headers
+
+    def test_a_missing_access_token_is_fetched_before_sending(self, server):
+        cloud = server.handler = Cloud()
+        connection = connect(server, access_token=None)
+        assert connection.request("GET", "/devices").json() == {"path": "/devices"}
+        token_request, request = server.requests
+        assert (token_request.method, token_request.path) == ("POST", TOKEN_PATH)
+        assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
+        assert "authorization" not in token_request.headers
+        assert dict(pair.split("=", 1) for pair in token_request.body.decode().split("&")) == {
+            "grant_type": "refresh_token",
+            "refresh_token": REFRESH_TOKEN,
+            "client_id": "public",
+        }
+        assert request.headers["authorization"] == "Bearer " + cloud.issued[0]
+        assert connection.access_token == cloud.issued[0]
+
+    def test_an_expired_jwt_is_refreshed_before_sending(self, server):
+        expired = make_jwt(int(time.time()) - 60)
+        server.handler = Cloud(valid=[expired])  # the server would still take it
+        connect(server, access_token=expired).request("GET", "/jobs")
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/jobs"]
+
+    def test_a_token_without_expiry_is_sent_as_it_is(self, server):
+        server.handler = Cloud(valid=["opaque-token"])
+        connect(server, access_token="opaque-token").request("GET", "/jobs")
+        assert [r.path for r in server.requests] == ["/jobs"]
+
+    def test_retry_after_401_keeps_method_target_body_and_request_headers(self, server):
+        cloud = server.handler = Cloud(valid=[])
+        response = connect(server).request(
+            "POST", "/jobs", params={"size": 1}, json={"name": "x"}, headers={"X-Trace": "7"}
+        )
+        assert response.status_code == 200
+        first, token_request, retry = server.requests
+        assert token_request.path == TOKEN_PATH
+        assert (retry.method, retry.target, retry.body) == (first.method, first.target, first.body)
+        assert first.headers.pop("authorization") == f"Bearer {ACCESS_TOKEN}"
+        assert retry.headers.pop("authorization") == "Bearer " + cloud.issued[0]
+        assert retry.headers == first.headers
+        assert first.headers["x-trace"] == "7"
+        assert json.loads(retry.body) == {"name": "x"}
+
+    def test_a_second_401_raises_after_one_retry(self, server):
+        server.handler = lambda request: (
+            json_reply(200, {"access_token": ACCESS_TOKEN})
+            if request.path == TOKEN_PATH
+            else json_reply(401, {"detail": "Go away."})
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs")
+        assert str(info.value) == "Go away."
+        assert info.value.response.status_code == 401
+        assert [r.path for r in server.requests] == ["/jobs", TOKEN_PATH, "/jobs"]
+
+    def test_a_401_without_refresh_token_raises_at_once(self, server):
+        server.handler = Cloud(valid=[])
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server, refresh_token=None).request("GET", "/jobs")
+        assert info.value.response.status_code == 401
+        assert [r.path for r in server.requests] == ["/jobs"]
+
+    def test_refresh_inside_request_uses_the_calls_timeout(self, server):
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                time.sleep(1)
+            return json_reply(200, {"access_token": ACCESS_TOKEN})
+
+        server.handler = handler
+        with pytest.raises(xcc.Timeout) as info:
+            connect(server, access_token=None).request("GET", "/jobs", timeout=0.2)
+        assert str(info.value) == f"POST request to '{server.url}{TOKEN_PATH}' timed out"
+
+    def test_refresh_inside_request_uses_the_calls_verify(self, tls_server, certificates):
+        tls_server.handler = Cloud()
+        connection = connect(tls_server, access_token=None)
+        assert connection.request("GET", "/jobs", verify=certificates["ca"]).ok
+        assert [r.path for r in tls_server.requests] == [TOKEN_PATH, "/jobs"]
+
+    @pytest.mark.parametrize(
+        "status, body, message",
+        [
+            (
+                400,
+                {"code": "validation-error", "meta": {"_schema": ["Foo", "Bar"], "size": ["Baz"]}},
+                "Foo; Bar; Baz",
+            ),
+            (
+                400,
+                {
+                    "code": "validation-error",
+                    "meta": {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
+                },
+                "Foo; Bar; Baz; Bud",
+            ),
+            (400, {"code": "validation-error", "meta": {}, "detail": "Bad."}, "Bad."),
+            (404, {"detail": "Job not found."}, "Job not found."),
+            (500, {"detail": "Oops."}, "Oops."),
+            (404, ["not", "an", "object"], "404 Client Error: Not Found for url: {url}"),
+            (500, None, "500 Server Error: Internal Server Error for url: {url}"),
+            (409, {"code": "conflict"}, "409 Client Error: Conflict for url: {url}"),
+        ],
+    )
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_http_errors_are_worded_as_the_original_words_them(
+        self, server, status, body, message, stream
+    ):
+        server.handler = lambda request: (
+            Reply(status, b"<html>not json</html>") if body is None else json_reply(status, body)
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs/1", stream=stream)
+        assert str(info.value) == message.format(url=server.url + "/jobs/1")
+        assert info.value.response.status_code == status
+
+    def test_timeout_none_and_pairs_are_accepted(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/", timeout=None).ok
+        assert connection.request("GET", "/", timeout=(1, 2)).ok
+
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"timeout": 0}, ValueError),
+            ({"timeout": "10"}, ValueError),
+            ({"verify": 1}, TypeError),
+            ({"proxies": "http://proxy"}, TypeError),
+            ({"params": 5}, TypeError),
+            ({"data": 5}, TypeError),
+            ({"json": {"x": float("nan")}}, ValueError),
+            ({"headers": "X: y"}, TypeError),
+            ({"cookies": {}}, TypeError),
+        ],
+    )
+    def test_bad_arguments_raise_before_anything_is_sent(self, server, kwargs, error):
+        call = lambda: connect(server, access_token=None).request("GET", "/", **kwargs)
+        refused_before_sending(server, error, call)
+
+
+class TestUpdateAccessToken:
+    def test_success_replaces_the_access_token(self, server):
+        cloud = server.handler = Cloud()
+        connection = connect(server)
+        connection.update_access_token()
+        assert connection.access_token == cloud.issued[0]
+        assert [r.path for r in server.requests] == [TOKEN_PATH]
+
+    def test_invalid_grant_names_the_api_key(self, server):
+        server.handler = lambda request: json_reply(400, {"error": "invalid_grant"})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).update_access_token()
+        assert str(info.value) == "Refresh token (e.g., Xanadu Cloud API key) is invalid"
+        assert info.value.response.status_code == 400
+
+    @pytest.mark.parametrize("status", [400, 403, 500])
+    def test_other_errors_are_worded_as_raise_for_status(self, server, status):
+        server.handler = lambda request: json_reply(status, {"error": "other", "detail": "x"})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).update_access_token()
+        kind = "Client" if status < 500 else "Server"
+        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}[status]
+        assert (
+            str(info.value) == f"{status} {kind} Error: {reason} for url: {server.url}{TOKEN_PATH}"
+        )
+
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            Reply(200, b"<html>maintenance</html>"),
+            json_reply(200, {"token": "x"}),
+            json_reply(200, ["access_token"]),
+            json_reply(200, {"access_token": "bad token\r\nX-Injected: 1"}),
+        ],
+    )
+    def test_a_response_without_a_valid_token_is_a_value_error(self, server, reply):
+        server.handler = lambda request: reply
+        connection = connect(server)
+        with pytest.raises(ValueError) as info:
+            connection.update_access_token()
+        assert str(info.value) == "Xanadu Cloud returned an invalid access token response."
+        assert connection.access_token == ACCESS_TOKEN
+
+    def test_without_refresh_token_nothing_is_sent(self, server):
+        call = connect(server, refresh_token=None).update_access_token
+        error = refused_before_sending(server, ValueError, call)
+        assert "refresh token" in str(error)
+
+    def test_the_refresh_token_never_follows_a_redirect(self, servers):
+        elsewhere = servers.http()
+        server = servers.http(
+            lambda request: Reply(307, headers={"Location": elsewhere.url + TOKEN_PATH})
+        )
+        with pytest.raises(ValueError):
+            connect(server).update_access_token()
+        assert elsewhere.requests == []
+
+
+# ----------------------------------------------------------------- Connection: injection
+
+MARK = "S3CR3T"  # in bad header values: no error message may repeat it
+BAD_METHODS = [
+    "GET /x", "", "GE T", "GET\r\n", "GET\n", "G\x00ET", "GET\t", "GÉT", "GET:", "GET\x7f",
+    "(GET)", "GET\r\nX-Injected: 1",
+]  # fmt: skip
+BAD_PATHS = [
+    "/a\r\nHost: evil.example", "/a\nb", "/a\rb", "/a\x00b", "/a\x7fb", "/a\x1bb", "/a\tb",
+    "/a\x0bb", "/x HTTP/1.1\r\n\r\nGET /smuggled",
+]  # fmt: skip
+BAD_HEADER_NAMES = [
+    "X-A\r\nX-B", "X-A\n", "\rX-A", "X A", "X:A", "X-A:", "X-É", "X-日本", "", "X\x00",
+    "X\tA", "X-A ", "(X)", "X@Y", "X\x7f",
+]  # fmt: skip
+BAD_HEADER_VALUES = [
+    MARK + "\r\nX-Injected: 1", MARK + "\n", MARK + "\r", MARK + "\x00", MARK + "\x7f",
+    MARK + "\x1b", MARK + "\x0b", MARK + "\x0c", MARK + "\x1f", MARK + "€", MARK + "日本",
+    MARK + "\u2028", MARK + "\U0001F600", (MARK + "\r\nX-Injected: 1").encode("latin-1"),
+]  # fmt: skip
+TRANSFER_ENCODINGS = [{"Transfer-Encoding": "chunked"}, {"transfer-encoding": "gzip, chunked"}]
+
+
+class TestInjection:
+    @pytest.mark.parametrize("method", BAD_METHODS)
+    def test_method_that_is_not_a_token_is_refused(self, server, method):
+        refused_before_sending(server, ValueError, lambda: connect(server).request(method, "/"))
+
+    @pytest.mark.parametrize("method", [None, b"GET", 1])
+    def test_method_of_wrong_type_is_refused(self, server, method):
+        refused_before_sending(server, TypeError, lambda: connect(server).request(method, "/"))
+
+    @pytest.mark.parametrize("path", BAD_PATHS)
+    def test_path_with_control_characters_is_refused(self, server, path):
+        refused_before_sending(server, ValueError, lambda: connect(server).request("GET", path))
+
+    @pytest.mark.parametrize("path", [None, b"/x", 1])
+    def test_path_of_wrong_type_is_refused(self, server, path):
+        refused_before_sending(server, TypeError, lambda: connect(server).request("GET", path))
+
+    @pytest.mark.parametrize("name", BAD_HEADER_NAMES)
+    def test_bad_header_name_is_refused_per_request_and_at_construction(self, server, name):
+        call = lambda: connect(server).request("GET", "/", headers={name: "v"})
+        refused_before_sending(server, ValueError, call)
+        with pytest.raises(ValueError):
+            connect(server, headers={name: "v"})
+
+    @pytest.mark.parametrize("value", BAD_HEADER_VALUES)
+    def test_bad_header_value_is_refused_without_echoing_it(self, server, value):
+        call = lambda: connect(server).request("GET", "/", headers={"X-Bad": value})
+        error = refused_before_sending(server, ValueError, call)
+        assert MARK not in str(error) and MARK not in repr(error)
+        with pytest.raises(ValueError) as info:
+            connect(server, headers={"X-Bad": value})
+        assert MARK not in str(info.value) and MARK not in repr(info.value)
+
+    @pytest.mark.parametrize("headers", [{1: "v"}, {None: "v"}, {"X-A": 5}, {"X-A": ["v"]}])
+    def test_header_of_wrong_type_is_refused(self, server, headers):
+        call = lambda: connect(server).request("GET", "/", headers=headers)
+        refused_before_sending(server, TypeError, call)
+        with pytest.raises(TypeError):
+            connect(server, headers=headers)
+
+    @pytest.mark.parametrize("headers", TRANSFER_ENCODINGS)
+    def test_transfer_encoding_header_is_refused(self, server, headers):
+        call = lambda: connect(server).request("POST", "/", headers=headers, data=b"x")
+        refused_before_sending(server, ValueError, call)
+        with pytest.raises(ValueError):
+            connect(server, headers=headers)
+
+    def test_caller_content_length_is_replaced_by_the_real_one(self, server):
+        connect(server).request("POST", "/", headers={"Content-Length": "999"}, data=b"abc")
+        (request,) = server.requests
+        assert request.header_values("Content-Length") == ["3"]
+        assert request.body == b"abc"
+
+    def test_string_params_with_control_characters_are_refused(self, server):
+        call = lambda: connect(server).request("GET", "/", params="a=1\r\nX-Injected: 1")
+        refused_before_sending(server, ValueError, call)
+
+    @pytest.mark.parametrize(
+        "path, target",
+        [
+            ("/a b", "/a%20b"),
+            ("/é", "/%C3%A9"),
+            ("/日本", "/%E6%97%A5%E6%9C%AC"),
+            ("/%41", "/%41"),
+            ("/%e9", "/%e9"),
+            ("/a%20b", "/a%20b"),
+            ("/a%2", "/a%252"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/%zz", "/%25zz"),
+            ("/100%", "/100%25"),
+            ("/a?a=b c", "/a?a=b%20c"),
+            ("/x?q=a b&r=é", "/x?q=a%20b&r=%C3%A9"),
+            ("/a?b=%zz", "/a?b=%25zz"),
+            ("/ä?ö=ü", "/%C3%A4?%C3%B6=%C3%BC"),
+            ("/a#x", "/a"),
+            ("/a?b=1#x y", "/a?b=1"),
+            ('/a"b<c>d', "/a%22b%3Cc%3Ed"),
+            ("/{x}|^`\\", "/%7Bx%7D%7C%5E%60%5C"),
+            ("/~user/x-y_z.json", "/~user/x-y_z.json"),
+            ("/!$&'()*+,;=:@[]", "/!$&'()*+,;=:@[]"),
+            ("jobs", "/jobs"),
+        ],
+    )
+    def test_path_is_percent_encoded_as_requests_does(self, server, path, target):
+        connect(server).request("GET", path)
+        assert [request.target for request in server.requests] == [target]
+
+    @pytest.mark.parametrize(
+        "path, target",
+        [
+            ("//evil.example/x", "/evil.example/x"),
+            ("///evil.example/x", "/evil.example/x"),
+            ("http://evil.example/x", "/http://evil.example/x"),
+            ("@evil.example/x", "/@evil.example/x"),
+        ],
+    )
+    def test_path_never_changes_the_host(self, server, path, target):
+        connection = connect(server)
+        assert connection.url(path) == f"http://127.0.0.1:{server.port}{target}"
+        connection.request("GET", path)
+        (request,) = server.requests
+        assert request.target == target
+        assert request.headers["host"] == f"127.0.0.1:{server.port}"
+
+    @pytest.mark.parametrize(
+        "path, params, target",
+        [
+            ("/p", {"a": None, "b": "1"}, "/p?b=1"),
+            ("/p", {"id": ["a", "b"]}, "/p?id=a&id=b"),
+            ("/p", {"id": ("a", "b")}, "/p?id=a&id=b"),
+            ("/p", {"id": ["a", None, "b"]}, "/p?id=a&id=b"),
+            ("/p", {"id": ("a", None, "b")}, "/p?id=a&id=b"),
+            ("/p", [("a", "1"), ("a", "2")], "/p?a=1&a=2"),
+            ("/p", {"b": b"x y"}, "/p?b=x+y"),
+            ("/p", {"q": b"\xff"}, "/p?q=%FF"),
+            ("/p", {"n": 5, "f": 1.5, "t": True}, "/p?n=5&f=1.5&t=True"),
+            ("/p", {"u": "é"}, "/p?u=%C3%A9"),
+            ("/p", {"日本": "語"}, "/p?%E6%97%A5%E6%9C%AC=%E8%AA%9E"),
+            ("/p", {"s": "a b"}, "/p?s=a+b"),
+            ("/p", {"k y": "v"}, "/p?k+y=v"),
+            ("/p", {"q": "a&b=c"}, "/p?q=a%26b%3Dc"),
+            ("/p", {"p": "/+?#%"}, "/p?p=%2F%2B%3F%23%25"),
+            ("/p", {"a": []}, "/p"),
+            ("/p", {}, "/p"),
+            ("/p", {"a": ""}, "/p?a="),
+            ("/p", "a=1&b=2", "/p?a=1&b=2"),
+            ("/jobs?x=1", {"y": "2"}, "/jobs?x=1&y=2"),
+            ("/jobs?", {"y": "2"}, "/jobs?y=2"),
+        ],
+    )
+    def test_params_are_encoded_as_requests_encodes_them(self, server, path, params, target):
+        connect(server).request("GET", path, params=params)
+        assert [request.target for request in server.requests] == [target]
+
+    @pytest.mark.parametrize(
+        "data, body, content_type",
+        [
+            (
+                {"a": "1", "b": None, "c": ["x", "y"], "d": "é &="},
+                b"a=1&c=x&c=y&d=%C3%A9+%26%3D",
+                "application/x-www-form-urlencoded",
+            ),
+            ([("k", "v"), ("k", "w")], b"k=v&k=w", "application/x-www-form-urlencoded"),
+            (b"raw\r\nbytes", b"raw\r\nbytes", None),
+            ("é", b"\xc3\xa9", None),
+        ],
+    )
+    def test_data_is_encoded_with_its_content_type(self, server, data, body, content_type):
+        connect(server).request("POST", "/form", data=data)
+        (request,) = server.requests
+        assert request.body == body
+        assert request.header_values("Content-Length") == [str(len(body))]
+        assert request.header_values("Content-Type") == ([content_type] if content_type else [])
+
+    @pytest.mark.parametrize(
+        "connection_headers, request_headers, content_type",
+        [
+            ({}, {}, "application/json"),
+            ({}, {"Content-Type": "application/vnd.api+json"}, "application/vnd.api+json"),
+            ({}, {"content-type": "text/plain"}, "text/plain"),
+            ({"Content-Type": "application/x-custom"}, {}, "application/x-custom"),
+        ],
+    )
+    def test_json_body_is_sent_with_application_json_unless_the_caller_set_a_type(
+        self, server, connection_headers, request_headers, content_type
+    ):
+        payload = {"name": "é日本", "list": [1, 2.5, None, True], "nested": {"x": "y"}}
+        connection = connect(server, headers=connection_headers)
+        connection.request("POST", "/jobs", json=payload, headers=request_headers)
+        (request,) = server.requests
+        assert json.loads(request.body.decode("utf-8")) == payload
+        assert request.header_values("Content-Type") == [content_type]
+
+    @pytest.mark.parametrize(
+        "payload", [float("nan"), float("inf"), -float("inf"), [1, {"x": float("nan")}]]
+    )
+    def test_json_with_nan_or_infinity_is_refused(self, server, payload):
+        call = lambda: connect(server).request("POST", "/jobs", json=payload)
+        refused_before_sending(server, ValueError, call)
+
+    @pytest.mark.parametrize(
+        "method, content_length",
+        [
+            ("GET", []),
+            ("HEAD", []),
+            ("POST", ["0"]),
+            ("PUT", ["0"]),
+            ("PATCH", ["0"]),
+            ("DELETE", ["0"]),
+            ("OPTIONS", ["0"]),
+        ],
+    )
+    def test_content_length_zero_only_on_bodiless_non_get_requests(
+        self, server, method, content_length
+    ):
+        connect(server).request(method, "/")
+        (request,) = server.requests
+        assert request.method == method
+        assert request.header_values("Content-Length") == content_length
+        assert request.body == b""
+
+    @pytest.mark.parametrize(
+        "keyword, value",
+        [("cert", ("a.pem", "a.key")), ("files", {"f": b"x"}), ("auth", ("u", "p")),
+         ("hooks", {}), ("cookies", {"a": "b"})],
+    )  # fmt: skip
+    def test_unknown_keyword_raises_type_error_naming_it(self, server, keyword, value):
+        call = lambda: connect(server).request("GET", "/", **{keyword: value})
+        error = refused_before_sending(server, TypeError, call)
+        assert keyword in str(error)
+
+    def test_netrc_is_never_consulted(self, servers, clean_environment):
+        netrc = clean_environment / ".netrc"
+        netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+        os.chmod(str(netrc), 0o600)
+        server = servers.http()
+        connect(server).request("GET", "/")
+        (request,) = server.requests
+        assert request.header_values("Authorization") == ["Bearer " + ACCESS_TOKEN]
+
+
+# ------------------------------------------------------------------- Connection: secrets
+
+OTHER_REFRESH = make_jwt(int(time.time()) + 86400, "another-refresh")
+BAD_NEW_TOKEN = "new-" + MARK + " token"
+
+
+def secrets_of(*extra):
+    """The values that must never be shown, and the payload segment of each JWT (so that
+    a token cut short is caught too)."""
+    values = [REFRESH_TOKEN, ACCESS_TOKEN, OTHER_REFRESH, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL,
+              MARK] + list(extra)  # fmt: skip
+    return values + [value.split(".")[1] for value in values if value.count(".") == 2]
+
+
+def everything_shown(error):
+    """The texts a user or a log may see of an exception: str, repr, the whole formatted
+    traceback (with its chained causes), and its response's repr and URL."""
+    texts = [str(error), repr(error), "".join(traceback.format_exception(type(error), error,
+             error.__traceback__))]  # fmt: skip
+    response = getattr(error, "response", None)
+    if response is not None:
+        texts += [repr(response), response.url, response.reason]
+    return "\n".join(texts)
+
+
+def scenario_404_without_detail(servers, tls_context, issued):
+    server = servers.http(lambda request: Reply(404, b"no json here"))
+    connect(server).request("GET", "/missing")
+
+
+def scenario_500_with_detail(servers, tls_context, issued):
+    server = servers.http(lambda request: json_reply(500, {"detail": "Internal failure."}))
+    connect(server).request("GET", "/jobs")
+
+
+def scenario_detail_echoes_the_tokens(servers, tls_context, issued):
+    detail = f"rejected {ACCESS_TOKEN} and {REFRESH_TOKEN}"
+    server = servers.http(lambda request: json_reply(403, {"detail": detail}))
+    connect(server).request("GET", "/jobs")
+
+
+def scenario_validation_error_echoes_the_token(servers, tls_context, issued):
+    body = {"code": "validation-error", "meta": {"token": ["bad " + ACCESS_TOKEN]}}
+    server = servers.http(lambda request: json_reply(400, body))
+    connect(server).request("POST", "/jobs", json={})
+
+
+def scenario_detail_echoes_the_refreshed_token(servers, tls_context, issued):
+    echo = lambda request: json_reply(403, {"detail": "sent " + request.headers["authorization"]})
+    cloud = Cloud(valid=(), routes={"/jobs": echo})
+    cloud.issued = issued  # the tokens it hands out are secrets too
+    connect(servers.http(cloud)).request("GET", "/jobs")
+
+
+def scenario_stream_detail_echoes_the_token(servers, tls_context, issued):
+    detail = f"rejected {ACCESS_TOKEN}"
+    server = servers.http(lambda request: json_reply(409, {"detail": detail}))
+    connect(server).request("GET", "/jobs", stream=True)
+
+
+def scenario_refresh_invalid_grant(servers, tls_context, issued):
+    server = servers.http(Cloud(valid=()))
+    connect(server, refresh_token=OTHER_REFRESH).request("GET", "/jobs")
+
+
+def scenario_refresh_before_sending_fails(servers, tls_context, issued):
+    server = servers.http(lambda request: json_reply(503, {"detail": "down " + REFRESH_TOKEN}))
+    connect(server, access_token=None).request("GET", "/jobs")
+
+
+def scenario_token_response_holds_a_bad_token(servers, tls_context, issued):
+    server = servers.http(lambda request: json_reply(200, {"access_token": BAD_NEW_TOKEN}))
+    connect(server, access_token=None).request("GET", "/jobs")
+
+
+def scenario_connection_refused(servers, tls_context, issued):
+    xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), False).request(
+        "GET", "/"
+    )
+
+
+def scenario_read_timeout(servers, tls_context, issued):
+    def silent(sock, index):
+        server.read(sock)
+        sock.recv(1)  # until the test ends
+
+    server = servers.raw(silent)
+    connect(server).request("GET", "/slow", timeout=0.3)
+
+
+def scenario_ssl_error(servers, tls_context, issued):
+    server = servers.raw(lambda sock, index: sock.recv(1), tls=tls_context)
+    connect(server).request("GET", "/")
+
+
+def scenario_too_many_redirects(servers, tls_context, issued):
+    server = servers.http(lambda request: Reply(302, headers=[("Location", "/loop")]))
+    connect(server).request("GET", "/loop")
+
+
+def request_through(proxy):
+    """Sends a request through ``proxy`` with the test's proxy credentials."""
+    connection = xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), True)
+    connection.request("GET", "/", proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)})
+
+
+def scenario_proxy_refuses_the_tunnel(servers, tls_context, issued):
+    request_through(servers.proxy(refuse=403))
+
+
+def scenario_proxy_wants_other_credentials(servers, tls_context, issued):
+    request_through(servers.proxy(credentials=(PROXY_USER, "the-right-one")))
+
+
+def scenario_header_holding_the_token_and_a_newline(servers, tls_context, issued):
+    server = servers.http()
+    connect(server).request("GET", "/", headers={"Authorization": f"Bearer {ACCESS_TOKEN}\n"})
+
+
+SCENARIOS = [
+    (scenario_404_without_detail, xcc.HTTPError),
+    (scenario_500_with_detail, xcc.HTTPError),
+    (scenario_detail_echoes_the_tokens, xcc.HTTPError),
+    (scenario_validation_error_echoes_the_token, xcc.HTTPError),
+    (scenario_detail_echoes_the_refreshed_token, xcc.HTTPError),
+    (scenario_stream_detail_echoes_the_token, xcc.HTTPError),
+    (scenario_refresh_invalid_grant, xcc.HTTPError),
+    (scenario_refresh_before_sending_fails, xcc.HTTPError),
+    (scenario_token_response_holds_a_bad_token, ValueError),
+    (scenario_connection_refused, xcc.ConnectionError),
+    (scenario_read_timeout, xcc.Timeout),
+    (scenario_ssl_error, xcc.SSLError),
+    (scenario_too_many_redirects, xcc.TooManyRedirects),
+    (scenario_proxy_refuses_the_tunnel, xcc.ProxyError),
+    (scenario_proxy_wants_other_credentials, xcc.ProxyError),
+    (scenario_header_holding_the_token_and_a_newline, ValueError),
+]
+
+BAD_TOKENS = [
+    MARK + " abc", MARK + "\nabc", MARK + "\r\n", MARK + "\tabc", " " + MARK, MARK + "+abc",
+    MARK + "/abc", MARK + "==", MARK + "é", MARK + "%20", MARK + "\x00", MARK + ":abc",
+    "Bearer " + MARK,
+]  # fmt: skip
+
+
+class TestSecrets:
+    @pytest.mark.parametrize(
+        "scenario, expected", SCENARIOS, ids=[s.__name__[len("scenario_") :] for s, _ in SCENARIOS]
+    )
+    def test_no_error_shows_a_token_or_password(self, servers, tls_context, scenario, expected):
+        issued = []
+        with pytest.raises(expected) as info:
+            scenario(servers, tls_context, issued)
+        shown = everything_shown(info.value)
+        if scenario is scenario_detail_echoes_the_refreshed_token:
+            assert len(issued) == 1  # the token was refreshed, and the server echoed the new one
+        assert_not_leaked(shown, *secrets_of(*issued))
+
+    def test_detail_that_echoes_a_token_is_masked_but_kept(self, servers):
+        with pytest.raises(xcc.HTTPError) as info:
+            scenario_detail_echoes_the_tokens(servers, None, [])
+        assert str(info.value).startswith("rejected ")
+        assert info.value.response.status_code == 403
+
+    @pytest.mark.parametrize(
+        "tokens",
+        [
+            {"refresh_token": REFRESH_TOKEN, "access_token": ACCESS_TOKEN},
+            {"refresh_token": REFRESH_TOKEN, "access_token": None},
+            {"refresh_token": None, "access_token": ACCESS_TOKEN},
+        ],
+    )
+    def test_repr_of_connection_and_response_shows_no_token(self, servers, tokens):
+        server = servers.http(lambda request: json_reply(200, {"access_token": ACCESS_TOKEN}))
+        connection = connect(server, **tokens)
+        shown = repr(connection)
+        assert "Connection" in shown and server.url in shown
+        response = connection.request("GET", "/jobs", params={"id": "1"})
+        shown += repr(connection) + repr(response) + response.url + str(response.headers.keys())
+        assert_not_leaked(shown, *secrets_of())
+        assert response.url == server.url + "/jobs?id=1"
+
+    @pytest.mark.parametrize("bad", BAD_TOKENS)
+    @pytest.mark.parametrize("which", ["refresh_token", "access_token"])
+    def test_token_that_no_jwt_holds_is_refused_without_echo(self, which, bad):
+        other = {"refresh_token": "access_token", "access_token": "refresh_token"}[which]
+        with pytest.raises(ValueError) as info:
+            xcc.Connection(**{which: bad, other: REFRESH_TOKEN})
+        message = str(info.value)
+        assert which.replace("_", " ") in message
+        assert other.replace("_", " ") not in message
+        assert MARK not in message and MARK not in repr(info.value)
+
+
+# ------------------------------------------------------------------- Connection: threads
+
+THREADS = 16
+
+
+class TestThreads:
+    def test_concurrent_401s_cause_one_refresh_and_every_request_is_retried(self, servers):
+        cloud = Cloud(valid=())  # the connection's access token is stale
+        wave = threading.Barrier(THREADS, timeout=10)
+        lock = threading.Lock()
+        answered = []  # (X-Thread, Authorization, body, status)
+        broken = []
+
+        def handler(request):
+            reply = cloud(request)
+            if request.path != TOKEN_PATH:
+                with lock:
+                    first_wave = sum(1 for entry in answered if entry[3] == 401) < THREADS
+                    answered.append(
+                        (
+                            request.headers.get("x-thread"),
+                            request.headers.get("authorization"),
+                            request.body,
+                            reply.status,
+                        )
+                    )
+                if reply.status == 401 and first_wave:
+                    try:
+                        wave.wait()  # no 401 is answered before all 16 requests arrived
+                    except threading.BrokenBarrierError:
+                        broken.append(request.headers.get("x-thread"))
+            return reply
+
+        server = servers.http(handler)
+        connection = connect(server)
+        start = threading.Barrier(THREADS, timeout=10)
+        results, errors = {}, []
+
+        def work(index):
+            try:
+                start.wait()
+                response = connection.request(
+                    "POST", "/jobs", headers={"X-Thread": str(index)}, json={"thread": index}
+                )
+                results[index] = response.json()
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append((index, exc))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+
+        assert errors == [] and broken == []
+        assert results == {i: {"path": "/jobs"} for i in range(THREADS)}
+        assert [r.path for r in server.requests].count(TOKEN_PATH) == 1
+        assert len(cloud.issued) == 1
+        new = "Bearer " + cloud.issued[0]
+        for index in range(THREADS):
+            mine = [entry for entry in answered if entry[0] == str(index)]
+            body = json.dumps({"thread": index}).encode()
+            assert mine == [
+                (str(index), "Bearer " + ACCESS_TOKEN, body, 401),
+                (str(index), new, body, 200),
+            ]
+        assert connection.access_token == cloud.issued[0]
+
+
+# --------------------------------------------------------- Connection: randomised inputs
+
+CASES = 300
+PRINTABLE = "".join(chr(code) for code in range(0x20, 0x7F))
+LATIN1 = "éÿ\xa0\xa9\x80\x85\xffÄß"
+CONTROLS = "\r\n\x00\x01\x1b\x7f\x0b\x0c\x1f"
+NON_LATIN1 = "€日\u2028\U0001f600\u0100"
+SURROGATE = "\ud800"
+TOKEN_CHARS = "ABCXYZabcxyz0189!#$%&'*+-.^_`|~"
+RESERVED = "&=+%#?/;:@,$!'()*[] "
+UNICODE = "éß日本語€\U0001f600\u2028\xa0"
+PATH_RAW = "ABCxyz019-._~!$&'()*+,;=:@ \"<>[]{}|\\^`" + UNICODE
+URL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%"
+)
+HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def pick(rng, weighted):
+    """Returns a random character from ``[(alphabet, weight), ...]``."""
+    alphabets = [alphabet for alphabet, _ in weighted]
+    return rng.choice(rng.choices(alphabets, [weight for _, weight in weighted])[0])
+
+
+def random_text(rng, weighted, longest=12):
+    return "".join(pick(rng, weighted) for _ in range(rng.randint(0, longest)))
+
+
+def random_json(rng, depth=0):
+    kinds = ["str", "int", "float", "bool", "null"] + (["dict", "list"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind in ("dict", "list"):
+        size = rng.randint(0, 4)
+        if kind == "dict":
+            text = [(PRINTABLE, 5), (UNICODE, 2), (CONTROLS, 1), ('"\\', 1)]
+            return {random_text(rng, text, 6): random_json(rng, depth + 1) for _ in range(size)}
+        return [random_json(rng, depth + 1) for _ in range(size)]
+    if kind == "str":
+        return random_text(rng, [(PRINTABLE, 5), (UNICODE, 2), (CONTROLS, 1), ('"\\/', 1),
+                                 (SURROGATE, 0.2)])  # fmt: skip
+    if kind == "int":
+        return rng.randint(-(2**70), 2**70)
+    if kind == "float":
+        special = [0.0, -0.0, 1e308, -1e-308, 5e-324, 0.1]
+        return (
+            rng.choice(special)
+            if rng.random() < 0.2
+            else rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30)
+        )
+    if kind == "bool":
+        return rng.random() < 0.5
+    return None
+
+
+def has_non_finite(obj):
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(has_non_finite(value) for value in obj.values())
+    if isinstance(obj, list):
+        return any(has_non_finite(value) for value in obj)
+    return False
+
+
+def plant_non_finite(rng, obj):
+    """Returns ``obj`` with NaN or an infinity put somewhere in it."""
+    bad = rng.choice([float("nan"), float("inf"), -float("inf")])
+    if isinstance(obj, dict):
+        obj = dict(obj)
+        obj["bad"] = bad
+        return obj
+    if isinstance(obj, list):
+        return obj + [bad]
+    return [obj, bad]
+
+
+def unencodable(text):
+    return any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+
+
+def assert_sent_or_refused(server, connection, *args, **kwargs):
+    """Sends ``connection.request(*args, **kwargs)``; returns the request that reached
+    ``server``, or None if it was refused (ValueError/TypeError) without a byte being sent."""
+    before = len(server.requests)
+    try:
+        connection.request(*args, **kwargs)
+    except (ValueError, TypeError):
+        assert len(server.requests) == before
+        return None
+    assert len(server.requests) == before + 1
+    return server.requests[-1]
+
+
+class TestRandomised:
+    def test_random_header_values_arrive_exactly_or_are_refused(self, server):
+        rng = random.Random(20240401)
+        connection = connect(server)
+        alphabet = [(PRINTABLE, 40), (LATIN1, 6), (" \t", 8), (CONTROLS, 2), (NON_LATIN1, 1.5),
+                    (SURROGATE, 0.2)]  # fmt: skip
+        refused = sent = 0
+        for _ in range(CASES):
+            name = "X-R-" + random_text(rng, [(TOKEN_CHARS, 50), (" :é\r\n()@", 1)], 8)
+            value = random_text(rng, alphabet, 16)
+            bad_name = not set(name[4:]) <= set(TOKEN_CHARS)
+            bad_value = any(
+                (ord(char) < 32 and char != "\t") or ord(char) == 127 or ord(char) > 255
+                for char in value
+            )
+            request = assert_sent_or_refused(server, connection, "GET", "/h", headers={name: value})
+            assert (request is None) == (bad_name or bad_value), (name, value)
+            if request is None:
+                refused += 1
+                continue
+            sent += 1
+            assert request.well_formed
+            fields = [(n, v) for n, v in request.raw_headers if n.lower() == name.lower()]
+            assert fields == [(name, value.strip(" \t"))]
+        assert refused > 20 and sent > 100  # both outcomes were exercised
+        assert server.connections == 1
+
+    def test_random_params_arrive_exactly_or_are_refused(self, server):
+        rng = random.Random(1357)
+        connection = connect(server)
+        alphabet = [(PRINTABLE, 10), (RESERVED, 6), (UNICODE, 3), (CONTROLS, 1), (SURROGATE, 0.1)]
+        refused = sent = 0
+        for _ in range(CASES):
+            pairs, intended, bad = [], [], False
+            for _ in range(rng.randint(0, 5)):
+                key = random_text(rng, alphabet, 6)
+                shape = rng.choice(["str", "str", "none", "int", "bytes", "list"])
+                if shape == "str":
+                    value = random_text(rng, alphabet, 8)
+                elif shape == "none":
+                    value = None
+                elif shape == "int":
+                    value = rng.randint(-1000, 10**12)
+                elif shape == "bytes":
+                    value = random_text(rng, [(PRINTABLE, 3), (UNICODE, 1)], 6).encode("utf-8")
+                else:
+                    value = [rng.choice([None, random_text(rng, alphabet, 5)]) for _ in range(3)]
+                pairs.append((key, value))
+                for item in value if isinstance(value, list) else [value]:
+                    if item is None:
+                        continue
+                    text = item.decode("utf-8") if isinstance(item, bytes) else str(item)
+                    bad = bad or unencodable(key) or unencodable(text)
+                    intended.append((key, text))
+            keys = [key for key, _ in pairs]
+            params = dict(pairs) if len(set(keys)) == len(keys) and rng.random() < 0.5 else pairs
+            prefix = rng.choice([("/q", []), ("/q?fixed=1", [("fixed", "1")])])
+            request = assert_sent_or_refused(server, connection, "GET", prefix[0], params=params)
+            assert (request is None) == bad, params
+            if request is None:
+                refused += 1
+                continue
+            sent += 1
+            assert set(request.target) <= URL_CHARS, request.target
+            assert request.path == "/q"
+            query = urlsplit(request.target).query
+            received = parse_qsl(query, keep_blank_values=True, errors="strict")
+            assert received == prefix[1] + intended, params
+        assert refused > 3 and sent > 100
+        assert server.connections == 1
+
+    def test_random_json_bodies_arrive_exactly_or_are_refused(self, server):
+        rng = random.Random(424242)
+        connection = connect(server)
+        refused = sent = 0
+        for _ in range(CASES):
+            payload = random_json(rng)
+            if payload is None:  # json=None means "no JSON body", as in requests
+                payload = [None]
+            if rng.random() < 0.1:
+                payload = plant_non_finite(rng, payload)
+            request = assert_sent_or_refused(server, connection, "POST", "/j", json=payload)
+            assert (request is None) == has_non_finite(payload)
+            if request is None:
+                refused += 1
+                continue
+            sent += 1
+            assert request.header_values("Content-Type") == ["application/json"]
+            assert request.header_values("Content-Length") == [str(len(request.body))]
+            assert json.loads(request.body.decode("utf-8")) == payload
+        assert refused > 10 and sent > 200
+        assert server.connections == 1
+
+    def test_random_paths_arrive_exactly_or_are_refused(self, server):
+        rng = random.Random(8675309)
+        connection = connect(server)
+        escapable = PATH_RAW + "/?#%" + CONTROLS
+        refused = sent = 0
+        for _ in range(CASES):
+            raw_segments, meant_segments, bad = [], [], False
+            for index in range(rng.randint(1, 4)):
+                raw, meant = "", ""
+                for _ in range(rng.randint(1 if index == 0 else 0, 6)):
+                    kind = rng.choices(["raw", "escaped", "stray", "control"], [12, 3, 1, 0.4])[0]
+                    if kind == "raw":
+                        char = SURROGATE if rng.random() < 0.003 else rng.choice(PATH_RAW)
+                        raw, meant = raw + char, meant + char
+                        bad = bad or unencodable(char)
+                    elif kind == "escaped":  # already percent-encoded: kept as it is
+                        char = rng.choice(escapable)
+                        hex_form = "%02X" if rng.random() < 0.7 else "%02x"
+                        raw += "".join("%" + hex_form % byte for byte in char.encode("utf-8"))
+                        meant += char
+                    elif kind == "stray":  # a "%" that starts no escape
+                        piece = "%" + rng.choice("gGzZ-x_~")
+                        raw, meant = raw + piece, meant + piece
+                    else:
+                        char = rng.choice(CONTROLS)
+                        raw, meant, bad = raw + char, meant + char, True
+                raw_segments.append(raw)
+                meant_segments.append(meant)
+            path = "/" + "/".join(raw_segments)
+            if rng.random() < 0.1:
+                path += "#" + random_text(rng, [(PRINTABLE.replace("#", ""), 1)], 6)
+            request = assert_sent_or_refused(server, connection, "GET", path)
+            assert (request is None) == bad, path
+            if request is None:
+                refused += 1
+                continue
+            sent += 1
+            target = request.target
+            assert set(target) <= URL_CHARS, target
+            assert "#" not in target and "?" not in target
+            for escape in target.split("%")[1:]:  # every "%" starts an escape
+                assert len(escape) >= 2 and set(escape[:2]) <= HEX, target
+            meant = "/" + "/".join(meant_segments)
+            assert unquote(target, encoding="utf-8", errors="strict") == meant, path
+        assert refused > 10 and sent > 150
+        assert server.connections == 1
+
+
+# ------------------------------------------------------ Connection: the original callers
+
+
+class TestOriginalCallers:
+    """The calls the original client makes, end to end against the Xanadu Cloud stand-in."""
+
+    @pytest.fixture
+    def stand_in(self):
+        with standin.StandIn() as cloud:
+            yield cloud
+            connect(cloud).close()
+
+    def test_the_seed_example_pings_and_gets_a_device_on_one_socket(self, stand_in):
+        connection = xcc.Connection(
+            refresh_token=standin.REFRESH_TOKEN, host=stand_in.host, port=stand_in.port, tls=False
+        )
+        assert repr(connection.ping()) == "<Response [200]>"
+        response = connection.request(method="GET", path="/devices/X8_01")
+        assert repr(response) == "<Response [200]>"
+        assert response.json() == standin.X8_01
+        assert stand_in.connections == 1
+
+    def test_jobs_create_list_cancel_and_stream_the_result(self, stand_in):
+        stand_in.result_size = 3 * 32768 + 5
+        connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)
+        job = connection.request(
+            "POST", "/jobs", json={"name": "j", "target": "X8_01", "circuit": "..."}
+        ).json()
+        jobs = connection.request(
+            "GET", "/jobs", params={"size": 10, "id": [job["id"], "other"], "status": None}
+        ).json()
+        assert [item["id"] for item in jobs["data"]] == [job["id"]]
+        assert stand_in.requests[-1].query == {"size": ["10"], "id": [job["id"], "other"]}
+        cancelled = connection.request("PATCH", f"/jobs/{job['id']}", json={"status": "cancelled"})
+        assert cancelled.json()["status"] == "cancelled"
+        response = connection.request("GET", f"/jobs/{job['id']}/result", stream=True)
+        chunks = list(response.iter_content(chunk_size=32768))
+        assert [len(chunk) for chunk in chunks] == [32768, 32768, 32768, 5]
+        assert b"".join(chunks) == standin.result_bytes(stand_in.result_size)
+
+    def test_a_validation_error_from_the_cloud_is_raised_with_its_message(self, stand_in):
+        connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)
+        with pytest.raises(xcc.HTTPError) as info:
+            connection.request("POST", "/jobs", json={"name": "no circuit"})
+        assert str(info.value) == "Missing data for required field."
+
+    def test_the_demo_runs_the_seed_example_offline(self):
+        code, out, err = run_python(["demo.py"], timeout=60)
+        assert code == 0, err
+        assert json.dumps(standin.X8_01, indent=4) in out
+        assert "POST  " + TOKEN_PATH in out
+
+
+# ------------------------------------------------------------------ Connection: settings
+
+
+def write_dotenv(directory, text):
+    """Writes ``text`` as ``<directory>/xanadu-cloud/.env``; returns the file's path."""
+    folder = os.path.join(str(directory), "xanadu-cloud")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".env")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
+def write_home_dotenv(home, text):
+    """Writes the ``.env`` file where ``xcc config`` saves it under ``home``."""
+    return write_dotenv(os.path.join(str(home), ".config"), text)
+
+
+class TestLoad:
+    """``Connection.load()``: the settings that the original client's ``xcc config`` saves."""
+
+    def test_reads_the_file_that_xcc_config_writes(self, clean_environment):
+        path = write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
+            "XANADU_CLOUD_HOST='cloud.example.org'\n"
+            "XANADU_CLOUD_PORT='8443'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        assert path == os.path.join(str(clean_environment), ".config", "xanadu-cloud", ".env")
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert (connection.host, connection.port, connection.tls) == (
+            "cloud.example.org",
+            8443,
+            False,
+        )
+        assert connection.url("/jobs") == "http://cloud.example.org:8443/jobs"
+
+    def test_reads_double_quotes_bare_values_export_comments_and_blank_lines(
+        self, clean_environment
+    ):
+        write_home_dotenv(
+            clean_environment,
+            "# Xanadu Cloud settings\n"
+            "\n"
+            f'export XANADU_CLOUD_REFRESH_TOKEN="{REFRESH_TOKEN}"\n'
+            "   \n"
+            f"XANADU_CLOUD_ACCESS_TOKEN={ACCESS_TOKEN}\n"
+            "XANADU_CLOUD_HOST=cloud.example.org   # the staging server\n"
+            "# XANADU_CLOUD_HOST=commented.example.org\n"
+            "  XANADU_CLOUD_PORT = 8080\n"
+            'XANADU_CLOUD_TLS="yes"\n',
+        )
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token == ACCESS_TOKEN
+        assert (connection.host, connection.port, connection.tls) == (
+            "cloud.example.org",
+            8080,
+            True,
+        )
+
+    def test_reads_a_file_without_a_final_newline(self, clean_environment):
+        write_home_dotenv(clean_environment, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'")
+        assert xcc.Connection.load().access_token == ACCESS_TOKEN
+
+    def test_uses_xdg_config_home_when_set(self, clean_environment, tmp_path, monkeypatch):
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='home.example'\n",
+        )
+        xdg = tmp_path / "xdg"
+        write_dotenv(
+            xdg, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'\nXANADU_CLOUD_HOST='xdg.example'\n"
+        )
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+        connection = xcc.Connection.load()
+        assert connection.host == "xdg.example"
+        assert connection.access_token == ACCESS_TOKEN
+        assert connection.refresh_token is None
+
+    def test_environment_overrides_the_file(self, clean_environment, monkeypatch):
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
+            "XANADU_CLOUD_HOST='file.example'\n"
+            "XANADU_CLOUD_PORT='1111'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
+        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
+        connection = xcc.Connection.load()
+        assert (connection.host, connection.port, connection.tls) == ("env.example", 2222, False)
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token == ACCESS_TOKEN
+
+    def test_keyword_overrides_win_over_environment_and_file(self, clean_environment, monkeypatch):
+        other = make_jwt(int(time.time()) + 3600, "other")
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='file.example'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
+        connection = xcc.Connection.load(
+            refresh_token=other, host="kw.example", port=3333, tls=True, headers={"X-A": "b"}
+        )
+        assert connection.refresh_token == other
+        assert (connection.host, connection.port, connection.tls) == ("kw.example", 3333, True)
+        assert connection.headers["X-A"] == "b"
+
+    def test_defaults_are_the_seeds_when_only_a_token_is_set(self, monkeypatch):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert connection.host == "platform.strawberryfields.ai"
+        assert connection.port == 443
+        assert connection.tls is True
+        assert connection.url() == "https://platform.strawberryfields.ai:443/"
+
+    @pytest.mark.parametrize(
+        "spelling, expected",
+        [("true", True), ("True", True), ("TRUE", True), ("1", True), ("yes", True),
+         ("YES", True), ("on", True), ("On", True), ("t", True), ("T", True), ("y", True),
+         ("Y", True), ("false", False), ("False", False), ("FALSE", False), ("0", False),
+         ("no", False), ("No", False), ("off", False), ("OFF", False), ("f", False),
+         ("F", False), ("n", False), ("N", False)],
+    )  # fmt: skip
+    def test_tls_spellings_in_the_environment(self, monkeypatch, spelling, expected):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        monkeypatch.setenv("XANADU_CLOUD_TLS", spelling)
+        assert xcc.Connection.load().tls is expected
+
+    @pytest.mark.parametrize(
+        "line, expected",
+        [("XANADU_CLOUD_TLS='Off'", False), ('XANADU_CLOUD_TLS="Y"', True),
+         ("XANADU_CLOUD_TLS=0", False), ("XANADU_CLOUD_TLS=True", True)],
+    )  # fmt: skip
+    def test_tls_spellings_in_the_file(self, clean_environment, line, expected):
+        write_home_dotenv(
+            clean_environment, f"XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}\n{line}\n"
+        )
+        assert xcc.Connection.load().tls is expected
+
+    @pytest.mark.parametrize(
+        "key, value",
+        [("PORT", "eighty"), ("PORT", ""), ("PORT", "8.5"), ("PORT", "70000"), ("PORT", "0"),
+         ("TLS", "maybe"), ("TLS", ""), ("TLS", "2"), ("TLS", "tru")],
+    )  # fmt: skip
+    def test_bad_value_in_the_file_names_the_key_and_the_file(self, clean_environment, key, value):
+        path = write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_{key}='{value}'\n",
+        )
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert f"XANADU_CLOUD_{key}" in str(info.value)
+        assert path in str(info.value)
+        assert REFRESH_TOKEN not in str(info.value)
+
+    @pytest.mark.parametrize(
+        "key, value", [("PORT", "eighty"), ("PORT", "70000"), ("TLS", "maybe"), ("TLS", "")]
+    )
+    def test_bad_value_in_the_environment_names_the_variable(self, monkeypatch, key, value):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        monkeypatch.setenv(f"XANADU_CLOUD_{key}", value)
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert f"XANADU_CLOUD_{key}" in str(info.value)
+        assert "environment" in str(info.value)
+        assert REFRESH_TOKEN not in str(info.value)
+
+    def test_no_token_anywhere_raises_the_seeds_error(self, clean_environment, monkeypatch):
+        write_home_dotenv(clean_environment, "XANADU_CLOUD_HOST='cloud.example.org'\n")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "8443")
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
+
+    def test_no_settings_at_all_raises_the_seeds_error(self):
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
+
+    def test_loaded_connection_talks_to_the_configured_server(
+        self, servers, clean_environment, monkeypatch
+    ):
+        cloud = Cloud(routes={"/devices": lambda request: json_reply(200, {"data": []})})
+        server = servers.http(cloud)
+        write_home_dotenv(
+            clean_environment,
+            "XANADU_CLOUD_HOST='127.0.0.1'\n"
+            f"XANADU_CLOUD_PORT='{server.port}'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        with xcc.Connection.load() as connection:
+            assert connection.request("GET", "/devices").json() == {"data": []}
+        assert [(r.method, r.path) for r in server.requests] == [
+            ("POST", TOKEN_PATH),
+            ("GET", "/devices"),
+        ]
+        assert server.requests[1].headers["authorization"] == f"Bearer {cloud.issued[0]}"
+
+    def test_loaded_connection_uses_https_when_tls_is_not_set(
+        self, tls_server, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["ca"])
+        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "127.0.0.1")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", str(tls_server.port))
+        with xcc.Connection.load() as connection:
+            assert connection.ping().status_code == 200
+        assert [r.path for r in tls_server.requests] == ["/healthz"]
+        assert tls_server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+# -------------------------------------------------------------------------- command line
+
+
+def run_cli(args, settings=None, module=False, timeout=30):
+    """Runs ``python xcc.py ARGS`` (or ``python -m xcc ARGS``) in the repository with the
+    test's environment plus ``settings``; returns ``(exit code, stdout, stderr)`` as text."""
+    command = (["-m", "xcc"] if module else ["xcc.py"]) + list(args)
+    return run_python(command, dict(os.environ, **(settings or {})), timeout)
+
+
+def cli_settings(server):
+    """The ``XANADU_CLOUD_*`` variables for a loopback HTTP server (refresh token only)."""
+    return {
+        "XANADU_CLOUD_REFRESH_TOKEN": REFRESH_TOKEN,
+        "XANADU_CLOUD_HOST": "127.0.0.1",
+        "XANADU_CLOUD_PORT": str(server.port),
+        "XANADU_CLOUD_TLS": "false",
     }
-    settings.update(kwargs)
-    return xcc.Connection(**settings)
 
 
-class Cloud:
-    """A handler that behaves like the Xanadu Cloud's authentication: the token endpoint
-    issues access tokens for :data:`REFRESH_TOKEN`; other paths need a current one (401
-    otherwise) and are answered by ``routes[path](request)`` or 200 ``{"path": ...}``."""
+def assert_one_error_line(stderr):
+    """Asserts that ``stderr`` is one line, without a traceback."""
+    assert stderr.endswith("\n")
+    assert len(stderr.splitlines()) == 1, stderr
+    assert "Traceback" not in stderr
 
-    def __init__(self, valid=(ACCESS_TOKEN,), routes=None):
-        self.valid = set(valid)
-        self.routes = routes or {}
-        self.issued = []
 
-    def __call__(self, request):
-        if request.path == TOKEN_PATH:
-            form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
-            if form.get("refresh_token") != REFRESH_TOKEN:
-                return json_reply(400, {"error": "invalid_grant"})
-            token = make_jwt(int(time.time()) + 3600, "access-%d" % len(self.issued))
-            self.issued.append(token)
-            self.valid = {token}
-            return json_reply(200, {"access_token": token})
-        if request.headers.get("authorization", "")[len("Bearer ") :] not in self.valid:
-            return json_reply(401, {"detail": "Invalid or expired access token."})
-        route = self.routes.get(request.path)
-        return route(request) if route else json_reply(200, {"path": request.path})
+DEVICES = {"data": [{"target": "X8_01", "status": "online", "name": "É"}], "meta": {"n": 1}}
+PLAIN = b"not JSON: \xc3\xa9 \x00 bytes\nsecond line"
+
+
+@pytest.fixture
+def cloud(servers):
+    """A loopback Xanadu Cloud for the command line: token endpoint, 401 for stale tokens."""
+
+    def echo(request):
+        return json_reply(
+            200,
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query,
+                "body": request.body.decode("utf-8"),
+            },
+        )
+
+    handler = Cloud(
+        routes={
+            "/healthz": lambda request: Reply(200, b""),
+            "/devices": lambda request: json_reply(200, DEVICES),
+            "/echo": echo,
+            "/plain": lambda request: Reply(200, PLAIN, [("Content-Type", "text/plain")]),
+            "/devices/X9": lambda request: json_reply(404, {"detail": "Device X9 not found."}),
+        }
+    )
+    return servers.http(handler)
+
+
+class TestCommandLine:
+    """``python xcc.py ...`` and ``python -m xcc ...`` run as subprocesses against a
+    loopback server: output, exit codes, one line on errors, no traceback, no token."""
+
+    def test_ping_prints_the_seeds_message(self, cloud):
+        code, out, err = run_cli(["ping"], cli_settings(cloud))
+        assert (code, out, err) == (0, "Successfully connected to the Xanadu Cloud.\n", "")
+        assert [(r.method, r.path) for r in cloud.requests] == [
+            ("POST", TOKEN_PATH),
+            ("GET", "/healthz"),
+        ]
+
+    def test_module_reads_settings_from_the_dotenv_file(self, cloud, clean_environment):
+        write_home_dotenv(
+            clean_environment,
+            "".join(f"{name}='{value}'\n" for name, value in cli_settings(cloud).items()),
+        )
+        code, out, err = run_cli(["ping"], module=True)
+        assert (code, out, err) == (0, "Successfully connected to the Xanadu Cloud.\n", "")
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/healthz"]
+
+    def test_request_prints_json_indented_by_four(self, cloud):
+        code, out, err = run_cli(["request", "GET", "/devices"], cli_settings(cloud))
+        assert (code, err) == (0, "")
+        assert out == json.dumps(DEVICES, indent=4) + "\n"
+        assert cloud.requests[-1].method == "GET" and cloud.requests[-1].path == "/devices"
+
+    def test_params_and_headers_reach_the_server(self, cloud):
+        code, out, err = run_cli(
+            ["request", "GET", "/echo", "--param", "id=a", "--param", "id=b", "--param",
+             "q=a&b c=d", "--header", "X-Trace: abc:def", "--header", "Accept-Version: 0.5.0"],
+            cli_settings(cloud),
+        )  # fmt: skip
+        assert (code, err) == (0, "")
+        request = cloud.requests[-1]
+        assert request.query == {"id": ["a", "b"], "q": ["a&b c=d"]}
+        assert request.headers["x-trace"] == "abc:def"
+        assert request.headers["accept-version"] == "0.5.0"
+        assert json.loads(out)["query"] == {"id": ["a", "b"], "q": ["a&b c=d"]}
+
+    def test_json_body_reaches_the_server(self, cloud):
+        body = {"name": "job", "target": "X8_01", "circuit": "é", "shots": [1, 2.5, None]}
+        code, out, err = run_cli(
+            ["request", "POST", "/echo", "--json", json.dumps(body)], cli_settings(cloud)
+        )
+        assert (code, err) == (0, "")
+        request = cloud.requests[-1]
+        assert request.method == "POST"
+        assert request.headers["content-type"] == "application/json"
+        assert json.loads(request.body.decode("utf-8")) == body
+        assert json.loads(out)["method"] == "POST"
+
+    def test_non_json_body_is_printed_raw(self, cloud):
+        code, out, err = run_cli(["request", "GET", "/plain"], cli_settings(cloud))
+        assert (code, out.encode("utf-8"), err) == (0, PLAIN, "")
+
+    def test_http_error_prints_the_detail_on_one_line_and_exits_1(self, cloud):
+        code, out, err = run_cli(["request", "GET", "/devices/X9"], cli_settings(cloud))
+        assert code == 1
+        assert out == ""
+        assert_one_error_line(err)
+        assert "Device X9 not found." in err
+        for token in [REFRESH_TOKEN] + cloud.handler.issued:
+            assert_not_leaked(out + err, token)
+
+    @pytest.mark.parametrize(
+        "args",
+        [["frobnicate"], [], ["request", "GET"], ["request", "GET", "/echo", "--param", "novalue"],
+         ["request", "POST", "/echo", "--json", "{bad"], ["--port", "http", "ping"]],
+    )  # fmt: skip
+    def test_usage_error_exits_2_with_one_line(self, cloud, args):
+        code, out, err = run_cli(args, cli_settings(cloud))
+        assert code == 2
+        assert out == ""
+        assert_one_error_line(err)
+        assert [r.path for r in cloud.requests if r.path != TOKEN_PATH] == []
+
+    def test_usage_error_is_reported_before_the_settings_are_read(self):
+        code, _, err = run_cli(["request", "GET", "/echo", "--param", "novalue"])
+        assert code == 2
+        assert_one_error_line(err)
+        assert "novalue" in err
+
+    def test_help_lists_the_commands(self):
+        code, out, _ = run_cli(["--help"])
+        assert code == 0
+        assert "ping" in out and "request" in out
+        assert "--host" in out and "--no-tls" in out
+
+    def test_version_prints_the_version(self):
+        code, out, _ = run_cli(["--version"])
+        assert code == 0
+        assert xcc.__version__ in out
+
+    def test_host_port_and_no_tls_override_the_settings(self, cloud):
+        settings = {
+            "XANADU_CLOUD_REFRESH_TOKEN": REFRESH_TOKEN,
+            "XANADU_CLOUD_HOST": "nothing.invalid",
+            "XANADU_CLOUD_PORT": str(closed_port()),
+            "XANADU_CLOUD_TLS": "true",
+        }
+        code, out, err = run_cli(
+            ["--host", "127.0.0.1", "--port", str(cloud.port), "--no-tls", "ping"], settings
+        )
+        assert (code, out, err) == (0, "Successfully connected to the Xanadu Cloud.\n", "")
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/healthz"]
+
+    def test_timeout_override_bounds_the_wait(self, servers):
+        def silent(sock, index):
+            server.read(sock)
+            sock.recv(1)  # until the client gives up and closes
+
+        server = servers.raw(silent)
+        settings = {
+            "XANADU_CLOUD_ACCESS_TOKEN": ACCESS_TOKEN,
+            "XANADU_CLOUD_HOST": "127.0.0.1",
+            "XANADU_CLOUD_PORT": str(server.port),
+            "XANADU_CLOUD_TLS": "false",
+        }
+        started = time.monotonic()
+        code, out, err = run_cli(["--timeout", "0.3", "ping"], settings, timeout=20)
+        assert time.monotonic() - started < 8  # far below the default of 10 s
+        assert code == 1
+        assert_one_error_line(err)
+        assert f"GET request to 'http://127.0.0.1:{server.port}/healthz' timed out" in err
+        assert len(server.requests) == 1
+        assert_not_leaked(out + err, ACCESS_TOKEN)
+
+    def test_no_settings_prints_the_seeds_message(self):
+        code, out, err = run_cli(["ping"])
+        assert code == 1
+        assert out == ""
+        assert_one_error_line(err)
+        assert MISSING_TOKEN_MESSAGE in err
+
+    def test_connection_refused_exits_1_with_one_line(self):
+        port = closed_port()
+        settings = {
+            "XANADU_CLOUD_ACCESS_TOKEN": ACCESS_TOKEN,
+            "XANADU_CLOUD_HOST": "127.0.0.1",
+            "XANADU_CLOUD_PORT": str(port),
+            "XANADU_CLOUD_TLS": "false",
+        }
+        code, out, err = run_cli(["request", "GET", "/devices"], settings)
+        assert code == 1
+        assert out == ""
+        assert_one_error_line(err)
+        assert f"127.0.0.1:{port}" in err
+        assert_not_leaked(err, ACCESS_TOKEN)
+
+    def test_invalid_refresh_token_prints_the_seeds_message(self, cloud):
+        other = make_jwt(int(time.time()) + 3600, "revoked")
+        settings = dict(cli_settings(cloud), XANADU_CLOUD_REFRESH_TOKEN=other)
+        code, out, err = run_cli(["ping"], settings)
+        assert code == 1
+        assert_one_error_line(err)
+        assert "Refresh token (e.g., Xanadu Cloud API key) is invalid" in err
+        assert_not_leaked(out + err, other)
