@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -139,9 +140,10 @@ def wait_until(predicate, timeout=5.0):
     return True
 
 
-def fault_server(servers, reply, hold=False):
-    """Returns a :class:`loopback.RawServer` that reads one request per connection, then
-    writes ``reply`` (bytes, or a function of the socket) and closes the connection; with
+def fault_server(servers, reply, hold=False, tls=None):
+    """Returns a :class:`loopback.RawServer` (HTTPS with a server-side SSL context ``tls``)
+    that reads one request per connection, then writes ``reply`` (bytes, or a function of
+    the socket) and closes the connection (over TLS, without a close_notify alert); with
     ``hold``, it waits for the client to close first."""
 
     def serve(sock, index):
@@ -154,7 +156,7 @@ def fault_server(servers, reply, hold=False):
         if hold:
             wait_for_close(sock)
 
-    server = servers.raw(serve)
+    server = servers.raw(serve, tls)
     return server
 
 
@@ -904,6 +906,37 @@ class TestResponse:
         assert "Link" not in response.headers
         assert response.json() == {"ok": True}
 
+    @pytest.mark.parametrize("encoding", sorted(ENCODERS))
+    @pytest.mark.parametrize("size", [1, 2])
+    def test_compressed_bodies_are_decoded_in_pieces_of_one_or_two_bytes(
+        self, server, encoding, size
+    ):
+        body = json_lines(50)
+        coding, encode = ENCODERS[encoding]
+        server.handler = lambda request: Reply(200, encode(body), {"Content-Encoding": coding})
+        response = connect(server).request("GET", "/jobs", stream=True)
+        assert b"".join(response.iter_content(size)) == body
+
+    def test_a_chunked_stream_yields_each_chunk_as_it_arrives(self, servers):
+        received = threading.Event()
+
+        def reply(sock):
+            sock.sendall(raw_head("200 OK", [("Transfer-Encoding", "chunked")]) + b"5\r\nfirst\r\n")
+            received.wait(5)  # the next chunk comes once the client has the first one
+            sock.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+
+        raw = fault_server(servers, reply, hold=True)
+        try:
+            response = connect(raw).request("GET", "/jobs/1/log", stream=True, timeout=(5, 1))
+            pieces = response.iter_content(1024)
+            # A client that waited for 1024 bytes would time out here.
+            first = next(pieces)
+            received.set()
+            assert first == b"first"
+            assert list(pieces) == [b"second"]
+        finally:
+            received.set()
+
 
 # --------------------------------------------------------------------- transport: faults
 
@@ -984,6 +1017,40 @@ class TestFaults:
             b"".join(response.iter_content(1024))
         assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
 
+    @pytest.mark.parametrize("encoding", sorted(ENCODERS))
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_one_byte_compressed_body_is_cut_short(self, servers, encoding, stream):
+        coding, encode = ENCODERS[encoding]
+        raw = fault_server(
+            servers, raw_response(encode(b"{}")[:1], headers=[("Content-Encoding", coding)])
+        )
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            response = connection.request("GET", "/jobs", stream=stream)
+            b"".join(response.iter_content(1))
+        assert type(info.value) is xcc.ConnectionError
+        url = connection.url("/jobs")
+        assert str(info.value) == f"GET request to '{url}' failed: the {coding} body was cut short"
+
+    def test_a_corrupt_compressed_stream_closes_its_socket(self, servers):
+        ended = threading.Event()
+        gzip_header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        body = gzip_header + b"\xff" * 100000  # 0xff: a deflate block of a type that does not exist
+
+        def reply(sock):
+            sock.sendall(raw_response(body, headers=[("Content-Encoding", "gzip")]))
+            wait_for_close(sock)
+            ended.set()
+
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        response = connection.request("GET", "/jobs/1/result", stream=True)
+        with pytest.raises(xcc.RequestException) as info:
+            b"".join(response.iter_content(1024))
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/1/result"))
+        assert ended.wait(3), "the client kept the socket of a corrupt body open"
+        assert response.status_code == 200  # the response is still referenced: not collected
+
     @pytest.mark.parametrize("stream", [False, True])
     def test_a_connection_reset_mid_body_raises(self, servers, stream):
         proceed = threading.Event()
@@ -1056,6 +1123,25 @@ class TestFaults:
             connection.request("GET", "/jobs")
         assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
 
+    @pytest.mark.parametrize(
+        "head",
+        [
+            raw_head("200 OK", [("Content-Length", 10**15)]),
+            raw_head("200 OK", [("Content-Length", "9" * 20)]),
+            raw_head("200 OK", [("Transfer-Encoding", "chunked")]) + b"F" * 20 + b"\r\n",
+        ],
+        ids=["content-length-1e15", "content-length-20-digits", "chunk-size-20-hex-digits"],
+    )
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_an_absurd_announced_size_with_a_short_body_raises_connection_error(
+        self, servers, head, stream
+    ):
+        raw = fault_server(servers, head + b'{"a": 1}')
+        connection = connect(raw)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/huge", stream=stream).content  # noqa: B018
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/huge"))
+
     @pytest.mark.parametrize("method, kwargs", [("GET", {}), ("POST", {"json": {"n": 1}})])
     def test_a_server_that_never_answers_is_a_read_timeout(self, servers, method, kwargs):
         raw = fault_server(servers, b"", hold=True)
@@ -1108,14 +1194,22 @@ class TestFaults:
             elapsed = time.monotonic() - start
         assert 0.4 <= elapsed < 0.9
 
-    def test_connect_tries_the_next_address_after_a_refusal(self):
+    @pytest.mark.parametrize("failure", ["refused", "family-not-supported"])
+    def test_connect_tries_the_next_address_after_a_failing_one(self, failure):
+        # An address family that the kernel does not support (as AF_INET6 where IPv6 is
+        # disabled) makes socket() itself fail with EAFNOSUPPORT; 250 is no family at all.
+        family = socket.AF_INET if failure == "refused" else 250
+        if failure == "family-not-supported":
+            with pytest.raises(OSError):
+                socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         try:
+            kind, protocol = socket.SOCK_STREAM, socket.IPPROTO_TCP
             addresses = [
-                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))
-                for port in (closed_port(), listener.getsockname()[1])
+                (family, kind, protocol, "", ("127.0.0.1", closed_port())),
+                (socket.AF_INET, kind, protocol, "", listener.getsockname()),
             ]
             sock = xcc._connect(addresses, time.monotonic() + 5)
             try:
@@ -1134,6 +1228,13 @@ class TestFaults:
         assert type(info.value) is xcc.ConnectionError
         assert str(info.value) == "Failed to resolve hostname 'does-not-exist.invalid'"
 
+    def test_a_host_that_is_not_a_valid_idna_name_raises_connection_error_naming_it(self):
+        connection = xcc.Connection(access_token=ACCESS_TOKEN, host=".example", port=80, tls=False)
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request("GET", "/healthz", timeout=5)
+        assert type(info.value) is xcc.ConnectionError
+        assert str(info.value) == "Failed to resolve hostname '.example'"
+
     def test_a_refused_port_raises_connection_error_naming_the_url(self):
         connection = xcc.Connection(
             access_token=ACCESS_TOKEN, host="127.0.0.1", port=closed_port(), tls=False
@@ -1144,6 +1245,23 @@ class TestFaults:
 
 
 # ----------------------------------------------------------------------- transport: pool
+
+
+def dying_server(servers, tls=None):
+    """Returns a server (HTTPS with a server-side SSL context ``tls``) whose first
+    connection answers one request, then reads the second one and closes without answering
+    (over TLS, without a close_notify alert); later connections answer every request."""
+
+    def serve(sock, index):
+        count = 0
+        while raw.read(sock):
+            count += 1
+            if index == 1 and count == 2:
+                return  # closed after reading the request, before any response byte
+            sock.sendall(raw_response(b""))
+
+    raw = servers.raw(serve, tls)
+    return raw
 
 
 class TestPool:
@@ -1208,21 +1326,6 @@ class TestPool:
         assert len(raw.requests) == 3
         assert raw.connections == 3
 
-    def dying_server(self, servers):
-        """A server whose first connection answers one request, then reads the second one
-        and closes without answering; later connections answer every request."""
-
-        def serve(sock, index):
-            count = 0
-            while raw.read(sock):
-                count += 1
-                if index == 1 and count == 2:
-                    return  # closed after reading the request, before any response byte
-                sock.sendall(raw_response(b""))
-
-        raw = servers.raw(serve)
-        return raw
-
     @pytest.mark.parametrize(
         "method, kwargs",
         [("GET", {}), ("HEAD", {}), ("PUT", {"data": b"payload"}), ("DELETE", {}),
@@ -1231,7 +1334,7 @@ class TestPool:
     def test_an_idempotent_request_on_a_dead_reused_socket_is_sent_once_more(
         self, servers, method, kwargs
     ):
-        raw = self.dying_server(servers)
+        raw = dying_server(servers)
         connection = connect(raw)
         assert connection.request(method, "/first", **kwargs).ok
         assert connection.request(method, "/second", **kwargs).ok
@@ -1244,7 +1347,7 @@ class TestPool:
 
     @pytest.mark.parametrize("method", ["POST", "PATCH"])
     def test_a_post_or_patch_on_a_dead_reused_socket_is_never_sent_twice(self, servers, method):
-        raw = self.dying_server(servers)
+        raw = dying_server(servers)
         connection = connect(raw)
         assert connection.request(method, "/jobs", json={"n": 1}).ok
         with pytest.raises(xcc.RequestException) as info:
@@ -1392,6 +1495,67 @@ class TestPool:
         assert raw.connections == 15  # the kept sockets were reused
         connection.close()
         assert wait_until(lambda: len(closed) == 15)
+
+    def test_a_pooled_socket_takes_the_read_timeout_of_the_current_request(self, servers):
+        release = threading.Event()
+
+        def serve(sock, index):
+            count = 0
+            while raw.read(sock):
+                count += 1
+                if count == 2:
+                    release.wait(2)  # late for a 0.3 s timeout, in time for a 30 s one
+                sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        try:
+            assert connection.request("GET", "/first", timeout=30).json() == {}
+            with pytest.raises(xcc.RequestException) as info:
+                connection.request("GET", "/second", timeout=0.3)
+        finally:
+            release.set()
+        assert type(info.value) is xcc.ReadTimeout
+        assert str(info.value) == f"GET request to '{connection.url('/second')}' timed out"
+        assert [(r.path, r.connection) for r in raw.requests] == [("/first", 1), ("/second", 1)]
+
+    @pytest.mark.parametrize(
+        "method, status", [("DELETE", "204 No Content"), ("GET", "304 Not Modified")]
+    )
+    def test_a_204_or_304_that_sends_the_body_it_announced_leaves_no_stray_bytes(
+        self, server, method, status
+    ):
+        def handler(request):
+            if request.path == "/empty":
+                return raw_head(status, [("Content-Length", 2)]) + b"{}"
+            return json_reply(200, {"path": request.path})
+
+        server.handler = handler
+        connection = connect(server)
+        response = connection.request(method, "/empty", timeout=(5, 1))
+        assert (response.status_code, response.content) == (int(status[:3]), b"")
+        # The "{}" is not read as the start of the next response: that one gets a new socket.
+        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {"path": "/next"}
+        assert [(r.path, r.connection) for r in server.requests] == [("/empty", 1), ("/next", 2)]
+
+    def test_the_socket_of_a_101_switching_protocols_is_not_reused(self, servers):
+        def serve(sock, index):
+            upgraded = False
+            while raw.read(sock):
+                if upgraded:  # this socket speaks another protocol now: a WebSocket frame
+                    sock.sendall(b"\x81\x05hello")
+                elif index == 1:
+                    head = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+                    sock.sendall(raw_head("101 Switching Protocols", head))
+                    upgraded = True
+                else:
+                    sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("GET", "/upgrade", timeout=(5, 1)).status_code == 101
+        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {}
+        assert [(r.path, r.connection) for r in raw.requests] == [("/upgrade", 1), ("/next", 2)]
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
     def test_a_forked_child_never_reuses_its_parents_sockets(self, server):
@@ -1550,6 +1714,54 @@ class TestRedirects:
         assert [r.path for r in other.requests] == ["/jobs"]
         assert "authorization" not in other.requests[0].headers
 
+    def test_401_after_a_redirect_chain_back_to_the_origin_raises_without_refresh(self, pair):
+        front, other = pair
+        to_other = lambda request: Reply(307, headers=[("Location", other.url + "/bounce")])
+        front.handler = Cloud(routes={"/start": to_other})  # 401 without a token
+        other.handler = lambda request: Reply(307, headers=[("Location", front.url + "/final")])
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(front).request("POST", "/start", json={"n": 1})
+        assert info.value.response.status_code == 401
+        assert info.value.response.url == front.url + "/final"
+        # The credentials left with the first hop: back at the origin, none are sent, no
+        # token is fetched and nothing is sent again.
+        assert [(r.method, r.path) for r in front.requests] == [
+            ("POST", "/start"),
+            ("POST", "/final"),
+        ]
+        assert [(r.method, r.path) for r in other.requests] == [("POST", "/bounce")]
+        assert "authorization" not in front.requests[1].headers
+
+    def test_a_utf8_location_is_percent_encoded_as_utf8(self, server):
+        def handler(request):
+            if request.path == "/start":
+                # The UTF-8 bytes of "/café", as servers send them (raw_head writes Latin-1).
+                return raw_response(b"", "302 Found", [("Location", "/caf\xc3\xa9")])
+            return Reply(200)
+
+        server.handler = handler
+        response = connect(server).request("GET", "/start")
+        assert [r.target for r in server.requests] == ["/start", "/caf%C3%A9"]
+        assert response.url == server.url + "/caf%C3%A9"
+
+    def test_a_redirect_to_a_host_name_that_is_not_idna_raises_request_exception(self, server):
+        server.handler = lambda request: Reply(302, headers=[("Location", "http://a..b/next")])
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request("GET", "/start", timeout=5)
+        assert type(info.value) is xcc.RequestException
+        assert "http://a..b/next" in str(info.value)
+        assert info.value.response.status_code == 302
+        assert [r.path for r in server.requests] == ["/start"]
+
+    @pytest.mark.parametrize("charset", ["utf-8", "latin-1"])
+    def test_a_redirect_to_an_idn_host_is_idna_encoded(self, server, charset):
+        location = "http://\u00e9xample.invalid/next".encode(charset).decode("latin-1")
+        server.handler = lambda request: raw_response(b"", "302 Found", [("Location", location)])
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request("GET", "/start", timeout=5)
+        assert type(info.value) is xcc.ConnectionError
+        assert str(info.value) == "Failed to resolve hostname 'xn--xample-9ua.invalid'"
+
 
 # ------------------------------------------------------------------------ transport: TLS
 
@@ -1676,6 +1888,43 @@ class TestTLS:
         call = lambda: connect(tls_server).request("GET", "/", verify=missing)
         error = refused_before_sending(tls_server, ValueError, call)
         assert missing in str(error)
+
+    def test_a_tls_failure_that_is_not_about_the_certificate_gives_no_ca_hint(self, servers):
+        def serve(sock, index):
+            sock.recv(65536)  # the ClientHello, answered as a plain HTTP server would
+            sock.sendall(raw_response(b"not TLS", "400 Bad Request"))
+
+        plain = servers.raw(serve)
+        with pytest.raises(xcc.RequestException) as info:
+            connect(plain, tls=True).request("GET", "/", timeout=5)
+        assert type(info.value) is xcc.SSLError
+        message = str(info.value)
+        assert "127.0.0.1" in message
+        assert "REQUESTS_CA_BUNDLE" not in message and "SSL_CERT_FILE" not in message
+
+    # A server that closes a TLS connection without a close_notify alert, as many do: with
+    # OpenSSL 3, Python 3.6 and 3.7 raise where 3.8+ see the end of the stream.
+
+    def test_a_body_framed_by_a_tls_close_without_close_notify_is_read_whole(
+        self, servers, tls_context, certificates
+    ):
+        reply = raw_head("200 OK", [("Connection", "close")]) + b'{"a": 1}'
+        raw = fault_server(servers, reply, tls=tls_context)
+        response = connect(raw).request("GET", "/until-close", verify=certificates["ca"])
+        assert response.json() == {"a": 1}
+
+    def test_a_get_on_a_stale_tls_socket_is_sent_again_on_a_new_one(
+        self, servers, tls_context, certificates
+    ):
+        raw = dying_server(servers, tls=tls_context)
+        connection = connect(raw)
+        assert connection.request("GET", "/first", verify=certificates["ca"]).ok
+        assert connection.request("GET", "/second", verify=certificates["ca"]).ok
+        assert [(r.connection, r.path) for r in raw.requests] == [
+            (1, "/first"),
+            (1, "/second"),
+            (2, "/second"),
+        ]
 
 
 # -------------------------------------------------------------------- transport: proxies
@@ -1936,6 +2185,22 @@ class TestProxies:
         assert str(port) in str(info.value)
         assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
         assert origin.connections == 0
+
+    def test_an_unparsable_proxy_url_raises_proxy_error_without_its_password(
+        self, origin, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@[::1")
+        call = lambda: connect(origin).request("GET", "/", verify=certificates["ca"])
+        error = refused_before_sending(origin, xcc.ProxyError, call)
+        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+
+    def test_proxies_as_a_list_raise_type_error_without_the_password(self, origin, certificates):
+        proxies = [("https", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:1")]
+        call = lambda: connect(origin).request(
+            "GET", "/", verify=certificates["ca"], proxies=proxies
+        )
+        error = refused_before_sending(origin, TypeError, call)
+        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
 
     # -- which proxy, if any: the environment, NO_PROXY and proxies=
 
@@ -2216,6 +2481,18 @@ class TestRequest:
         connect(server, access_token=expired).request("GET", "/jobs")
         assert [r.path for r in server.requests] == [TOKEN_PATH, "/jobs"]
 
+    def test_a_fetched_token_that_looks_expired_here_is_used_without_fetching_again(self, server):
+        # This machine's clock runs ahead of the server's: the token it issues looks expired.
+        issued = make_jwt(int(time.time()) - 60, "behind")
+        server.handler = lambda request: json_reply(
+            200, {"access_token": issued} if request.path == TOKEN_PATH else {}
+        )
+        connection = connect(server, access_token=None)
+        assert connection.request("GET", "/a").ok
+        assert connection.request("GET", "/b").ok
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/a", "/b"]
+        assert server.requests[2].headers["authorization"] == "Bearer " + issued
+
     def test_a_token_without_expiry_is_sent_as_it_is(self, server):
         server.handler = Cloud(valid=["opaque-token"])
         connect(server, access_token="opaque-token").request("GET", "/jobs")
@@ -2365,7 +2642,9 @@ class TestUpdateAccessToken:
             json_reply(200, {"token": "x"}),
             json_reply(200, ["access_token"]),
             json_reply(200, {"access_token": "bad token\r\nX-Injected: 1"}),
+            json_reply(200, {"access_token": None}),
         ],
+        ids=["not-json", "no-access-token", "a-list", "bad-characters", "null"],
     )
     def test_a_response_without_a_valid_token_is_a_value_error(self, server, reply):
         server.handler = lambda request: reply
@@ -2446,7 +2725,9 @@ class TestInjection:
             connect(server, headers={"X-Bad": value})
         assert MARK not in str(info.value) and MARK not in repr(info.value)
 
-    @pytest.mark.parametrize("headers", [{1: "v"}, {None: "v"}, {"X-A": 5}, {"X-A": ["v"]}])
+    @pytest.mark.parametrize(
+        "headers", [{1: "v"}, {None: "v"}, {"X-A": 5}, {"X-A": ["v"]}, {1: None}, {None: None}]
+    )
     def test_header_of_wrong_type_is_refused(self, server, headers):
         call = lambda: connect(server).request("GET", "/", headers=headers)
         refused_before_sending(server, TypeError, call)
@@ -2895,6 +3176,50 @@ class TestThreads:
                 (str(index), new, body, 200),
             ]
         assert connection.access_token == cloud.issued[0]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
+    def test_a_child_forked_while_a_thread_refreshes_can_refresh_too(self, server):
+        lock, release, issued = threading.Lock(), threading.Event(), []
+
+        def handler(request):
+            if request.path != TOKEN_PATH:
+                return json_reply(200, {"path": request.path})
+            with lock:
+                issued.append(make_jwt(int(time.time()) + 3600, f"access-{len(issued)}"))
+                token, first = issued[-1], len(issued) == 1
+            if first:
+                release.wait(5)  # the parent's thread holds the refresh lock meanwhile
+            return json_reply(200, {"access_token": token})
+
+        server.handler = handler
+        connection = connect(server, access_token=make_jwt(int(time.time()) - 60))
+        refresher = threading.Thread(target=connection.request, args=("GET", "/parent"))
+        refresher.start()
+        try:
+            assert wait_until(lambda: len(server.requests) == 1)  # the token request arrived
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    # A child waiting for the lock that the parent's thread held at the fork
+                    # would wait forever: SIGALRM ends it.
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                    signal.alarm(3)
+                    code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
+                except BaseException:  # noqa: BLE001 (the exit code reports it)
+                    code = 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            release.set()
+            refresher.join(10)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert [r.path for r in server.requests].count(TOKEN_PATH) == 2
+        sent = {(r.path, r.headers["authorization"]) for r in server.requests[2:]}
+        assert sent == {("/child", "Bearer " + issued[1]), ("/parent", "Bearer " + issued[0])}
 
 
 # --------------------------------------------------------- Connection: randomised inputs
