@@ -167,6 +167,15 @@ def assert_names_url(exc, cls, url):
     assert url in str(exc)
 
 
+def body_error(connection, path, stream, chunk_size):
+    """Returns the :class:`xcc.RequestException` that a GET of ``path`` raised, from
+    ``request()`` or while its body was read in pieces of ``chunk_size``."""
+    with pytest.raises(xcc.RequestException) as info:
+        response = connection.request("GET", path, stream=stream)
+        b"".join(response.iter_content(chunk_size))
+    return info.value
+
+
 def refused_before_sending(server, exception, call):
     """Runs ``call``, which must raise ``exception`` without opening a socket to ``server``;
     returns the exception."""
@@ -998,10 +1007,8 @@ class TestFaults:
         head = raw_head("200 OK", [("Transfer-Encoding", "chunked")])
         raw = fault_server(servers, head + body)
         connection = connect(raw)
-        with pytest.raises(xcc.RequestException) as info:
-            response = connection.request("GET", "/chunks", stream=stream)
-            b"".join(response.iter_content(4))
-        assert_names_url(info.value, xcc.ConnectionError, connection.url("/chunks"))
+        error = body_error(connection, "/chunks", stream, 4)
+        assert_names_url(error, xcc.ConnectionError, connection.url("/chunks"))
 
     @pytest.mark.parametrize("encoding", sorted(ENCODERS))
     @pytest.mark.parametrize("stream", [False, True])
@@ -1012,10 +1019,8 @@ class TestFaults:
         reply = raw_response(cut, headers=[("Content-Encoding", coding)])
         raw = fault_server(servers, reply, hold=True)
         connection = connect(raw)
-        with pytest.raises(xcc.RequestException) as info:
-            response = connection.request("GET", "/jobs", stream=stream)
-            b"".join(response.iter_content(1024))
-        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs"))
+        error = body_error(connection, "/jobs", stream, 1024)
+        assert_names_url(error, xcc.ConnectionError, connection.url("/jobs"))
 
     @pytest.mark.parametrize("encoding", sorted(ENCODERS))
     @pytest.mark.parametrize("stream", [False, True])
@@ -1025,12 +1030,10 @@ class TestFaults:
             servers, raw_response(encode(b"{}")[:1], headers=[("Content-Encoding", coding)])
         )
         connection = connect(raw)
-        with pytest.raises(xcc.RequestException) as info:
-            response = connection.request("GET", "/jobs", stream=stream)
-            b"".join(response.iter_content(1))
-        assert type(info.value) is xcc.ConnectionError
+        error = body_error(connection, "/jobs", stream, 1)
+        assert type(error) is xcc.ConnectionError
         url = connection.url("/jobs")
-        assert str(info.value) == f"GET request to '{url}' failed: the {coding} body was cut short"
+        assert str(error) == f"GET request to '{url}' failed: the {coding} body was cut short"
 
     def test_a_corrupt_compressed_stream_closes_its_socket(self, servers):
         ended = threading.Event()
