@@ -1012,25 +1012,21 @@ class TestFaults:
 
     @pytest.mark.parametrize("encoding", sorted(ENCODERS))
     @pytest.mark.parametrize("stream", [False, True])
-    def test_a_truncated_compressed_body_raises(self, servers, encoding, stream):
+    @pytest.mark.parametrize(
+        "document, kept, chunk_size",
+        [(json_lines(), 0.5, 1024), (b"{}", 1, 1)],
+        ids=["half-of-the-stream", "its-first-byte"],
+    )
+    def test_a_truncated_compressed_body_is_cut_short(
+        self, servers, encoding, stream, document, kept, chunk_size
+    ):
         coding, encode = ENCODERS[encoding]
-        encoded = encode(json_lines())
-        cut = encoded[: len(encoded) // 2]  # the HTTP framing is whole, the stream is not
-        reply = raw_response(cut, headers=[("Content-Encoding", coding)])
-        raw = fault_server(servers, reply, hold=True)
+        encoded = encode(document)
+        cut = encoded[: int(len(encoded) * kept) if kept < 1 else kept]
+        # The HTTP framing is whole; the compressed stream is not.
+        raw = fault_server(servers, raw_response(cut, headers=[("Content-Encoding", coding)]))
         connection = connect(raw)
-        error = body_error(connection, "/jobs", stream, 1024)
-        assert_names_url(error, xcc.ConnectionError, connection.url("/jobs"))
-
-    @pytest.mark.parametrize("encoding", sorted(ENCODERS))
-    @pytest.mark.parametrize("stream", [False, True])
-    def test_a_one_byte_compressed_body_is_cut_short(self, servers, encoding, stream):
-        coding, encode = ENCODERS[encoding]
-        raw = fault_server(
-            servers, raw_response(encode(b"{}")[:1], headers=[("Content-Encoding", coding)])
-        )
-        connection = connect(raw)
-        error = body_error(connection, "/jobs", stream, 1)
+        error = body_error(connection, "/jobs", stream, chunk_size)
         assert type(error) is xcc.ConnectionError
         url = connection.url("/jobs")
         assert str(error) == f"GET request to '{url}' failed: the {coding} body was cut short"

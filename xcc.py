@@ -1306,11 +1306,10 @@ def _wrap_tls(sock, host, context, deadline, label):
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        # A certificate that does not verify is what a private CA looks like from here.
-        unverified = isinstance(exc, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(
-            exc
-        )
-        hint = "; " + _TLS_HINT if unverified else ""
+        # A certificate that does not verify is what a private CA looks like from here
+        # (Python 3.6 raises CertificateError only for a wrong host name).
+        unverified = "CERTIFICATE_VERIFY_FAILED" in str(exc)
+        hint = "; " + _TLS_HINT if unverified or isinstance(exc, ssl.CertificateError) else ""
         raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc}){hint}") from exc
 
 
@@ -1418,8 +1417,10 @@ def _roundtrip(conn, head, body, method, url, label, options):
         _StaleSocket: if the socket failed before a byte of the response came back
     """
     try:
-        # A pooled socket still has the read timeout of the request that opened it.
-        conn.sock.settimeout(options.timeouts[1])
+        # A pooled socket still has the read timeout of the request that opened it; setting
+        # it costs a system call, so only when it differs.
+        if conn.sock.gettimeout() != options.timeouts[1]:
+            conn.sock.settimeout(options.timeouts[1])
         try:
             if body is not None and len(body) <= 65536:
                 conn.sock.sendall(head + body)
@@ -1948,6 +1949,7 @@ class Connection:
         self._set_access_token(token, fetched=True)
 
     def _set_access_token(self, token, fetched=False):
+        """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
         expiry = token and _jwt_expiry(token)
         if fetched and expiry is not None and expiry <= time.time():
             # This machine's clock runs ahead of the server's: let the server judge the new
