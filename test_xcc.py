@@ -33,9 +33,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-import standin
 import xcc
-from loopback import (
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "offline"))  # the test servers and the stand-in
+
+import standin  # noqa: E402
+from loopback import (  # noqa: E402
     Proxy,
     RawServer,
     Reply,
@@ -47,8 +51,6 @@ from loopback import (
     make_certificates,
     server_context,
 )
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -3502,7 +3504,7 @@ class TestOriginalCallers:
         assert str(info.value) == "Missing data for required field."
 
     def test_the_demo_runs_the_seed_example_offline(self):
-        code, out, err = run_python(["demo.py"], timeout=60)
+        code, out, err = run_python(["offline/demo.py"], timeout=60)
         assert code == 0, err
         assert json.dumps(standin.X8_01, indent=4) in out
         assert "POST  " + TOKEN_PATH in out

@@ -3,10 +3,10 @@
 
 Run by hand, never by the test suite; it prints a Markdown report for the README on stdout:
 
-    python bench.py                                   # full run: 5 rounds, medians
-    python bench.py --quick                           # smoke run: 1 round, small numbers
-    python bench.py --original-python VENV/bin/python # add the original client's column
-    python bench.py --install-original                # make that venv under ~/.cache first
+    python offline/bench.py                                   # full run: 5 rounds, medians
+    python offline/bench.py --quick                           # smoke run: 1 round, small numbers
+    python offline/bench.py --original-python VENV/bin/python # add the original client's column
+    python offline/bench.py --install-original                # make that venv under ~/.cache first
 
 Each measurement runs in a fresh subprocess (``bench.py _worker ...``) printing one JSON line,
 so xcc.py and the original client, both imported as ``xcc``, never meet in one process. The
@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where xcc.py is
 HOST = "127.0.0.1"
 DEVICE_PATH = "/devices/X8_01"
 DEVICE = {  # about 400 bytes, like the X8_01 record of the API documentation
@@ -136,11 +136,13 @@ def work(a):
     if a.client == "raw":
         make = RawClient
     else:
-        if a.client == "original":  # never pick up the xcc.py beside this script
-            sys.path[:] = [x for x in sys.path if os.path.abspath(x or ".") != HERE]
+        if a.client == "original":  # never pick up the repository's xcc.py
+            sys.path[:] = [x for x in sys.path if os.path.abspath(x or ".") != ROOT]
+        else:
+            sys.path.insert(0, ROOT)
         import xcc
 
-        if (os.path.dirname(os.path.abspath(xcc.__file__)) == HERE) != (a.client == "xccpy"):
+        if (os.path.dirname(os.path.abspath(xcc.__file__)) == ROOT) != (a.client == "xccpy"):
             raise RuntimeError("imported the wrong xcc: " + xcc.__file__)
 
         def make(port, tls, cafile):
@@ -426,12 +428,12 @@ def probe(python, client, env, cwd):
         "platform.python_version(), os.path.dirname(os.path.abspath(xcc.__file__)))"
     )
     if client == "xccpy":
-        code = "import sys; sys.path.insert(0, %r); %s" % (HERE, code)
+        code = "import sys; sys.path.insert(0, %r); %s" % (ROOT, code)
     out, err, _ = run([python, "-c", code], env, cwd, timeout=120)
     if err:
         return None, err
     version, pyv, where = out.split()
-    if (where == HERE) != (client == "xccpy"):
+    if (where == ROOT) != (client == "xccpy"):
         return None, "imports the wrong xcc (%s)" % where
     return "%s on Python %s" % (version, pyv) + (" (%s)" % python) * (client != "xccpy"), None
 
@@ -455,7 +457,7 @@ def install_original():
 
 def startup_code(client, kind, port):
     """`python -c` code: empty ("pass"), `import xcc` timed inside, or one cold request."""
-    pre = "import sys; sys.path.insert(0, %r); " % HERE if client == "xccpy" else ""
+    pre = "import sys; sys.path.insert(0, %r); " % ROOT if client == "xccpy" else ""
     if kind == "pass":
         return "pass"
     if kind == "import":

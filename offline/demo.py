@@ -1,6 +1,6 @@
 """The Xanadu Cloud Client's documented example, run end to end against a local stand-in.
 
-``python demo.py`` needs no network and no account: it starts ``standin.StandIn`` on
+``python offline/demo.py`` needs no network and no account: it starts ``standin.StandIn`` on
 127.0.0.1, gives ``xcc.Connection`` the stand-in's API key and a stale access token,
 replays the example of ``xcc.Connection``'s documentation, then shows what reached the
 server: the stale token's 401, the token refresh, the retried ping and the device query.
@@ -8,11 +8,15 @@ No token value is ever printed.
 """
 
 import json
+import os
 import re
 import sys
 import time
 
 import standin
+
+# xcc.py stands one folder up, at the top of the repository.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 EXPECTED = [
     ("GET", "/healthz", 401),
