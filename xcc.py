@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The Xanadu Cloud Client's Connection in one file of standard-library Python.
 
 ``xcc.py`` gives a script the ``xcc.Connection`` of the Xanadu Cloud Client without
