@@ -3948,3 +3948,76 @@ class TestCommandLine:
         assert_one_error_line(err)
         assert "Refresh token (e.g., Xanadu Cloud API key) is invalid" in err
         assert_not_leaked(out + err, other)
+
+    def test_help_names_the_settings_and_the_settings_file(self):
+        code, out, _ = run_cli(["--help"])
+        assert code == 0
+        for key in ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS"):
+            assert f"XANADU_CLOUD_{key}" in out
+        assert xcc._settings_path() in out
+
+    @pytest.mark.parametrize(
+        "dotenv",
+        [None, "XANADU_CLOUD_HOST=127.0.0.1\nXANADU_CLOUD_TLS=0\n"],
+        ids=["no settings", "settings without a token"],
+    )
+    def test_missing_token_says_which_variable_or_file_to_set(self, clean_environment, dotenv):
+        if dotenv is not None:
+            write_home_dotenv(clean_environment, dotenv)
+        code, out, err = run_cli(["ping"])
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert MISSING_TOKEN_MESSAGE in err
+        hint = "Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
+        assert f"{hint} {xcc._settings_path()}." in err
+
+    def test_malformed_token_gets_no_hint_to_set_one(self):
+        code, _, err = run_cli(["ping"], {"XANADU_CLOUD_REFRESH_TOKEN": "not a token"})
+        assert code == 1
+        assert_one_error_line(err)
+        assert "XANADU_CLOUD_REFRESH_TOKEN" not in err
+
+    def test_output_cut_by_the_reader_ends_quietly(self, cloud):
+        """``python xcc.py request GET /jobs | head -1`` with more output than a pipe holds."""
+        jobs = {"data": [{"id": f"job-{n}", "status": "complete"} for n in range(20000)]}
+        cloud.handler.routes["/jobs"] = lambda request: json_reply(200, jobs)
+        process = subprocess.Popen(
+            [sys.executable, "xcc.py", "request", "GET", "/jobs"],
+            cwd=HERE,
+            env=dict(os.environ, **cli_settings(cloud)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert process.stdout.readline() == b"{\n"
+            process.stdout.close()  # as head does after its line: the writer gets EPIPE
+            err = process.stderr.read()
+            assert process.wait(30) == 1
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stderr.close()
+        assert err == b""
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/jobs"]
+
+    def test_output_into_a_pipe_closed_before_it_ends_quietly(self, cloud):
+        """``python xcc.py ping | true``: the reader is gone before the line is written."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            completed = subprocess.run(
+                [sys.executable, "xcc.py", "ping"],
+                cwd=HERE,
+                env=dict(os.environ, **cli_settings(cloud)),
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (completed.returncode, completed.stderr) == (1, b"")
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/healthz"]
