@@ -4021,3 +4021,79 @@ class TestCommandLine:
             os.close(write_end)
         assert (completed.returncode, completed.stderr) == (1, b"")
         assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/healthz"]
+
+
+# ------------------------------------------------------------------------------ offline
+
+
+class TestStandInCommand:
+    """``python offline/standin.py`` as a user runs it: it prints the settings, serves
+    ``xcc.py`` and scripts until Ctrl-C, then ends quietly."""
+
+    @contextlib.contextmanager
+    def started(self, *args):
+        """Runs the command; yields the ``export NAME=value`` settings it printed."""
+        process = subprocess.Popen(
+            [sys.executable, os.path.join("offline", "standin.py")] + list(args),
+            cwd=HERE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+        )
+        try:
+            settings = {}
+            while "XANADU_CLOUD_REFRESH_TOKEN" not in settings:
+                line = process.stdout.readline()
+                assert line, "standin.py ended before printing its settings"
+                if line.startswith("export "):
+                    name, _, value = line[len("export ") :].strip().partition("=")
+                    settings[name] = value
+            yield settings
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            assert process.wait(10) == 0
+            assert process.stderr.read() == ""
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+            process.stderr.close()
+
+    def test_printed_settings_reach_it_from_the_command_line_and_a_script(self):
+        with self.started() as settings:
+            assert sorted(settings) == [
+                "XANADU_CLOUD_HOST",
+                "XANADU_CLOUD_PORT",
+                "XANADU_CLOUD_REFRESH_TOKEN",
+                "XANADU_CLOUD_TLS",
+            ]
+            assert settings["XANADU_CLOUD_REFRESH_TOKEN"] == standin.REFRESH_TOKEN
+            code, out, err = run_cli(["ping"], settings)
+            assert (code, out, err) == (0, "Successfully connected to the Xanadu Cloud.\n", "")
+            code, out, err = run_cli(["request", "GET", "/devices/X8_01"], settings)
+            assert (code, json.loads(out), err) == (0, standin.X8_01, "")
+            connection = xcc.Connection(
+                refresh_token=settings["XANADU_CLOUD_REFRESH_TOKEN"],
+                host=settings["XANADU_CLOUD_HOST"],
+                port=int(settings["XANADU_CLOUD_PORT"]),
+                tls=settings["XANADU_CLOUD_TLS"] == "true",
+            )
+            with connection:
+                job = connection.request("POST", "/jobs", json={"circuit": "..."}).json()
+                listed = connection.request("GET", "/jobs").json()
+            assert listed["data"] == [job]
+
+    def test_port_option_chooses_the_port(self):
+        port = closed_port()
+        with self.started("--port", str(port)) as settings:
+            assert settings["XANADU_CLOUD_PORT"] == str(port)
+            assert run_cli(["ping"], settings)[0] == 0
+
+    def test_port_in_use_is_one_line(self, servers):
+        server = servers.http(Cloud())
+        command = [os.path.join("offline", "standin.py"), "--port", str(server.port)]
+        code, out, err = run_python(command)
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert f"cannot serve on port {server.port}" in err
