@@ -4031,8 +4031,9 @@ class TestStandInCommand:
     ``xcc.py`` and scripts until Ctrl-C, then ends quietly."""
 
     @contextlib.contextmanager
-    def started(self, *args):
-        """Runs the command; yields the ``export NAME=value`` settings it printed."""
+    def started(self, *args, stop=signal.SIGINT, preexec_fn=None):
+        """Runs the command; yields the ``export NAME=value`` settings it printed; then
+        stops it with the signal ``stop`` and checks that it ended quietly."""
         process = subprocess.Popen(
             [sys.executable, os.path.join("offline", "standin.py")] + list(args),
             cwd=HERE,
@@ -4040,6 +4041,7 @@ class TestStandInCommand:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             universal_newlines=True,
+            preexec_fn=preexec_fn,
         )
         try:
             settings = {}
@@ -4050,7 +4052,7 @@ class TestStandInCommand:
                     name, _, value = line[len("export ") :].strip().partition("=")
                     settings[name] = value
             yield settings
-            process.send_signal(signal.SIGINT)  # Ctrl-C
+            process.send_signal(stop)
             assert process.wait(10) == 0
             assert process.stderr.read() == ""
         finally:
@@ -4083,6 +4085,18 @@ class TestStandInCommand:
                 job = connection.request("POST", "/jobs", json={"circuit": "..."}).json()
                 listed = connection.request("GET", "/jobs").json()
             assert listed["data"] == [job]
+
+    @pytest.mark.parametrize(
+        "stop, preexec_fn",
+        [
+            (signal.SIGINT, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
+            (signal.SIGTERM, None),
+        ],
+        ids=["Ctrl-C, started in the background of a script", "kill"],
+    )
+    def test_stops_quietly(self, stop, preexec_fn):
+        with self.started(stop=stop, preexec_fn=preexec_fn) as settings:
+            assert run_cli(["ping"], settings)[0] == 0
 
     def test_port_option_chooses_the_port(self):
         port = closed_port()

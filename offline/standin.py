@@ -393,6 +393,7 @@ def main(argv=None):
     """``python offline/standin.py [--port PORT]``: serves until Ctrl-C, after printing the
     settings that point ``xcc.py`` (and the original client) at the stand-in."""
     import argparse
+    import signal
 
     parser = argparse.ArgumentParser(
         prog="standin.py",
@@ -400,6 +401,10 @@ def main(argv=None):
     )
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
     args = parser.parse_args(argv)
+    # Ctrl-C stops it even where it starts with SIGINT ignored (in the background of a
+    # script), and ``kill`` stops it the same way: the server closes, nothing is printed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     cloud = StandIn(port=args.port)
     try:
         cloud.__enter__()
