@@ -1,4 +1,4 @@
-"""Packaging for ``pip install .``: the one module ``xcc`` and the ``xcc.py`` command.
+"""Packaging for ``pip install .``: the one module ``xcc``, no dependencies.
 
 The metadata lives here, not in ``pyproject.toml``, because the pip that Python 3.6 ships
 (18.1) builds only through ``setup.py``, and the newest setuptools for 3.6 (59.6) does not
@@ -32,9 +32,7 @@ setup(
         "Operating System :: OS Independent",
     ],
     python_requires=">=3.6",
+    # No console script: next to the original client, whose ``xcc`` package wins over this
+    # module, it would fail with a traceback. ``python -m xcc`` is the command line.
     py_modules=["xcc"],
-    # The command is the module file itself, run as a script: it works even where the
-    # original client's ``xcc`` package shadows the module (a console script would import
-    # ``xcc`` and get the original's).
-    scripts=["xcc.py"],
 )

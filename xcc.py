@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The Xanadu Cloud Client's Connection in one file of standard-library Python.
 
 ``xcc.py`` gives a script the ``xcc.Connection`` of the Xanadu Cloud Client without
