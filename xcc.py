@@ -2037,7 +2037,7 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
     if args.no_tls:
         overrides["tls"] = False
-    no_token = False
+    no_token = False  # Connection.load(), unrolled: a missing token gets a hint to set one
     try:
         settings = _load_settings()
         no_token = "refresh_token" not in settings and "access_token" not in settings
