@@ -3948,3 +3948,166 @@ class TestCommandLine:
         assert_one_error_line(err)
         assert "Refresh token (e.g., Xanadu Cloud API key) is invalid" in err
         assert_not_leaked(out + err, other)
+
+    def test_help_names_the_settings_and_the_settings_file(self):
+        code, out, _ = run_cli(["--help"])
+        assert code == 0
+        for key in ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS"):
+            assert f"XANADU_CLOUD_{key}" in out
+        assert xcc._settings_path() in out
+
+    @pytest.mark.parametrize(
+        "dotenv",
+        [None, "XANADU_CLOUD_HOST=127.0.0.1\nXANADU_CLOUD_TLS=0\n"],
+        ids=["no settings", "settings without a token"],
+    )
+    def test_missing_token_says_which_variable_or_file_to_set(self, clean_environment, dotenv):
+        if dotenv is not None:
+            write_home_dotenv(clean_environment, dotenv)
+        code, out, err = run_cli(["ping"])
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert MISSING_TOKEN_MESSAGE in err
+        hint = "Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
+        assert f"{hint} {xcc._settings_path()}." in err
+
+    def test_malformed_token_gets_no_hint_to_set_one(self):
+        code, _, err = run_cli(["ping"], {"XANADU_CLOUD_REFRESH_TOKEN": "not a token"})
+        assert code == 1
+        assert_one_error_line(err)
+        assert "XANADU_CLOUD_REFRESH_TOKEN" not in err
+
+    def test_output_cut_by_the_reader_ends_quietly(self, cloud):
+        """``python xcc.py request GET /jobs | head -1`` with more output than a pipe holds."""
+        jobs = {"data": [{"id": f"job-{n}", "status": "complete"} for n in range(20000)]}
+        cloud.handler.routes["/jobs"] = lambda request: json_reply(200, jobs)
+        process = subprocess.Popen(
+            [sys.executable, "xcc.py", "request", "GET", "/jobs"],
+            cwd=HERE,
+            env=dict(os.environ, **cli_settings(cloud)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert process.stdout.readline() == b"{\n"
+            process.stdout.close()  # as head does after its line: the writer gets EPIPE
+            err = process.stderr.read()
+            assert process.wait(30) == 1
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stderr.close()
+        assert err == b""
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/jobs"]
+
+    def test_output_into_a_pipe_closed_before_it_ends_quietly(self, cloud):
+        """``python xcc.py ping | true``: the reader is gone before the line is written."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            completed = subprocess.run(
+                [sys.executable, "xcc.py", "ping"],
+                cwd=HERE,
+                env=dict(os.environ, **cli_settings(cloud)),
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (completed.returncode, completed.stderr) == (1, b"")
+        assert [r.path for r in cloud.requests] == [TOKEN_PATH, "/healthz"]
+
+
+# ------------------------------------------------------------------------------ offline
+
+
+class TestStandInCommand:
+    """``python offline/standin.py`` as a user runs it: it prints the settings, serves
+    ``xcc.py`` and scripts until Ctrl-C, then ends quietly."""
+
+    @contextlib.contextmanager
+    def started(self, *args, stop=signal.SIGINT, preexec_fn=None):
+        """Runs the command; yields the ``export NAME=value`` settings it printed; then
+        stops it with the signal ``stop`` and checks that it ended quietly."""
+        process = subprocess.Popen(
+            [sys.executable, os.path.join("offline", "standin.py")] + list(args),
+            cwd=HERE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            preexec_fn=preexec_fn,
+        )
+        try:
+            settings = {}
+            while "XANADU_CLOUD_REFRESH_TOKEN" not in settings:
+                line = process.stdout.readline()
+                assert line, "standin.py ended before printing its settings"
+                if line.startswith("export "):
+                    name, _, value = line[len("export ") :].strip().partition("=")
+                    settings[name] = value
+            yield settings
+            process.send_signal(stop)
+            assert process.wait(10) == 0
+            assert process.stderr.read() == ""
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+            process.stderr.close()
+
+    def test_printed_settings_reach_it_from_the_command_line_and_a_script(self):
+        with self.started() as settings:
+            assert sorted(settings) == [
+                "XANADU_CLOUD_HOST",
+                "XANADU_CLOUD_PORT",
+                "XANADU_CLOUD_REFRESH_TOKEN",
+                "XANADU_CLOUD_TLS",
+            ]
+            assert settings["XANADU_CLOUD_REFRESH_TOKEN"] == standin.REFRESH_TOKEN
+            code, out, err = run_cli(["ping"], settings)
+            assert (code, out, err) == (0, "Successfully connected to the Xanadu Cloud.\n", "")
+            code, out, err = run_cli(["request", "GET", "/devices/X8_01"], settings)
+            assert (code, json.loads(out), err) == (0, standin.X8_01, "")
+            connection = xcc.Connection(
+                refresh_token=settings["XANADU_CLOUD_REFRESH_TOKEN"],
+                host=settings["XANADU_CLOUD_HOST"],
+                port=int(settings["XANADU_CLOUD_PORT"]),
+                tls=settings["XANADU_CLOUD_TLS"] == "true",
+            )
+            with connection:
+                job = connection.request("POST", "/jobs", json={"circuit": "..."}).json()
+                listed = connection.request("GET", "/jobs").json()
+            assert listed["data"] == [job]
+
+    @pytest.mark.parametrize(
+        "stop, preexec_fn",
+        [
+            (signal.SIGINT, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
+            (signal.SIGTERM, None),
+        ],
+        ids=["Ctrl-C, started in the background of a script", "kill"],
+    )
+    def test_stops_quietly(self, stop, preexec_fn):
+        with self.started(stop=stop, preexec_fn=preexec_fn) as settings:
+            assert run_cli(["ping"], settings)[0] == 0
+
+    def test_port_option_chooses_the_port(self):
+        port = closed_port()
+        with self.started("--port", str(port)) as settings:
+            assert settings["XANADU_CLOUD_PORT"] == str(port)
+            assert run_cli(["ping"], settings)[0] == 0
+
+    def test_port_in_use_is_one_line(self, servers):
+        server = servers.http(Cloud())
+        command = [os.path.join("offline", "standin.py"), "--port", str(server.port)]
+        code, out, err = run_python(command)
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert f"cannot serve on port {server.port}" in err

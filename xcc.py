@@ -1976,7 +1976,8 @@ def main(argv=None):
         argv (List[str], optional): the arguments, ``sys.argv[1:]`` by default
 
     Returns:
-        int: 0 on success, 1 on an error, 2 on a usage error
+        int: 0 on success, 1 on an error or when the reader of stdout closed it early, 2 on a
+        usage error
     """
     import argparse
     import json
@@ -1987,8 +1988,17 @@ def main(argv=None):
 
     parser = Parser(
         prog="xcc.py",
-        description="Talk to the Xanadu Cloud with the settings that `xcc config` saved"
-        " (XANADU_CLOUD_* environment variables over ~/.config/xanadu-cloud/.env).",
+        description="Talk to the Xanadu Cloud with the settings that `xcc config` saved.",
+        epilog=f"""settings, read from these environment variables over the same lines in
+{_settings_path()}:
+  XANADU_CLOUD_REFRESH_TOKEN  the Xanadu Cloud API key
+  XANADU_CLOUD_ACCESS_TOKEN   an access token (optional)
+  XANADU_CLOUD_HOST           default {_DEFAULT_HOST}
+  XANADU_CLOUD_PORT           default 443
+  XANADU_CLOUD_TLS            true or false, default true
+--host, --port and --no-tls win over them. Proxies and CAs come from the variables that
+requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ...""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
     parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
@@ -2027,24 +2037,43 @@ def main(argv=None):
     overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
     if args.no_tls:
         overrides["tls"] = False
+    no_token = False  # Connection.load(), unrolled: a missing token gets a hint to set one
     try:
-        with Connection.load(**overrides) as connection:
+        settings = _load_settings()
+        no_token = "refresh_token" not in settings and "access_token" not in settings
+        settings.update(overrides)
+        with Connection(**settings) as connection:
             if args.command == "ping":
                 connection.request("GET", "/healthz", **kwargs)
-                print("Successfully connected to the Xanadu Cloud.")
-                return 0
-            response = connection.request(args.method, args.path, **kwargs)
+                response = None
+            else:
+                response = connection.request(args.method, args.path, **kwargs)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
         message = " ".join(str(exc).split()) or type(exc).__name__
+        if no_token:
+            message += (
+                " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
+                f" {_settings_path()}."
+            )
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 1
     try:
-        print(json.dumps(response.json(), indent=4))
-    except ValueError:
-        sys.stdout.buffer.write(response.content)
+        if response is None:
+            print("Successfully connected to the Xanadu Cloud.")
+        else:
+            try:
+                print(json.dumps(response.json(), indent=4))
+            except ValueError:
+                sys.stdout.buffer.write(response.content)
         sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (``| head -1``): end quietly, as Unix tools do. Python
+        # flushes stdout again at exit, so it is pointed at devnull first (the recipe of
+        # the signal module's documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

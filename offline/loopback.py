@@ -251,7 +251,12 @@ class RawServer:
             sockets = list(self._open)
         _shut(self._listener)
         for sock in sockets:
-            _shut(sock)
+            # Shut down only: the socket's own thread wakes up and closes it. Closing a TLS
+            # socket here races that thread's read (PyPy's ssl then raises AttributeError).
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def read(self, sock):
         """Reads the next request on ``sock`` (a socket given to ``serve``) and records it.

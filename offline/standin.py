@@ -220,9 +220,9 @@ class StandIn:
     ``tls`` is an optional ``(certfile, keyfile)`` pair, to serve HTTPS instead of HTTP.
     """
 
-    def __init__(self, tls=None):
+    def __init__(self, tls=None, port=0):
         self.host = "127.0.0.1"
-        self.port = None
+        self.port = port  # 0: a free port, chosen when the server starts
         self.url = None
         self.tls = tls
         self.requests = []
@@ -240,7 +240,7 @@ class StandIn:
         self._stopping = threading.Event()
 
     def __enter__(self):
-        server = _Server((self.host, 0), _Handler)
+        server = _Server((self.host, self.port), _Handler)
         server.standin = self
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -387,3 +387,47 @@ class StandIn:
                 if (not ids or job["id"] in ids) and (not statuses or job["status"] in statuses)
             ]
         return 200, {"data": jobs[: max(size, 0)], "meta": {"count": len(jobs)}}
+
+
+def main(argv=None):
+    """``python offline/standin.py [--port PORT]``: serves until Ctrl-C, after printing the
+    settings that point ``xcc.py`` (and the original client) at the stand-in."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(
+        prog="standin.py",
+        description="A loopback stand-in for the Xanadu Cloud, on 127.0.0.1 over HTTP.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
+    args = parser.parse_args(argv)
+    # Ctrl-C stops it even where it starts with SIGINT ignored (in the background of a
+    # script), and ``kill`` stops it the same way: the server closes, nothing is printed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    cloud = StandIn(port=args.port)
+    try:
+        cloud.__enter__()
+    except OSError as exc:  # such as a port in use: one line, no traceback
+        parser.exit(1, "standin.py: error: cannot serve on port {}: {}\n".format(args.port, exc))
+    try:
+        print("The Xanadu Cloud stand-in serves on {} until Ctrl-C.".format(cloud.url))
+        print("Paste these lines into another shell, then run: python xcc.py ping\n")
+        for name, value in [
+            ("XANADU_CLOUD_HOST", cloud.host),
+            ("XANADU_CLOUD_PORT", cloud.port),
+            ("XANADU_CLOUD_TLS", "false"),
+            ("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN),
+        ]:
+            print("export {}={}".format(name, value))
+        sys.stdout.flush()
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cloud.__exit__(None, None, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
