@@ -1927,6 +1927,110 @@ class TestTLS:
             (2, "/second"),
         ]
 
+    # -- a verification failure names its cause, and only advice that can help
+
+    def test_unknown_issuer_names_the_issuer_and_the_ca_advice(self, tls_server):
+        with pytest.raises(xcc.SSLError) as info:
+            connect(tls_server).request("GET", "/")
+        message = str(info.value)
+        assert "the TLS certificate of '127.0.0.1' (issued by CN=xcc.py test ca)" in message
+        assert "pass verify='/path/to/ca.pem' or set REQUESTS_CA_BUNDLE" in message
+        assert "SSL_CERT_FILE" in message and "clock" not in message
+        assert tls_server.requests == []
+
+    def test_self_signed_certificate_gets_the_ca_advice(self, servers, certificates):
+        tls = server_context(certificates["self_signed"], certificates["self_signed_key"])
+        with pytest.raises(xcc.SSLError) as info:
+            connect(servers.http(tls=tls)).request("GET", "/")
+        assert "(issued by CN=localhost)" in str(info.value)
+        assert "REQUESTS_CA_BUNDLE" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "leaf, dates, cause",
+        [
+            ("expired_cert", ("2020-01-01 00:00:00 UTC", "2020-01-31 00:00:00 UTC"),
+             "has expired"),
+            ("future_cert", ("2040-01-01 00:00:00 UTC", "2040-01-31 00:00:00 UTC"),
+             "is not valid yet"),
+        ],
+    )  # fmt: skip
+    def test_certificate_out_of_its_dates_names_them_and_the_clock(
+        self, servers, certificates, leaf, dates, cause
+    ):
+        tls = server_context(certificates[leaf], certificates[leaf.replace("cert", "key")])
+        server = servers.http(tls=tls)
+        before = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        with pytest.raises(xcc.SSLError) as info:
+            connect(server).request("GET", "/", verify=certificates["ca"])
+        after = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        message = str(info.value)
+        assert f"of '127.0.0.1' {cause}: it is valid from {dates[0]} to {dates[1]}, and" in message
+        assert any(f"this machine's clock says {now}" in message for now in (before, after))
+        # Another CA cannot help: no CA advice.
+        assert "REQUESTS_CA_BUNDLE" not in message and "verify=" not in message
+        assert server.requests == []
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # IP address, host name
+    def test_host_name_mismatch_names_the_host_and_the_certificates_names(
+        self, servers, certificates, host
+    ):
+        tls = server_context(certificates["other_name_cert"], certificates["other_name_key"])
+        server = servers.http(tls=tls)
+        connection = connect(server, host=host)
+        with pytest.raises(xcc.SSLError) as info:
+            connection.request("GET", "/", verify=certificates["ca"])
+        connection.close()
+        message = str(info.value)
+        assert f"the TLS certificate of {host!r} is for xcc.invalid, not for {host!r}" in message
+        assert "REQUESTS_CA_BUNDLE" not in message and "clock" not in message
+        assert server.requests == []
+
+    def test_an_expired_certificate_behind_a_proxy_is_named_through_the_tunnel(
+        self, servers, certificates
+    ):
+        tls = server_context(certificates["expired_cert"], certificates["expired_key"])
+        origin = servers.http(tls=tls)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with pytest.raises(xcc.SSLError) as info:
+            connect(origin).request(
+                "GET", "/", verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )  # fmt: skip
+        assert "is valid from 2020-01-01 00:00:00 UTC to 2020-01-31" in str(info.value)
+        assert_not_leaked(everything_shown(info.value), *secrets_of())
+        assert origin.requests == []
+
+    def test_command_line_gives_only_the_variables_as_ca_advice(self, tls_server):
+        settings = dict(cli_settings(tls_server), XANADU_CLOUD_TLS="true")
+        code, out, err = run_cli(["ping"], settings)
+        assert code == 1 and out == ""
+        assert_one_error_line(err)
+        assert "set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR" in err
+        assert "verify=" not in err
+
+    @pytest.mark.parametrize(
+        "name",
+        ["ca", "cert", "localhost_cert", "other_name_cert", "expired_cert", "future_cert",
+         "lax_ca", "self_signed"],
+    )  # fmt: skip
+    def test_certificate_facts_agree_with_the_ssl_modules_decoder(self, certificates, name):
+        with open(certificates[name]) as file:
+            der = ssl.PEM_cert_to_DER_cert(file.read())
+        facts = xcc._certificate_facts(der)
+        decoded = ssl._ssl._test_decode_cert(certificates[name])  # CPython's own test helper
+        assert facts["not_before"] == ssl.cert_time_to_seconds(decoded["notBefore"])
+        assert facts["not_after"] == ssl.cert_time_to_seconds(decoded["notAfter"])
+        for field in ("subject", "issuer"):
+            common_name = dict(pair for rdn in decoded[field] for pair in rdn)["commonName"]
+            assert facts[field] == "CN=" + common_name
+        assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
+
+    @pytest.mark.parametrize(
+        "der", [b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9]
+    )
+    def test_certificate_facts_of_garbage_are_none(self, der):
+        assert xcc._certificate_facts(der) is None
+
 
 # -------------------------------------------------------------------- transport: proxies
 

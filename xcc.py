@@ -1494,7 +1494,7 @@ def _certificate_facts(der):
         return calendar.timegm(time.strptime(text, "%Y%m%d%H%M%S"))
 
     try:
-        certificate = next(_der_items(der, 0, len(der)))
+        certificate = children((None, 0, len(der)))[0]
         fields = children(children(certificate)[0])  # the TBSCertificate
         fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
         issuer, validity, subject = fields[2], fields[3], fields[4]
@@ -1566,14 +1566,13 @@ def _verification_error(exc, host, label, certificate):
             code = _NOT_YET_VALID
     failed = f"{label} failed: the TLS certificate of {host!r}"
     if code in (_EXPIRED, _NOT_YET_VALID):
+        cause = "has expired" if code == _EXPIRED else "is not valid yet"
         if facts and not facts["not_before"] <= now <= facts["not_after"]:
-            when = f"is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
+            dates = f"it is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
+            cause += f": {dates}, and"
         else:  # a certificate of the chain, not the server's own
-            when = "has a CA certificate in its chain that is out of its dates"
-        return SSLError(
-            f"{failed} {when}, and this machine's clock says {_utc(now)}"
-            f" ({'expired' if code == _EXPIRED else 'not yet valid'}: {exc})"
-        )
+            cause = f"has a CA certificate in its chain that {cause}:"
+        return SSLError(f"{failed} {cause} this machine's clock says {_utc(now)} ({exc})")
     if code in _NAME_MISMATCH:
         held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
         return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
