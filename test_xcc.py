@@ -13,9 +13,11 @@ import decimal
 import gzip
 import hashlib
 import json
+import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -3836,6 +3838,258 @@ class TestLoad:
             assert connection.ping().status_code == 200
         assert [r.path for r in tls_server.requests] == ["/healthz"]
         assert tls_server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+SILENT_BY_DEFAULT = """
+import sys, xcc
+connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]),
+                            tls=False)
+connection.request("GET", "/before-logging")
+print("logging" in sys.modules, "urllib.request" in sys.modules)
+import logging
+connection.request("GET", "/after-logging")
+print([type(handler).__name__ for handler in logging.getLogger("xcc").handlers])
+"""
+
+
+def logged(caplog):
+    """The messages of the ``xcc`` logger's records, as a handler would format them."""
+    return [record.getMessage() for record in caplog.records if record.name == "xcc"]
+
+
+def everything_logged(caplog):
+    """All that any handler could show of every record: message, arguments, exception."""
+    return "\n".join(
+        f"{record.levelname} {record.getMessage()} {record.args!r} {record.exc_text}"
+        for record in caplog.records
+    )
+
+
+@pytest.fixture
+def debug_log(caplog):
+    """Captures every record of the ``xcc`` logger, DEBUG and up."""
+    caplog.set_level(logging.DEBUG, logger="xcc")
+    return caplog
+
+
+class TestLogging:
+    """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
+
+    def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
+        code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
+        assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
+        assert [r.path for r in server.requests] == ["/before-logging", "/after-logging"]
+
+    def test_an_https_request_through_a_proxy_logs_each_step_in_order(
+        self, debug_log, tls_server, servers, certificates, monkeypatch
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(PROXY_USER, PROXY_PASSWORD))
+        with connect(tls_server) as connection:
+            for _ in range(2):
+                connection.request("GET", "/devices", verify=certificates["ca"])
+        url, address = tls_server.url + "/devices", f"127.0.0.1:{tls_server.port}"
+        proxy_line = (
+            f"Proxy for {url}: http://127.0.0.1:{proxy.port} (with credentials), from HTTPS_PROXY"
+        )
+        lines = logged(debug_log)
+        assert lines[:3] == [
+            proxy_line,
+            f"Starting new HTTPS connection: {address}",
+            f"Verifying TLS with the CA bundle {certificates['ca']!r}, from verify",
+        ]
+        assert re.fullmatch(
+            r"TLSv1\.[23] with '127\.0\.0\.1': certificate of CN=localhost, issued by"
+            r" CN=xcc\.py test ca, valid until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+            lines[3],
+        )
+        response_line = rf'https://{address} "GET /devices HTTP/1\.1" 200 2 bytes \d+ ms'
+        assert re.fullmatch(response_line, lines[4])
+        reuse = f"Reusing a kept-alive connection for GET request to '{url}'"
+        assert lines[5:7] == [proxy_line, reuse]
+        assert re.fullmatch(response_line, lines[7]) and len(lines) == 8
+
+    @pytest.mark.parametrize(
+        "verify, environment, expected",
+        [
+            ("ca", {}, "the CA bundle {ca!r}, from verify"),
+            (True, {"REQUESTS_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from REQUESTS_CA_BUNDLE"),
+            (True, {"CURL_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from CURL_CA_BUNDLE"),
+            (False, {}, "no CA: verify=False, the certificate is not checked"),
+        ],
+    )
+    def test_the_ca_source_is_named(
+        self, debug_log, tls_server, certificates, monkeypatch, verify, environment, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, certificates[value])
+        verify = certificates[verify] if verify == "ca" else verify
+        connect(tls_server).request("GET", "/", verify=verify)
+        line = "Verifying TLS with " + expected.format(ca=certificates["ca"])
+        assert line in logged(debug_log)
+
+    @pytest.mark.parametrize(
+        "environment, proxies, expected",
+        [
+            ({}, None, "direct: no proxy variable or setting"),
+            ({"HTTP_PROXY": "{dead}", "NO_PROXY": "localhost, 127.0.0.1"}, None,
+             "direct: the NO_PROXY entry '127.0.0.1' matches"),
+            ({"HTTP_PROXY": "{dead}"}, {"http": None}, "direct, from proxies['http']"),
+            ({"no_proxy": "*", "all_proxy": "{dead}"}, None,
+             "direct: the NO_PROXY entry '*' matches"),
+        ],
+    )  # fmt: skip
+    def test_why_a_request_goes_direct_is_named(
+        self, debug_log, server, monkeypatch, environment, proxies, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(dead=dead_proxy_url()))
+        connect(server).request("GET", "/direct", proxies=proxies)
+        assert logged(debug_log)[0] == f"Proxy for {server.url}/direct: {expected}"
+
+    def test_refresh_redirect_and_dropped_credentials_are_logged(self, debug_log, servers):
+        other = servers.http()
+        to_other = lambda request: Reply(302, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        origin = servers.http(cloud)
+        connect(origin, access_token=None).request("GET", "/jobs")
+        connect(origin).request("GET", "/again")  # a stale access token: 401, then a refresh
+        lines = [line for line in logged(debug_log) if not line.startswith("Proxy for")]
+        token_url = origin.url + TOKEN_PATH
+        assert lines[:2] == [
+            "The access token is missing: refreshing it first",
+            f"Fetching a new access token from {token_url}",
+        ]
+        assert lines[4].startswith("Got a new access token, valid until 20")
+        assert f"302 redirect to {other.url}/landing" in lines
+        assert f"Credentials dropped: the redirect leaves {origin.url}" in lines
+        assert "401 for GET /again: refreshing the access token and sending it again" in lines
+        assert len(cloud.issued) == 2
+
+    @pytest.mark.parametrize("method, again", [("GET", "sent again on a new one"),
+                                               ("POST", "not sent twice")])  # fmt: skip
+    def test_a_dead_kept_alive_socket_and_the_resend_are_logged(
+        self, debug_log, servers, method, again
+    ):
+        raw = dying_server(servers)
+        connection = connect(raw)
+        connection.request(method, "/first")
+        try:
+            connection.request(method, "/second")
+        except xcc.ConnectionError:
+            assert method == "POST"
+        dead = [line for line in logged(debug_log) if "was dead" in line]
+        assert len(dead) == 1
+        assert dead[0].startswith("The kept-alive connection was dead (")
+        assert dead[0].endswith(f"{method} request to '{raw.url}/second' is {again}")
+
+    def test_an_idle_socket_the_server_closed_is_logged_when_dropped(self, debug_log, server):
+        connection = connect(server)
+        connection.request("GET", "/one")
+        server.drop_idle_connections()
+        connection.request("GET", "/two")
+        lines = logged(debug_log)
+        assert "Dropping a kept-alive connection that the server closed while idle" in lines
+        assert [r.connection for r in server.requests] == [1, 2]
+
+    @pytest.mark.parametrize(
+        "scenario, expected", SCENARIOS, ids=[s.__name__[len("scenario_") :] for s, _ in SCENARIOS]
+    )
+    def test_no_record_holds_a_token_or_password(
+        self, debug_log, servers, tls_context, scenario, expected
+    ):
+        issued = []
+        with pytest.raises(expected):
+            scenario(servers, tls_context, issued)
+        assert debug_log.records or expected is ValueError  # the scenario was logged
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
+    def test_no_record_of_a_whole_session_holds_a_secret(self, debug_log, servers, certificates):
+        issued = []
+        other = servers.http()
+        to_other = lambda request: Reply(307, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        cloud.issued = issued
+        origin = servers.http(cloud)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        proxies = {"http": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+        with connect(origin) as connection:  # a stale access token: 401, refresh, redirect
+            connection.request("POST", "/jobs", json={"a": 1}, proxies=proxies)
+            connection.request("GET", "/devices", proxies=proxies, stream=True).close()
+        with pytest.raises(xcc.ProxyError):
+            connect(origin).request("GET", "/", proxies={"http": proxy.url(PROXY_USER, "wr0ng")})
+        lines = logged(debug_log)
+        assert any("(with credentials), from proxies['http']" in line for line in lines)
+        assert any("307 redirect to" in line for line in lines)
+        assert any('"GET /devices HTTP/1.1" 200 streamed' in line for line in lines)
+        assert len(issued) == 1
+        assert_not_leaked(everything_logged(debug_log), "wr0ng", *secrets_of(*issued))
+
+    # -- python xcc.py -v
+
+    @pytest.fixture
+    def tls_cloud(self, servers, tls_context):
+        """A loopback Xanadu Cloud over HTTPS whose certificate the test CA signed."""
+        healthz = lambda request: Reply(200, b"")
+        return servers.http(Cloud(routes={"/healthz": healthz}), tls_context)
+
+    def test_verbose_ping_through_a_proxy_with_a_private_ca_shows_each_step(
+        self, tls_cloud, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        settings = dict(
+            cli_settings(tls_cloud),
+            XANADU_CLOUD_TLS="true",
+            HTTPS_PROXY=proxy.url(PROXY_USER, PROXY_PASSWORD),
+            REQUESTS_CA_BUNDLE=certificates["ca"],
+        )
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        lines = err.splitlines()
+        assert all(line.startswith("xcc: ") for line in lines)
+        steps = [
+            "xcc: Setting XANADU_CLOUD_REFRESH_TOKEN from the environment variable",
+            "xcc: The access token is missing: refreshing it first",
+            "xcc: Fetching a new access token from https://127.0.0.1:",
+            f"xcc: Proxy for {tls_cloud.url}{TOKEN_PATH}: http://127.0.0.1:{proxy.port} (with"
+            " credentials), from HTTPS_PROXY",
+            f"xcc: Starting new HTTPS connection: 127.0.0.1:{tls_cloud.port}",
+            f"xcc: Verifying TLS with the CA bundle {certificates['ca']!r}, from"
+            " REQUESTS_CA_BUNDLE",
+            "xcc: TLSv1.",
+            f'xcc: {tls_cloud.url} "POST {TOKEN_PATH} HTTP/1.1" 200 ',
+            "xcc: Got a new access token, valid until ",
+            f"xcc: Proxy for {tls_cloud.url}/healthz: http://127.0.0.1:{proxy.port}",
+            "xcc: Reusing a kept-alive connection for GET request",
+            f'xcc: {tls_cloud.url} "GET /healthz HTTP/1.1" 200 0 bytes ',
+        ]
+        found = [next(i for i, line in enumerate(lines) if line.startswith(step)) for step in steps]
+        assert found == sorted(found), err
+        assert_not_leaked(out + err, *secrets_of(*tls_cloud.handler.issued))
+
+    def test_verbose_request_prints_the_body_on_stdout_and_the_log_on_stderr(self, cloud):
+        code, out, err = run_cli(["-v", "request", "GET", "/devices"], cli_settings(cloud))
+        assert (code, out) == (0, json.dumps(DEVICES, indent=4) + "\n")
+        assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
+        assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
+
+    def test_verbose_shows_the_ca_source_before_the_step_that_failed(
+        self, tls_cloud, certificates
+    ):
+        settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
+        code, _, err = run_cli(["-v", "ping"], settings)
+        lines = err.splitlines()
+        assert code == 1
+        assert lines[-2].startswith("xcc: Verifying TLS with the system's CAs: ")
+        assert lines[-1].startswith("xcc.py: error: POST request to ")
+        assert "(issued by CN=xcc.py test ca)" in lines[-1] and "verify=" not in lines[-1]
+        settings["SSL_CERT_FILE"] = certificates["ca"]
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        ca_file = f"file {certificates['ca']!r} (from SSL_CERT_FILE)"
+        assert f"xcc: Verifying TLS with the system's CAs: {ca_file}" in err
 
 
 # -------------------------------------------------------------------------- command line
