@@ -2420,6 +2420,123 @@ class TestProxies:
             ("POST", "/jobs", {"size": ["1"]}, b'{"name": "job"}')
         ]
 
+    # -- the system's proxy settings (Windows, macOS): the pure parts, by table
+
+    # What urllib.request.getproxies() returns for a system setting, and the proxy that a
+    # request for `scheme` goes through. Windows' values are shown as each Python's urllib
+    # reads the registry's ProxyServer (3.6-3.9 name the proxy's scheme after the protocol).
+    @pytest.mark.parametrize(
+        "settings, scheme, windows, expected",
+        [
+            pytest.param({"https": "http://proxy:3128"}, "https", False, "http://proxy:3128",
+                         id="macOS"),
+            pytest.param({"https": "proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="host:port-without-a-scheme"),
+            pytest.param({"http": "http://proxy:3128", "https": "https://proxy:3128",
+                          "ftp": "ftp://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.6-3.9"),
+            pytest.param({"http": "http://proxy:3128", "https": "http://proxy:3128",
+                          "ftp": "http://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.10+"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "https",
+                         True, "http://secure:8443", id="registry-http=web:80;https=secure:8443"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "http",
+                         True, "http://web:80", id="registry-per-protocol-for-http"),
+            pytest.param({"http": "http://web:80"}, "https", True, None,
+                         id="registry-http=web:80-only"),
+            pytest.param({"https": "HTTPS://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="upper-case-scheme"),
+            pytest.param({"https": "https://proxy:443"}, "https", False, "https://proxy:443",
+                         id="macOS-keeps-a-scheme-it-names"),
+            pytest.param({"socks": "socks://s:1080", "https": "socks4://s:1080"}, "https",
+                         True, "socks4://s:1080", id="registry-socks=s:1080"),
+            pytest.param({"https": "  "}, "https", True, None, id="blank"),
+            pytest.param({}, "https", True, None, id="none"),
+        ],
+    )  # fmt: skip
+    def test_system_proxy_values_are_normalised_to_http_proxies(
+        self, settings, scheme, windows, expected
+    ):
+        assert xcc._system_proxy_url(settings, scheme, windows) == expected
+
+    # Which proxy a request takes: (environment, proxies=, what the system settings say or
+    # None where there are none, the proxy chosen, its source, whether the system was read).
+    @pytest.mark.parametrize(
+        "environ, proxies, system, url, source, asked",
+        [
+            pytest.param({}, None, "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="no-variable:-system"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, None, "http://sys:3128",
+                         "http://env:1", ("environment", "https"), False,
+                         id="variable-wins-over-system"),
+            pytest.param({"all_proxy": "http://env:1"}, None, "http://sys:3128", "http://env:1",
+                         ("environment", "all"), False, id="ALL_PROXY-wins-over-system"),
+            pytest.param({"NO_PROXY": "example.com"}, None, "http://sys:3128", None,
+                         ("none", None), False, id="NO_PROXY-alone-means-environment"),
+            pytest.param({"HTTPS_PROXY": "http://env:1", "NO_PROXY": "h"}, None,
+                         "http://sys:3128", None, ("NO_PROXY", "h"), False,
+                         id="NO_PROXY-bypasses-the-variable"),
+            pytest.param({"https_proxy": "", "HTTPS_PROXY": "http://env:1"}, None,
+                         "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="empty-lower-case-unsets"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, {"https": "http://given:2"},
+                         "http://sys:3128", "http://given:2", ("proxies", "https"), False,
+                         id="proxies-win-over-both"),
+            pytest.param({}, {"https": None}, "http://sys:3128", None, ("proxies", "https"),
+                         False, id="proxies-None-goes-direct"),
+            pytest.param({}, None, "bypass", None, ("system bypass", None), True,
+                         id="system-bypass"),
+            pytest.param({}, None, None, None, ("none", None), False,
+                         id="no-system-settings-on-linux"),
+        ],
+    )  # fmt: skip
+    def test_proxy_is_chosen_from_proxies_then_environment_then_system(
+        self, environ, proxies, system, url, source, asked
+    ):
+        calls = []
+
+        def read_system(scheme, host):  # stands for _system_proxy, the one impure part
+            calls.append((scheme, host))
+            if system == "bypass":
+                return None, ("system bypass", None)
+            return system, ("system", None)
+
+        chosen = xcc._proxy_url(
+            ("https", "h", 443), proxies, environ, None if system is None else read_system
+        )
+        assert chosen == (url, source)
+        assert calls == ([("https", "h")] if asked else [])
+
+    @pytest.mark.parametrize(
+        "source, text",
+        [
+            (("system", None), "http://sys:3128, from the system settings"),
+            (("system bypass", None), "direct: the system settings exempt this host"),
+        ],
+    )
+    def test_the_log_says_system_settings(self, source, text):
+        proxy = xcc._proxy("http://sys:3128") if source[0] == "system" else None
+        assert xcc._proxy_text(proxy, source) == text
+
+    @pytest.mark.skipif(sys.platform != "linux", reason="Linux has no system proxy setting")
+    def test_linux_never_reads_system_settings(self):
+        assert xcc._SYSTEM_PROXY is None
+
+    @pytest.mark.parametrize(
+        "environment, expected",
+        [
+            ({"https_proxy": "p.example:3128"}, ("http://p.example:3128", ("system", None))),
+            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, (None, ("system bypass", None))),
+            ({"ftp_proxy": "http://ftp.example:21"}, (None, ("none", None))),
+        ],
+    )
+    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, expected):
+        # On Linux urllib.request reads only the environment: this checks the wiring of
+        # _system_proxy to getproxies() and proxy_bypass(), not Windows' or macOS's readers.
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert xcc._system_proxy("https", "h") == expected
+
 
 # ---------------------------------------------------------------------------- Connection
 
