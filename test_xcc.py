@@ -4144,6 +4144,20 @@ class TestLogging:
         assert len(issued) == 1
         assert_not_leaked(everything_logged(debug_log), "wr0ng", *secrets_of(*issued))
 
+    def test_a_token_that_a_server_echoes_in_a_redirect_is_masked(self, debug_log, servers):
+        def echo(request):
+            token = request.headers["authorization"][len("Bearer ") :]
+            return Reply(302, headers=[("Location", f"{other.url}/landing?echo={token}")])
+
+        other = servers.http()
+        origin = servers.http(Cloud(valid=(), routes={"/jobs": echo}))
+        issued = origin.handler.issued
+        connect(origin).request("GET", "/jobs")  # a 401, a refresh, then the echo
+        assert len(issued) == 1 and other.requests[0].query == {"echo": issued}
+        lines = logged(debug_log)
+        assert f"302 redirect to {other.url}/landing?echo=[token]" in lines
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
     # -- python xcc.py -v
 
     @pytest.fixture

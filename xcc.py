@@ -109,6 +109,9 @@ _PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
 # --------------------------------------------------------------------------- diagnostics
 
 _LOGGER = None  # the "xcc" logger, made once the program has imported logging
+# The tokens of the request under way in this thread, masked in the log: a server may echo
+# a token it received, in a redirect's Location say, which the log repeats.
+_LOG_MASK = threading.local()
 
 
 def _log_enabled():
@@ -133,9 +136,14 @@ def _log_enabled():
 
 def _debug(message, *args):
     """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
-    or a proxy password: a log line goes wherever the program sends its logs."""
+    or a proxy password, and a token that a server echoed is masked: a log line goes
+    wherever the program sends its logs."""
     if _log_enabled():
-        _LOGGER.debug(message, *args)
+        text = message % args
+        for secret in getattr(_LOG_MASK, "secrets", ()):
+            if secret:
+                text = text.replace(secret, "[token]")
+        _LOGGER.debug(text)
 
 
 # ---------------------------------------------------------------------------- exceptions
@@ -1783,7 +1791,8 @@ def _exchange(method, origin, target, headers, body, options):
     conn = _POOL.get(key)
     response = None
     if conn is not None:
-        _debug("Reusing a kept-alive connection for %s", label)
+        if started is not None:
+            _debug("Reusing a kept-alive connection for %s", label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
@@ -1796,9 +1805,10 @@ def _exchange(method, origin, target, headers, body, options):
                     " not sent twice)"
                 ) from exc
     if response is None:
-        _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(origin[1], origin[2]))
-        if context is not None and started is not None:
-            _debug("Verifying TLS with %s", _ca_source(options.verify))
+        if started is not None:
+            _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
+            if context is not None:
+                _debug("Verifying TLS with %s", _ca_source(options.verify))
         conn = _Conn.open(key, proxy, context, options.timeouts, label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
@@ -2217,6 +2227,8 @@ class Connection:
 
     def _send(self, method, target, extra, body, content_type, token, options):
         """Sends a request with ``token`` and the per-request headers ``extra``."""
+        if _log_enabled():
+            _LOG_MASK.secrets = (self._refresh_token, token)
         headers = self._base_headers.copy()
         if "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {token}"
