@@ -20,6 +20,8 @@ version; and no ``repr`` or error message ever shows a token.
 
 From a shell: ``python xcc.py ping`` or ``python xcc.py request GET /devices`` with the
 settings that the original client's ``xcc config`` saved (``python xcc.py --help``).
+What it does (proxy, CA, connections, TLS, requests) is logged at DEBUG on the ``xcc``
+logger, and printed on stderr by ``python xcc.py -v ...``.
 """
 
 import os
@@ -80,9 +82,8 @@ _CA_ADVICE = (
     "if a proxy or a private CA signs this server's certificate, {}set REQUESTS_CA_BUNDLE,"
     " CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR to that CA's bundle"
 )
-# OpenSSL's X509_V_ERR_* codes (x509_vfy.h), the cause of a failed verification.
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) of the causes that another CA cannot help.
 _NOT_YET_VALID, _EXPIRED = 9, 10
-_UNKNOWN_ISSUER = frozenset((2, 18, 19, 20, 21))  # no trusted CA, or self-signed
 _NAME_MISMATCH = frozenset((62, 64))  # host name, IP address
 
 _SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
@@ -1563,7 +1564,8 @@ def _verification_error(exc, host, label, certificate):
 
     facts = _certificate_facts(certificate) if certificate else None
     code = getattr(exc, "verify_code", None)
-    # From 3.7, CertificateError is SSLCertVerificationError, which carries the code.
+    # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
+    # the code; 3.6 raises it, without one, only for a wrong name.
     if code is None and isinstance(exc, ssl.CertificateError):
         code = min(_NAME_MISMATCH)
     now = time.time()
@@ -1584,6 +1586,8 @@ def _verification_error(exc, host, label, certificate):
     if code in _NAME_MISMATCH:
         held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
         return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
+    # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
+    # above: the advice that was always given.
     issuer = f" (issued by {facts['issuer']})" if facts else ""
     advice = _CA_ADVICE.format(_VERIFY_ADVICE)
     return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
