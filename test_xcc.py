@@ -13,9 +13,11 @@ import decimal
 import gzip
 import hashlib
 import json
+import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -562,7 +564,7 @@ class TestHelpers:
     def test_no_proxy_matches_hosts_subdomains_ports_and_ip_ranges_without_dns(
         self, host, port, no_proxy, expected
     ):
-        assert xcc._bypass_proxy(host, port, no_proxy) is expected
+        assert (xcc._bypass_proxy(host, port, no_proxy) is not None) is expected
 
     @pytest.mark.parametrize(
         "meta, messages",
@@ -1927,6 +1929,110 @@ class TestTLS:
             (2, "/second"),
         ]
 
+    # -- a verification failure names its cause, and only advice that can help
+
+    def test_unknown_issuer_names_the_issuer_and_the_ca_advice(self, tls_server):
+        with pytest.raises(xcc.SSLError) as info:
+            connect(tls_server).request("GET", "/")
+        message = str(info.value)
+        assert "the TLS certificate of '127.0.0.1' (issued by CN=xcc.py test ca)" in message
+        assert "pass verify='/path/to/ca.pem' or set REQUESTS_CA_BUNDLE" in message
+        assert "SSL_CERT_FILE" in message and "clock" not in message
+        assert tls_server.requests == []
+
+    def test_self_signed_certificate_gets_the_ca_advice(self, servers, certificates):
+        tls = server_context(certificates["self_signed"], certificates["self_signed_key"])
+        with pytest.raises(xcc.SSLError) as info:
+            connect(servers.http(tls=tls)).request("GET", "/")
+        assert "(issued by CN=localhost)" in str(info.value)
+        assert "REQUESTS_CA_BUNDLE" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "leaf, dates, cause",
+        [
+            ("expired_cert", ("2020-01-01 00:00:00 UTC", "2020-01-31 00:00:00 UTC"),
+             "has expired"),
+            ("future_cert", ("2040-01-01 00:00:00 UTC", "2040-01-31 00:00:00 UTC"),
+             "is not valid yet"),
+        ],
+    )  # fmt: skip
+    def test_certificate_out_of_its_dates_names_them_and_the_clock(
+        self, servers, certificates, leaf, dates, cause
+    ):
+        tls = server_context(certificates[leaf], certificates[leaf.replace("cert", "key")])
+        server = servers.http(tls=tls)
+        before = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        with pytest.raises(xcc.SSLError) as info:
+            connect(server).request("GET", "/", verify=certificates["ca"])
+        after = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        message = str(info.value)
+        assert f"of '127.0.0.1' {cause}: it is valid from {dates[0]} to {dates[1]}, and" in message
+        assert any(f"this machine's clock says {now}" in message for now in (before, after))
+        # Another CA cannot help: no CA advice.
+        assert "REQUESTS_CA_BUNDLE" not in message and "verify=" not in message
+        assert server.requests == []
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # IP address, host name
+    def test_host_name_mismatch_names_the_host_and_the_certificates_names(
+        self, servers, certificates, host
+    ):
+        tls = server_context(certificates["other_name_cert"], certificates["other_name_key"])
+        server = servers.http(tls=tls)
+        connection = connect(server, host=host)
+        with pytest.raises(xcc.SSLError) as info:
+            connection.request("GET", "/", verify=certificates["ca"])
+        connection.close()
+        message = str(info.value)
+        assert f"the TLS certificate of {host!r} is for xcc.invalid, not for {host!r}" in message
+        assert "REQUESTS_CA_BUNDLE" not in message and "clock" not in message
+        assert server.requests == []
+
+    def test_an_expired_certificate_behind_a_proxy_is_named_through_the_tunnel(
+        self, servers, certificates
+    ):
+        tls = server_context(certificates["expired_cert"], certificates["expired_key"])
+        origin = servers.http(tls=tls)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with pytest.raises(xcc.SSLError) as info:
+            connect(origin).request(
+                "GET", "/", verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )  # fmt: skip
+        assert "is valid from 2020-01-01 00:00:00 UTC to 2020-01-31" in str(info.value)
+        assert_not_leaked(everything_shown(info.value), *secrets_of())
+        assert origin.requests == []
+
+    def test_command_line_gives_only_the_variables_as_ca_advice(self, tls_server):
+        settings = dict(cli_settings(tls_server), XANADU_CLOUD_TLS="true")
+        code, out, err = run_cli(["ping"], settings)
+        assert code == 1 and out == ""
+        assert_one_error_line(err)
+        assert "set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR" in err
+        assert "verify=" not in err
+
+    @pytest.mark.parametrize(
+        "name",
+        ["ca", "cert", "localhost_cert", "other_name_cert", "expired_cert", "future_cert",
+         "lax_ca", "self_signed"],
+    )  # fmt: skip
+    def test_certificate_facts_agree_with_the_ssl_modules_decoder(self, certificates, name):
+        with open(certificates[name]) as file:
+            der = ssl.PEM_cert_to_DER_cert(file.read())
+        facts = xcc._certificate_facts(der)
+        decoded = ssl._ssl._test_decode_cert(certificates[name])  # CPython's own test helper
+        assert facts["not_before"] == ssl.cert_time_to_seconds(decoded["notBefore"])
+        assert facts["not_after"] == ssl.cert_time_to_seconds(decoded["notAfter"])
+        for field in ("subject", "issuer"):
+            common_name = dict(pair for rdn in decoded[field] for pair in rdn)["commonName"]
+            assert facts[field] == "CN=" + common_name
+        assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
+
+    @pytest.mark.parametrize(
+        "der", [b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9]
+    )
+    def test_certificate_facts_of_garbage_are_none(self, der):
+        assert xcc._certificate_facts(der) is None
+
 
 # -------------------------------------------------------------------- transport: proxies
 
@@ -2062,9 +2168,11 @@ class TestProxies:
                 verify=certificates["lax_ca"],
                 proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
             )
+        # The second tunnel fetches the certificate, unverified, to name its issuer.
         assert [r.request_line for r in proxy.requests] == [
             f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
-        ]
+        ] * 2
+        assert "issued by CN=xcc.py test ca" in str(info.value)
         assert origin.requests == []
         assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, ACCESS_TOKEN)
 
@@ -2311,6 +2419,123 @@ class TestProxies:
         assert [(r.method, r.path, r.query, r.body) for r in origin.requests] == [
             ("POST", "/jobs", {"size": ["1"]}, b'{"name": "job"}')
         ]
+
+    # -- the system's proxy settings (Windows, macOS): the pure parts, by table
+
+    # What urllib.request.getproxies() returns for a system setting, and the proxy that a
+    # request for `scheme` goes through. Windows' values are shown as each Python's urllib
+    # reads the registry's ProxyServer (3.6-3.9 name the proxy's scheme after the protocol).
+    @pytest.mark.parametrize(
+        "settings, scheme, windows, expected",
+        [
+            pytest.param({"https": "http://proxy:3128"}, "https", False, "http://proxy:3128",
+                         id="macOS"),
+            pytest.param({"https": "proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="host:port-without-a-scheme"),
+            pytest.param({"http": "http://proxy:3128", "https": "https://proxy:3128",
+                          "ftp": "ftp://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.6-3.9"),
+            pytest.param({"http": "http://proxy:3128", "https": "http://proxy:3128",
+                          "ftp": "http://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.10+"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "https",
+                         True, "http://secure:8443", id="registry-http=web:80;https=secure:8443"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "http",
+                         True, "http://web:80", id="registry-per-protocol-for-http"),
+            pytest.param({"http": "http://web:80"}, "https", True, None,
+                         id="registry-http=web:80-only"),
+            pytest.param({"https": "HTTPS://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="upper-case-scheme"),
+            pytest.param({"https": "https://proxy:443"}, "https", False, "https://proxy:443",
+                         id="macOS-keeps-a-scheme-it-names"),
+            pytest.param({"socks": "socks://s:1080", "https": "socks4://s:1080"}, "https",
+                         True, "socks4://s:1080", id="registry-socks=s:1080"),
+            pytest.param({"https": "  "}, "https", True, None, id="blank"),
+            pytest.param({}, "https", True, None, id="none"),
+        ],
+    )  # fmt: skip
+    def test_system_proxy_values_are_normalised_to_http_proxies(
+        self, settings, scheme, windows, expected
+    ):
+        assert xcc._system_proxy_url(settings, scheme, windows) == expected
+
+    # Which proxy a request takes: (environment, proxies=, what the system settings say or
+    # None where there are none, the proxy chosen, its source, whether the system was read).
+    @pytest.mark.parametrize(
+        "environ, proxies, system, url, source, asked",
+        [
+            pytest.param({}, None, "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="no-variable:-system"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, None, "http://sys:3128",
+                         "http://env:1", ("environment", "https"), False,
+                         id="variable-wins-over-system"),
+            pytest.param({"all_proxy": "http://env:1"}, None, "http://sys:3128", "http://env:1",
+                         ("environment", "all"), False, id="ALL_PROXY-wins-over-system"),
+            pytest.param({"NO_PROXY": "example.com"}, None, "http://sys:3128", None,
+                         ("none", None), False, id="NO_PROXY-alone-means-environment"),
+            pytest.param({"HTTPS_PROXY": "http://env:1", "NO_PROXY": "h"}, None,
+                         "http://sys:3128", None, ("NO_PROXY", "h"), False,
+                         id="NO_PROXY-bypasses-the-variable"),
+            pytest.param({"https_proxy": "", "HTTPS_PROXY": "http://env:1"}, None,
+                         "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="empty-lower-case-unsets"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, {"https": "http://given:2"},
+                         "http://sys:3128", "http://given:2", ("proxies", "https"), False,
+                         id="proxies-win-over-both"),
+            pytest.param({}, {"https": None}, "http://sys:3128", None, ("proxies", "https"),
+                         False, id="proxies-None-goes-direct"),
+            pytest.param({}, None, "bypass", None, ("system bypass", None), True,
+                         id="system-bypass"),
+            pytest.param({}, None, None, None, ("none", None), False,
+                         id="no-system-settings-on-linux"),
+        ],
+    )  # fmt: skip
+    def test_proxy_is_chosen_from_proxies_then_environment_then_system(
+        self, environ, proxies, system, url, source, asked
+    ):
+        calls = []
+
+        def read_system(scheme, host):  # stands for _system_proxy, the one impure part
+            calls.append((scheme, host))
+            if system == "bypass":
+                return None, ("system bypass", None)
+            return system, ("system", None)
+
+        chosen = xcc._proxy_url(
+            ("https", "h", 443), proxies, environ, None if system is None else read_system
+        )
+        assert chosen == (url, source)
+        assert calls == ([("https", "h")] if asked else [])
+
+    @pytest.mark.parametrize(
+        "source, text",
+        [
+            (("system", None), "http://sys:3128, from the system settings"),
+            (("system bypass", None), "direct: the system settings exempt this host"),
+        ],
+    )
+    def test_the_log_says_system_settings(self, source, text):
+        proxy = xcc._proxy("http://sys:3128") if source[0] == "system" else None
+        assert xcc._proxy_text(proxy, source) == text
+
+    @pytest.mark.skipif(sys.platform != "linux", reason="Linux has no system proxy setting")
+    def test_linux_never_reads_system_settings(self):
+        assert xcc._SYSTEM_PROXY is None
+
+    @pytest.mark.parametrize(
+        "environment, expected",
+        [
+            ({"https_proxy": "p.example:3128"}, ("http://p.example:3128", ("system", None))),
+            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, (None, ("system bypass", None))),
+            ({"ftp_proxy": "http://ftp.example:21"}, (None, ("none", None))),
+        ],
+    )
+    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, expected):
+        # On Linux urllib.request reads only the environment: this checks the wiring of
+        # _system_proxy to getproxies() and proxy_bypass(), not Windows' or macOS's readers.
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert xcc._system_proxy("https", "h") == expected
 
 
 # ---------------------------------------------------------------------------- Connection
@@ -3730,6 +3955,272 @@ class TestLoad:
             assert connection.ping().status_code == 200
         assert [r.path for r in tls_server.requests] == ["/healthz"]
         assert tls_server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+SILENT_BY_DEFAULT = """
+import sys, xcc
+connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]),
+                            tls=False)
+connection.request("GET", "/before-logging")
+print("logging" in sys.modules, "urllib.request" in sys.modules)
+import logging
+connection.request("GET", "/after-logging")
+print([type(handler).__name__ for handler in logging.getLogger("xcc").handlers])
+"""
+
+
+def logged(caplog):
+    """The messages of the ``xcc`` logger's records, as a handler would format them."""
+    return [record.getMessage() for record in caplog.records if record.name == "xcc"]
+
+
+def everything_logged(caplog):
+    """All that any handler could show of every record: message, arguments, exception."""
+    return "\n".join(
+        f"{record.levelname} {record.getMessage()} {record.args!r} {record.exc_text}"
+        for record in caplog.records
+    )
+
+
+@pytest.fixture
+def debug_log(caplog):
+    """Captures every record of the ``xcc`` logger, DEBUG and up."""
+    caplog.set_level(logging.DEBUG, logger="xcc")
+    return caplog
+
+
+class TestLogging:
+    """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
+
+    def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
+        code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
+        assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
+        assert [r.path for r in server.requests] == ["/before-logging", "/after-logging"]
+
+    def test_an_https_request_through_a_proxy_logs_each_step_in_order(
+        self, debug_log, tls_server, servers, certificates, monkeypatch
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(PROXY_USER, PROXY_PASSWORD))
+        with connect(tls_server) as connection:
+            for _ in range(2):
+                connection.request("GET", "/devices", verify=certificates["ca"])
+        url, address = tls_server.url + "/devices", f"127.0.0.1:{tls_server.port}"
+        proxy_line = (
+            f"Proxy for {url}: http://127.0.0.1:{proxy.port} (with credentials), from HTTPS_PROXY"
+        )
+        lines = logged(debug_log)
+        assert lines[:3] == [
+            proxy_line,
+            f"Starting new HTTPS connection: {address}",
+            f"Verifying TLS with the CA bundle {certificates['ca']!r}, from verify",
+        ]
+        assert re.fullmatch(
+            r"TLSv1\.[23] with '127\.0\.0\.1': certificate of CN=localhost, issued by"
+            r" CN=xcc\.py test ca, valid until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+            lines[3],
+        )
+        response_line = rf'https://{address} "GET /devices HTTP/1\.1" 200 2 bytes \d+ ms'
+        assert re.fullmatch(response_line, lines[4])
+        reuse = f"Reusing a kept-alive connection for GET request to '{url}'"
+        assert lines[5:7] == [proxy_line, reuse]
+        assert re.fullmatch(response_line, lines[7]) and len(lines) == 8
+
+    @pytest.mark.parametrize(
+        "verify, environment, expected",
+        [
+            ("ca", {}, "the CA bundle {ca!r}, from verify"),
+            (True, {"REQUESTS_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from REQUESTS_CA_BUNDLE"),
+            (True, {"CURL_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from CURL_CA_BUNDLE"),
+            (False, {}, "no CA: verify=False, the certificate is not checked"),
+        ],
+    )
+    def test_the_ca_source_is_named(
+        self, debug_log, tls_server, certificates, monkeypatch, verify, environment, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, certificates[value])
+        verify = certificates[verify] if verify == "ca" else verify
+        connect(tls_server).request("GET", "/", verify=verify)
+        line = "Verifying TLS with " + expected.format(ca=certificates["ca"])
+        assert line in logged(debug_log)
+
+    @pytest.mark.parametrize(
+        "environment, proxies, expected",
+        [
+            ({}, None, "direct: no proxy variable or setting"),
+            ({"HTTP_PROXY": "{dead}", "NO_PROXY": "localhost, 127.0.0.1"}, None,
+             "direct: the NO_PROXY entry '127.0.0.1' matches"),
+            ({"HTTP_PROXY": "{dead}"}, {"http": None}, "direct, from proxies['http']"),
+            ({"no_proxy": "*", "all_proxy": "{dead}"}, None,
+             "direct: the NO_PROXY entry '*' matches"),
+        ],
+    )  # fmt: skip
+    def test_why_a_request_goes_direct_is_named(
+        self, debug_log, server, monkeypatch, environment, proxies, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(dead=dead_proxy_url()))
+        connect(server).request("GET", "/direct", proxies=proxies)
+        assert logged(debug_log)[0] == f"Proxy for {server.url}/direct: {expected}"
+
+    def test_refresh_redirect_and_dropped_credentials_are_logged(self, debug_log, servers):
+        other = servers.http()
+        to_other = lambda request: Reply(302, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        origin = servers.http(cloud)
+        connect(origin, access_token=None).request("GET", "/jobs")
+        connect(origin).request("GET", "/again")  # a stale access token: 401, then a refresh
+        lines = [line for line in logged(debug_log) if not line.startswith("Proxy for")]
+        token_url = origin.url + TOKEN_PATH
+        assert lines[:2] == [
+            "The access token is missing: refreshing it first",
+            f"Fetching a new access token from {token_url}",
+        ]
+        assert lines[4].startswith("Got a new access token, valid until 20")
+        assert f"302 redirect to {other.url}/landing" in lines
+        assert f"Credentials dropped: the redirect leaves {origin.url}" in lines
+        assert "401 for GET /again: refreshing the access token and sending it again" in lines
+        assert len(cloud.issued) == 2
+
+    @pytest.mark.parametrize("method, again", [("GET", "sent again on a new one"),
+                                               ("POST", "not sent twice")])  # fmt: skip
+    def test_a_dead_kept_alive_socket_and_the_resend_are_logged(
+        self, debug_log, servers, method, again
+    ):
+        raw = dying_server(servers)
+        connection = connect(raw)
+        connection.request(method, "/first")
+        try:
+            connection.request(method, "/second")
+        except xcc.ConnectionError:
+            assert method == "POST"
+        dead = [line for line in logged(debug_log) if "was dead" in line]
+        assert len(dead) == 1
+        assert dead[0].startswith("The kept-alive connection was dead (")
+        assert dead[0].endswith(f"{method} request to '{raw.url}/second' is {again}")
+
+    def test_an_idle_socket_the_server_closed_is_logged_when_dropped(self, debug_log, server):
+        connection = connect(server)
+        connection.request("GET", "/one")
+        server.drop_idle_connections()
+        connection.request("GET", "/two")
+        lines = logged(debug_log)
+        assert "Dropping a kept-alive connection that the server closed while idle" in lines
+        assert [r.connection for r in server.requests] == [1, 2]
+
+    @pytest.mark.parametrize(
+        "scenario, expected", SCENARIOS, ids=[s.__name__[len("scenario_") :] for s, _ in SCENARIOS]
+    )
+    def test_no_record_holds_a_token_or_password(
+        self, debug_log, servers, tls_context, scenario, expected
+    ):
+        issued = []
+        with pytest.raises(expected):
+            scenario(servers, tls_context, issued)
+        assert debug_log.records or expected is ValueError  # the scenario was logged
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
+    def test_no_record_of_a_whole_session_holds_a_secret(self, debug_log, servers, certificates):
+        issued = []
+        other = servers.http()
+        to_other = lambda request: Reply(307, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        cloud.issued = issued
+        origin = servers.http(cloud)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        proxies = {"http": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+        with connect(origin) as connection:  # a stale access token: 401, refresh, redirect
+            connection.request("POST", "/jobs", json={"a": 1}, proxies=proxies)
+            connection.request("GET", "/devices", proxies=proxies, stream=True).close()
+        with pytest.raises(xcc.ProxyError):
+            connect(origin).request("GET", "/", proxies={"http": proxy.url(PROXY_USER, "wr0ng")})
+        lines = logged(debug_log)
+        assert any("(with credentials), from proxies['http']" in line for line in lines)
+        assert any("307 redirect to" in line for line in lines)
+        assert any('"GET /devices HTTP/1.1" 200 streamed' in line for line in lines)
+        assert len(issued) == 1
+        assert_not_leaked(everything_logged(debug_log), "wr0ng", *secrets_of(*issued))
+
+    def test_a_token_that_a_server_echoes_in_a_redirect_is_masked(self, debug_log, servers):
+        def echo(request):
+            token = request.headers["authorization"][len("Bearer ") :]
+            return Reply(302, headers=[("Location", f"{other.url}/landing?echo={token}")])
+
+        other = servers.http()
+        origin = servers.http(Cloud(valid=(), routes={"/jobs": echo}))
+        issued = origin.handler.issued
+        connect(origin).request("GET", "/jobs")  # a 401, a refresh, then the echo
+        assert len(issued) == 1 and other.requests[0].query == {"echo": issued}
+        lines = logged(debug_log)
+        assert f"302 redirect to {other.url}/landing?echo=[token]" in lines
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
+    # -- python xcc.py -v
+
+    @pytest.fixture
+    def tls_cloud(self, servers, tls_context):
+        """A loopback Xanadu Cloud over HTTPS whose certificate the test CA signed."""
+        healthz = lambda request: Reply(200, b"")
+        return servers.http(Cloud(routes={"/healthz": healthz}), tls_context)
+
+    def test_verbose_ping_through_a_proxy_with_a_private_ca_shows_each_step(
+        self, tls_cloud, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        settings = dict(
+            cli_settings(tls_cloud),
+            XANADU_CLOUD_TLS="true",
+            HTTPS_PROXY=proxy.url(PROXY_USER, PROXY_PASSWORD),
+            REQUESTS_CA_BUNDLE=certificates["ca"],
+        )
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        lines = err.splitlines()
+        assert all(line.startswith("xcc: ") for line in lines)
+        steps = [
+            "xcc: Setting XANADU_CLOUD_REFRESH_TOKEN from the environment variable",
+            "xcc: The access token is missing: refreshing it first",
+            "xcc: Fetching a new access token from https://127.0.0.1:",
+            f"xcc: Proxy for {tls_cloud.url}{TOKEN_PATH}: http://127.0.0.1:{proxy.port} (with"
+            " credentials), from HTTPS_PROXY",
+            f"xcc: Starting new HTTPS connection: 127.0.0.1:{tls_cloud.port}",
+            f"xcc: Verifying TLS with the CA bundle {certificates['ca']!r}, from"
+            " REQUESTS_CA_BUNDLE",
+            "xcc: TLSv1.",
+            f'xcc: {tls_cloud.url} "POST {TOKEN_PATH} HTTP/1.1" 200 ',
+            "xcc: Got a new access token, valid until ",
+            f"xcc: Proxy for {tls_cloud.url}/healthz: http://127.0.0.1:{proxy.port}",
+            "xcc: Reusing a kept-alive connection for GET request",
+            f'xcc: {tls_cloud.url} "GET /healthz HTTP/1.1" 200 0 bytes ',
+        ]
+        found = [next(i for i, line in enumerate(lines) if line.startswith(step)) for step in steps]
+        assert found == sorted(found), err
+        assert_not_leaked(out + err, *secrets_of(*tls_cloud.handler.issued))
+
+    def test_verbose_request_prints_the_body_on_stdout_and_the_log_on_stderr(self, cloud):
+        code, out, err = run_cli(["-v", "request", "GET", "/devices"], cli_settings(cloud))
+        assert (code, out) == (0, json.dumps(DEVICES, indent=4) + "\n")
+        assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
+        assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
+
+    def test_verbose_shows_the_ca_source_before_the_step_that_failed(
+        self, tls_cloud, certificates
+    ):
+        settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
+        code, _, err = run_cli(["-v", "ping"], settings)
+        lines = err.splitlines()
+        assert code == 1
+        assert lines[-2].startswith("xcc: Verifying TLS with the system's CAs: ")
+        assert lines[-1].startswith("xcc.py: error: POST request to ")
+        assert "(issued by CN=xcc.py test ca)" in lines[-1] and "verify=" not in lines[-1]
+        settings["SSL_CERT_FILE"] = certificates["ca"]
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        ca_file = f"file {certificates['ca']!r} (from SSL_CERT_FILE)"
+        assert f"xcc: Verifying TLS with the system's CAs: {ca_file}" in err
 
 
 # -------------------------------------------------------------------------- command line

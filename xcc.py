@@ -20,6 +20,8 @@ version; and no ``repr`` or error message ever shows a token.
 
 From a shell: ``python xcc.py ping`` or ``python xcc.py request GET /devices`` with the
 settings that the original client's ``xcc config`` saved (``python xcc.py --help``).
+What it does (proxy, CA, connections, TLS, requests) is logged at DEBUG on the ``xcc``
+logger, and printed on stderr by ``python xcc.py -v ...``.
 """
 
 import os
@@ -73,10 +75,16 @@ _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reu
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-_TLS_HINT = (
-    "if a proxy or a private CA signs this server's certificate, pass verify='/path/to/ca.pem'"
-    " or set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR"
+# The advice for a certificate that no trusted CA signed; the command line, which has no
+# verify=, leaves out _VERIFY_ADVICE.
+_VERIFY_ADVICE = "pass verify='/path/to/ca.pem' or "
+_CA_ADVICE = (
+    "if a proxy or a private CA signs this server's certificate, {}set REQUESTS_CA_BUNDLE,"
+    " CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR to that CA's bundle"
 )
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) of the causes that another CA cannot help.
+_NOT_YET_VALID, _EXPIRED = 9, 10
+_NAME_MISMATCH = frozenset((62, 64))  # host name, IP address
 
 _SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
 _TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
@@ -98,6 +106,46 @@ _PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
 _PATH_CHARS = _UNRESERVED | _PATH_SAFE
 _FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
 _PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
+
+# --------------------------------------------------------------------------- diagnostics
+
+_LOGGER = None  # the "xcc" logger, made once the program has imported logging
+# The tokens of the request under way in this thread, masked in the log: a server may echo
+# a token it received, in a redirect's Location say, which the log repeats.
+_LOG_MASK = threading.local()
+
+
+def _log_enabled():
+    """Returns whether the ``xcc`` logger would emit a DEBUG record now.
+
+    ``import logging`` costs milliseconds, so ``import xcc`` does not pay it: a program
+    that has not imported ``logging`` cannot have configured a handler, so there is nothing
+    to log to. Once it has, the logger is made with a ``NullHandler``, as libraries do, and
+    the check is the logger's own cached ``isEnabledFor``.
+    """
+    global _LOGGER
+    if _LOGGER is None:
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return False
+        logger = logging.getLogger("xcc")
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        _LOGGER = logger
+    return _LOGGER.isEnabledFor(10)  # logging.DEBUG
+
+
+def _debug(message, *args):
+    """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
+    or a proxy password, and a token that a server echoed is masked: a log line goes
+    wherever the program sends its logs."""
+    if _log_enabled():
+        text = message % args
+        for secret in getattr(_LOG_MASK, "secrets", ()):
+            if secret:
+                text = text.replace(secret, "[token]")
+        _LOGGER.debug(text)
+
 
 # ---------------------------------------------------------------------------- exceptions
 
@@ -437,7 +485,8 @@ def _split_host_port(entry):
 
 
 def _bypass_proxy(host, port, no_proxy):
-    """Returns whether a ``NO_PROXY`` value exempts ``host:port`` from the proxy.
+    """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
+    or ``None``.
 
     The rules are curl's, the same on every Python version: entries are separated by
     commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
@@ -450,7 +499,7 @@ def _bypass_proxy(host, port, no_proxy):
     for entry in no_proxy.lower().split(","):
         entry = entry.strip()
         if entry == "*":
-            return True
+            return entry
         try:
             name, entry_port = _split_host_port(entry)
         except ValueError:
@@ -462,31 +511,101 @@ def _bypass_proxy(host, port, no_proxy):
             address = address or _ip_network(host)
             if network is not None and address is not None:
                 if address.version == network.version and address.network_address in network:
-                    return True
+                    return entry
                 continue
         name = name[2:] if name.startswith("*.") else name.lstrip(".")
         if host == name or host.endswith("." + name):
-            return True
-    return False
+            return entry
+    return None
 
 
-def _proxy_url(origin, proxies):
-    """Returns the URL of the proxy to reach ``origin`` through, or ``None`` to go direct.
+_NO_PROXY_SET = ("none", None)  # why a request goes direct when nothing names a proxy
+
+
+def _system_proxy_url(settings, scheme, windows):
+    """Returns the URL of the proxy for ``scheme`` in the system's settings, as
+    ``urllib.request.getproxies()`` gives them, or ``None``.
+
+    A registry value without a scheme (``proxy:3128``) is an HTTP proxy. Windows' proxies
+    are HTTP proxies, whatever protocol they carry: Python 3.6 to 3.9 turn the registry's
+    ``proxy:3128`` and ``https=proxy:3128`` into ``https://proxy:3128`` (bpo-42627), which
+    names the protocol, not the proxy's, so that becomes ``http://proxy:3128``.
+    """
+    value = (settings.get(scheme) or "").strip()
+    if not value:
+        return None
+    if "://" not in value:
+        return "http://" + value
+    if windows and value[:8].lower() == "https://":
+        return "http://" + value[8:]
+    return value
+
+
+def _system_proxy(scheme, host):
+    """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
+    Internet Options, macOS's network settings), read by ``urllib.request`` as requests
+    reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
+    import urllib.request
+
+    url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
+    if url is None:
+        return None, _NO_PROXY_SET
+    if urllib.request.proxy_bypass(host):
+        return None, ("system bypass", None)
+    return url, ("system", None)
+
+
+# Platform shim: Windows and macOS keep a system-wide proxy setting that requests honours
+# when no proxy variable is set; elsewhere the environment is all there is, and neither
+# urllib.request nor a look-up is paid for.
+_SYSTEM_PROXY = _system_proxy if sys.platform in ("win32", "darwin") else None
+
+
+def _proxy_url(origin, proxies, environ=os.environ, system=_SYSTEM_PROXY):
+    """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
+    to go direct), and why, for the log.
 
     An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
-    ``all://host``, ``all``; a ``None`` or empty value means no proxy); otherwise the
-    environment's proxy for the scheme, unless ``NO_PROXY`` exempts the host.
+    ``all://host``, ``all``; a ``None`` or empty value means no proxy); then the proxy
+    variables of ``environ`` for the scheme, unless ``NO_PROXY`` exempts the host; where
+    none of them is set, ``system(scheme, host)`` (see :data:`_SYSTEM_PROXY`), if given.
     """
     scheme, host, port = origin
     if proxies:
         for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
             if key in proxies:
-                return proxies[key] or None
-    environ = _environ_proxies(os.environ, (scheme, "all", "no"))
-    url = environ.get(scheme) or environ.get("all")
-    if url and _bypass_proxy(host, port, environ.get("no", "")):
-        return None
-    return url
+                return proxies[key] or None, ("proxies", key)
+    found = _environ_proxies(environ, (scheme, "all", "no"))
+    if not found and system is not None:
+        return system(scheme, host)
+    key = scheme if found.get(scheme) else "all"
+    if not found.get(key):
+        return None, _NO_PROXY_SET
+    entry = _bypass_proxy(host, port, found.get("no", ""))
+    if entry is not None:
+        return None, ("NO_PROXY", entry)
+    return found[key], ("environment", key)
+
+
+def _proxy_text(proxy, source):
+    """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
+    the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
+    kind, detail = source
+    shown = "direct"
+    if proxy is not None:
+        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
+    if kind == "proxies":
+        return f"{shown}, from proxies[{detail!r}]"
+    if kind == "environment":  # lower case wins, as in _environ_proxies
+        names = (detail + "_proxy", detail.upper() + "_PROXY")
+        return f"{shown}, from " + next((name for name in names if os.environ.get(name)), names[1])
+    if kind == "system":
+        return f"{shown}, from the system settings"
+    if kind == "NO_PROXY":
+        return f"direct: the NO_PROXY entry {detail!r} matches"
+    if kind == "system bypass":
+        return "direct: the system settings exempt this host"
+    return "direct: no proxy variable or setting"
 
 
 class _Proxy:
@@ -531,16 +650,44 @@ def _ssl_context(verify):
     then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
     A context is built once per setting: loading a CA bundle costs milliseconds.
     """
-    source = "verify"
-    if verify is True:
-        for name in _CA_BUNDLE_VARIABLES:
-            if os.environ.get(name):
-                verify, source = os.environ[name], name
-                break
+    verify, source = _ca_bundle(verify)
     context = _SSL_CONTEXTS.get(verify)
     if context is None:
         context = _SSL_CONTEXTS.setdefault(verify, _new_ssl_context(verify, source))
     return verify, context
+
+
+def _ca_bundle(verify):
+    """Returns ``(verify, source)``: ``verify`` with ``True`` replaced by the path in
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` if one is set, and where that came from."""
+    if verify is True:
+        for name in _CA_BUNDLE_VARIABLES:
+            if os.environ.get(name):
+                return os.environ[name], name
+    return verify, "verify"
+
+
+def _ca_source(verify):
+    """Returns what the log says of the CAs that a ``verify`` setting trusts, and why."""
+    verify, source = _ca_bundle(verify)
+    if verify is False:
+        return "no CA: verify=False, the certificate is not checked"
+    if verify is not True:
+        return f"the CA bundle {verify!r}, from {source}"
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    chosen = [
+        f"{name} {path!r}" + (f" (from {variable})" if variable in os.environ else "")
+        for name, path, variable in (
+            ("file", paths.cafile, paths.openssl_cafile_env),
+            ("directory", paths.capath, paths.openssl_capath_env),
+        )
+        if path
+    ]
+    if sys.platform == "win32":
+        chosen.append("the Windows certificate store")
+    return "the system's CAs: " + (", ".join(chosen) or "none found")
 
 
 def _new_ssl_context(verify, source):
@@ -670,6 +817,7 @@ def _load_settings():
             value, source = saved[name], path
         else:
             continue
+        _debug("Setting %s from %s", name, source)
         if key == "PORT":
             try:
                 settings["port"] = int(value)
@@ -1248,7 +1396,7 @@ class _Conn:
             if context is not None:
                 if proxy is not None:
                     _tunnel(sock, host, port, proxy, deadline)
-                sock = _wrap_tls(sock, host, context, deadline, label)
+                sock = _wrap_tls(sock, key[0], proxy, context, deadline, label)
             sock.settimeout(read_timeout)
         except RequestException:
             sock.close()
@@ -1298,19 +1446,180 @@ def _tunnel(sock, host, port, proxy, deadline):
         )
 
 
-def _wrap_tls(sock, host, context, deadline, label):
-    """Returns ``sock`` wrapped in TLS for ``host``, its certificate checked by ``context``."""
+def _utc(seconds):
+    """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
+    if seconds is None:
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def _der_items(data, start, end):
+    """Yields ``(tag, content start, content end)`` of the DER elements in ``data[start:end]``
+    (X.690 §8.1: a tag byte, a length, the content); a bad length raises ``IndexError``."""
+    while start < end:
+        tag, length, start = data[start], data[start + 1], start + 2
+        if length & 0x80:  # the long form: the next (length & 0x7F) bytes hold the length
+            count = length & 0x7F
+            length, start = int.from_bytes(data[start : start + count], "big"), start + count
+        if start + length > end:
+            raise IndexError("a DER length runs past its container")
+        yield tag, start, start + length
+        start += length
+
+
+# The attributes of a distinguished name that a message shows (RFC 5280 §4.1.2.4).
+_NAME_ATTRIBUTES = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}
+_SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # the OID 2.5.29.17
+
+
+def _certificate_facts(der):
+    """Returns what a message or a log line says of a DER certificate: ``subject``,
+    ``issuer``, ``not_before`` and ``not_after`` (Unix seconds) and ``names`` (its
+    subjectAltName DNS names and IP addresses), or ``None`` if it cannot be read.
+
+    The certificate is only read, never trusted (RFC 5280 §4.1): this names the cause of a
+    failed verification, and the ``ssl`` module decodes only certificates that verified.
+    """
+    import calendar
+    import ipaddress
+
+    def children(span):
+        return list(_der_items(der, span[1], span[2]))
+
+    def name(span):
+        parts = []
+        for _, *rdn in children(span):
+            for _, *pair in _der_items(der, *rdn):
+                (_, *oid), (_, *value) = _der_items(der, *pair)
+                label = _NAME_ATTRIBUTES.get(der[oid[0] : oid[1]])
+                if label:
+                    parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
+        return ", ".join(parts)
+
+    def seconds(span):
+        text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
+        if span[0] == 0x17:  # UTCTime: YYMMDDHHMMSS, 1950-2049 (RFC 5280 §4.1.2.5.1)
+            text = ("19" if text[:2] >= "50" else "20") + text
+        return calendar.timegm(time.strptime(text, "%Y%m%d%H%M%S"))
+
+    try:
+        certificate = children((None, 0, len(der)))[0]
+        fields = children(children(certificate)[0])  # the TBSCertificate
+        fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
+        issuer, validity, subject = fields[2], fields[3], fields[4]
+        not_before, not_after = children(validity)
+        names = []
+        for extensions in (field for field in fields[6:] if field[0] == 0xA3):
+            for extension in children(children(extensions)[0]):
+                oid, *_, value = children(extension)
+                if der[oid[1] : oid[2]] != _SUBJECT_ALT_NAME:
+                    continue
+                for tag, first, last in children(children(value)[0]):
+                    if tag == 0x82:  # dNSName
+                        names.append(der[first:last].decode("ascii", "replace"))
+                    elif tag == 0x87:  # iPAddress
+                        names.append(str(ipaddress.ip_address(der[first:last])))
+        return {
+            "subject": name(subject),
+            "issuer": name(issuer),
+            "not_before": seconds(not_before),
+            "not_after": seconds(not_after),
+            "names": names,
+        }
+    except (IndexError, ValueError):
+        return None
+
+
+def _peer_certificate(peer, host, port, proxy, deadline):
+    """Returns the DER certificate that the server at ``peer`` (``(family, address)``,
+    through ``proxy``'s tunnel if given) shows for ``host``, fetched with a handshake that
+    verifies nothing, or ``None``. Nothing is sent on it; it only names a failure's cause."""
     import ssl
 
-    sock.settimeout(_remaining(deadline))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     try:
-        return context.wrap_socket(sock, server_hostname=host)
+        with socket.socket(peer[0], socket.SOCK_STREAM) as sock:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(peer[1])
+            if proxy is not None:
+                _tunnel(sock, host, port, proxy, deadline)
+            with context.wrap_socket(sock, server_hostname=host) as tls:
+                return tls.getpeercert(binary_form=True)
+    except (OSError, ValueError, RequestException):
+        return None
+
+
+def _verification_error(exc, host, label, certificate):
+    """Returns the :class:`SSLError` for a certificate that did not verify, naming its
+    cause: an unknown issuer (with the CA advice), dates (with this machine's clock), or a
+    host name that the certificate does not hold (with the names it holds).
+
+    The cause is OpenSSL's verification code where ``ssl`` gives it (Python 3.7+); Python
+    3.6 raises ``CertificateError`` for a wrong name and says only "certificate verify
+    failed" otherwise, so there the certificate's dates tell.
+    """
+    import ssl
+
+    facts = _certificate_facts(certificate) if certificate else None
+    code = getattr(exc, "verify_code", None)
+    # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
+    # the code; 3.6 raises it, without one, only for a wrong name.
+    if code is None and isinstance(exc, ssl.CertificateError):
+        code = min(_NAME_MISMATCH)
+    now = time.time()
+    if facts and code is None:
+        if now > facts["not_after"]:
+            code = _EXPIRED
+        elif now < facts["not_before"]:
+            code = _NOT_YET_VALID
+    failed = f"{label} failed: the TLS certificate of {host!r}"
+    if code in (_EXPIRED, _NOT_YET_VALID):
+        cause = "has expired" if code == _EXPIRED else "is not valid yet"
+        if facts and not facts["not_before"] <= now <= facts["not_after"]:
+            dates = f"it is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
+            cause += f": {dates}, and"
+        else:  # a certificate of the chain, not the server's own
+            cause = f"has a CA certificate in its chain that {cause}:"
+        return SSLError(f"{failed} {cause} this machine's clock says {_utc(now)} ({exc})")
+    if code in _NAME_MISMATCH:
+        held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
+        return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
+    # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
+    # above: the advice that was always given.
+    issuer = f" (issued by {facts['issuer']})" if facts else ""
+    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
+    return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
+
+
+def _wrap_tls(sock, origin, proxy, context, deadline, label):
+    """Returns ``sock`` wrapped in TLS for the host of ``origin``, its certificate checked by
+    ``context``; ``proxy`` is the one whose tunnel ``sock`` is, if any."""
+    import ssl
+
+    _, host, port = origin
+    sock.settimeout(_remaining(deadline))
+    peer = (sock.family, sock.getpeername())
+    try:
+        sock = context.wrap_socket(sock, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
-        # A certificate that does not verify is what a private CA looks like from here
-        # (Python 3.6 raises CertificateError only for a wrong host name).
-        unverified = "CERTIFICATE_VERIFY_FAILED" in str(exc)
-        hint = "; " + _TLS_HINT if unverified or isinstance(exc, ssl.CertificateError) else ""
-        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc}){hint}") from exc
+        # Python 3.6 raises CertificateError for a wrong host name, after the handshake.
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, ssl.CertificateError):
+            certificate = _peer_certificate(peer, host, port, proxy, deadline)
+            raise _verification_error(exc, host, label, certificate) from exc
+        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
+    if _log_enabled():
+        facts = _certificate_facts(sock.getpeercert(binary_form=True)) or {}
+        _debug(
+            "%s with %r: certificate of %s, issued by %s, valid until %s",
+            sock.version(),
+            host,
+            facts.get("subject"),
+            facts.get("issuer"),
+            _utc(facts.get("not_after")),
+        )
+    return sock
 
 
 class _Pool:
@@ -1338,6 +1647,7 @@ class _Pool:
                 conn = idle.pop()  # the most recently used: the least likely to be closed
             if conn.alive():
                 return conn
+            _debug("Dropping a kept-alive connection that the server closed while idle")
             conn.close()
 
     def put(self, conn):
@@ -1453,6 +1763,18 @@ def _roundtrip(conn, head, body, method, url, label, options):
     return response
 
 
+def _response_text(origin, target, method, response, started):
+    """Returns the log line of a response, worded as urllib3's, with the body's size and the
+    milliseconds since ``started`` (connecting included)."""
+    if response._content is not None:
+        size = f"{len(response._content)} bytes"
+    else:
+        size = "streamed, Content-Length " + response.headers.get("Content-Length", "not given")
+    request_line = f"{method} {target} HTTP/1.1"
+    elapsed = (time.monotonic() - started) * 1000
+    return f'{_url(origin, "")} "{request_line}" {response.status_code} {size} {elapsed:.0f} ms'
+
+
 def _exchange(method, origin, target, headers, body, options):
     """Sends one request over a pooled or a new socket and returns its :class:`Response`.
 
@@ -1462,30 +1784,43 @@ def _exchange(method, origin, target, headers, body, options):
     """
     url = _url(origin, target)
     label = f"{method} request to '{url}'"
-    proxy_url = _proxy_url(origin, options.proxies)
+    proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
     key = (origin, proxy_url, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
+    started = time.monotonic() if _log_enabled() else None  # for the log only
+    if started is not None:
+        _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
     conn = _POOL.get(key)
     response = None
     if conn is not None:
+        if started is not None:
+            _debug("Reusing a kept-alive connection for %s", label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
             conn.close()
+            again = "sent again on a new one" if method in _IDEMPOTENT_METHODS else "not sent twice"
+            _debug("The kept-alive connection was dead (%s): %s is %s", exc, label, again)
             if method not in _IDEMPOTENT_METHODS:
                 raise ConnectionError(
                     f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
                     " not sent twice)"
                 ) from exc
     if response is None:
+        if started is not None:
+            _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
+            if context is not None:
+                _debug("Verifying TLS with %s", _ca_source(options.verify))
         conn = _Conn.open(key, proxy, context, options.timeouts, label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
             conn.close()
             raise ConnectionError(f"{label} failed: {exc}") from exc
+    if started is not None:
+        _debug("%s", _response_text(origin, target, method, response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
         raise ProxyError(
@@ -1528,7 +1863,9 @@ def _send(method, origin, target, headers, body, options):
                 f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
+        _debug("%s redirect to %s", response.status_code, _url(next_origin, target))
         if credentials_sent and _should_strip_auth(origin, next_origin):
+            _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
             headers = headers.copy()
             for name in _CREDENTIAL_HEADERS + ("Host",):
@@ -1814,9 +2151,11 @@ class Connection:
         if self._refresh_token is not None and (
             token is None or expiry is not None and time.time() >= expiry
         ):
+            _debug("The access token is %s: refreshing it first", "expired" if token else "missing")
             token = self._refresh(token, options)
         response = self._send(method, target, extra, body, content_type, token, options)
         if response.status_code == 401 and self._refresh_token and response._credentials_sent:
+            _debug("401 for %s %s: refreshing the access token and sending it again", method, path)
             response._discard()
             token = self._refresh(token, options)
             response = self._send(method, target, extra, body, content_type, token, options)
@@ -1892,6 +2231,8 @@ class Connection:
 
     def _send(self, method, target, extra, body, content_type, token, options):
         """Sends a request with ``token`` and the per-request headers ``extra``."""
+        if _log_enabled():
+            _LOG_MASK.secrets = (self._refresh_token, token)
         headers = self._base_headers.copy()
         if "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {token}"
@@ -1933,6 +2274,7 @@ class Connection:
         )
         # The refresh token never follows a redirect: it is the key to the account.
         options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
+        _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
         response = _send("POST", self._origin, _TOKEN_PATH, headers, body, options)
         if response.status_code == 400 and _json_object(response).get("error") == "invalid_grant":
             raise HTTPError(
@@ -1947,6 +2289,7 @@ class Connection:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
         self._set_access_token(token, fetched=True)
+        _debug("Got a new access token, valid until %s", _utc(self._token[1]))
 
     def _set_access_token(self, token, fetched=False):
         """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
@@ -2005,6 +2348,13 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     parser.add_argument("--port", type=int, help="the Xanadu Cloud port")
     parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
     parser.add_argument("--timeout", type=float, default=10, help="seconds to wait (default 10)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print on stderr where each setting came from and each step: proxy, CA,"
+        " connection, TLS, requests, token refresh (never a token or password)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     commands.add_parser("ping", help="check the connection to the Xanadu Cloud")
@@ -2015,6 +2365,13 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     request.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     args = parser.parse_args(argv)
+    if args.verbose:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.getLogger("xcc").addHandler(handler)
+        logging.getLogger("xcc").setLevel(logging.DEBUG)
 
     kwargs = {"timeout": args.timeout}
     if args.command == "request":
@@ -2057,6 +2414,8 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
                 " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
                 f" {_settings_path()}."
             )
+        if isinstance(exc, SSLError):  # the command line has no verify=, only the variables
+            message = message.replace(_VERIFY_ADVICE, "")
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 1
     try:

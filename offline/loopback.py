@@ -627,9 +627,13 @@ def make_certificates(directory):
         directory holding ``ca`` under its OpenSSL subject-hash name, for ``capath``),
         ``cert``/``key`` (for ``localhost`` and ``127.0.0.1``, signed by ``ca``),
         ``localhost_cert``/``localhost_key`` (for ``localhost`` only, no IP address,
-        signed by ``ca``), ``lax_ca`` (a CA whose basicConstraints is *not* critical, like
-        some corporate inspection CAs), ``lax_cert``/``lax_key`` (signed by that one), and
-        ``self_signed``/``self_signed_key`` (trusted by nobody)
+        signed by ``ca``), ``other_name_cert``/``other_name_key`` (for ``xcc.invalid``
+        only, signed by ``ca``), ``expired_cert``/``expired_key`` (valid in January 2020
+        only) and ``future_cert``/``future_key`` (valid in January 2040 only), both for
+        ``localhost`` and ``127.0.0.1`` and signed by ``ca``, ``lax_ca`` (a CA whose
+        basicConstraints is *not* critical, like some corporate inspection CAs),
+        ``lax_cert``/``lax_key`` (signed by that one), and ``self_signed``/``self_signed_key``
+        (trusted by nobody)
 
     Raises:
         OSError: if ``openssl`` is not installed
@@ -645,6 +649,20 @@ def make_certificates(directory):
         ).stdout
 
     key_options = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    # Certificates out of their dates: {name: (notBefore, notAfter)}.
+    dated = {
+        "expired_cert": ("20200101000000Z", "20200131000000Z"),
+        "future_cert": ("20400101000000Z", "20400131000000Z"),
+    }
+    with open(path("dated.cnf"), "w") as file:
+        file.write(
+            f"[ca]\ndefault_ca=test\n[test]\ndatabase={path('index.txt')}\n"
+            f"new_certs_dir={directory}\nserial={path('serial.txt')}\ndefault_md=sha256\n"
+            "policy=any\nunique_subject=no\n[any]\ncommonName=supplied\n"
+        )
+    open(path("index.txt"), "w").close()
+    with open(path("serial.txt"), "w") as file:
+        file.write("1000\n")
     for name, constraints in (("ca", "critical,CA:TRUE"), ("lax_ca", "CA:TRUE")):
         with open(path(name + ".cnf"), "w") as file:
             file.write(
@@ -658,9 +676,10 @@ def make_certificates(directory):
     leaves = (
         ("cert", "ca", "DNS:localhost,IP:127.0.0.1"),
         ("localhost_cert", "ca", "DNS:localhost"),
+        ("other_name_cert", "ca", "DNS:xcc.invalid"),
         ("lax_cert", "lax_ca", "DNS:localhost,IP:127.0.0.1"),
     )
-    for leaf, ca, names in leaves:
+    for leaf, ca, names in leaves + tuple((leaf, "ca", leaves[0][2]) for leaf in dated):
         with open(path(leaf + ".cnf"), "w") as file:
             file.write(
                 "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
@@ -669,6 +688,13 @@ def make_certificates(directory):
             )
         openssl("req", *key_options, "-keyout", path(leaf + ".key"), "-out", path(leaf + ".csr"),
                 "-subj", "/CN=localhost")  # fmt: skip
+        if leaf in dated:
+            # OpenSSL 3.0's x509 has no -not_before, so `openssl ca` signs with explicit dates.
+            openssl("ca", "-batch", "-config", path("dated.cnf"), "-cert", path("ca.pem"),
+                    "-keyfile", path("ca.key"), "-in", path(leaf + ".csr"), "-out",
+                    path(leaf + ".pem"), "-extfile", path(leaf + ".cnf"), "-notext",
+                    "-startdate", dated[leaf][0], "-enddate", dated[leaf][1])  # fmt: skip
+            continue
         openssl("x509", "-req", "-in", path(leaf + ".csr"), "-CA", path(ca + ".pem"), "-CAkey",
                 path(ca + ".key"), "-CAcreateserial", "-out", path(leaf + ".pem"), "-days", "30",
                 "-extfile", path(leaf + ".cnf"))  # fmt: skip
@@ -685,6 +711,12 @@ def make_certificates(directory):
         "key": path("cert.key"),
         "localhost_cert": path("localhost_cert.pem"),
         "localhost_key": path("localhost_cert.key"),
+        "other_name_cert": path("other_name_cert.pem"),
+        "other_name_key": path("other_name_cert.key"),
+        "expired_cert": path("expired_cert.pem"),
+        "expired_key": path("expired_cert.key"),
+        "future_cert": path("future_cert.pem"),
+        "future_key": path("future_cert.key"),
         "lax_ca": path("lax_ca.pem"),
         "lax_cert": path("lax_cert.pem"),
         "lax_key": path("lax_cert.key"),
