@@ -67,6 +67,12 @@ _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 _IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
 
 _MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_maxsize
+_MAX_POOLS = 10  # servers whose idle sockets are kept, as urllib3's PoolManager(num_pools)
+_MAX_IDLE_SECONDS = 60.0  # an idle socket older than this is closed, not reused
+_SWEEP_SECONDS = 5.0  # how often the pool checks every idle socket at most
+# The longest timeout accepted: poll() takes an int of milliseconds, and a longer timeout
+# either overflows (OverflowError after the socket is open) or wraps around.
+_MAX_TIMEOUT = 2147483  # seconds, about 24.8 days: INT_MAX milliseconds
 _MAX_LINE = 65536  # longest status or header line accepted, as http.client
 _MAX_HEADERS = 100  # most header fields accepted, as http.client
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
@@ -343,7 +349,20 @@ def _check_timeout(timeout):
                 f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
                 f" not {timeout!r}"
             )
+        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
+            raise ValueError(
+                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
+                f" wait forever, not {timeout!r}"
+            )
     return pair
+
+
+def _valid_host(host):
+    """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
+    no space, no control character, nothing that could end a request line or a header."""
+    if not host or not _HOST_CHARS.issuperset(host):
+        return False
+    return ":" not in host or _ip_network(host) is not None
 
 
 def _netloc(host, port):
@@ -368,6 +387,8 @@ def _split_url(url):
         raise ValueError(f"not an http or https URL: {url!r}")
     port = parts.port or _DEFAULT_PORTS[scheme]
     host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
+    if not _valid_host(host):  # the idna codec lets spaces and control characters through
+        raise ValueError(f"invalid host {host!r}")
     target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
     return (scheme, host, port), target
 
@@ -490,18 +511,34 @@ def _proxy_url(origin, proxies):
 
 
 class _Proxy:
-    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it."""
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
+
+    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
+    and no response read from one, holds the password.
+    """
 
     def __init__(self, url):
         from urllib.parse import unquote, urlsplit
 
+        # Say nothing of a URL that does not parse, not even in a chained cause: it may
+        # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
+        # authority early, so the "@" that closes them is left in what follows
+        # ("http://user:pw#1@proxy" would make "pw" the port, "user" the host).
         try:
             parts = urlsplit(url if "://" in url else "http://" + url)
             scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
-        except ValueError as exc:  # say no more: the URL may hold a password
-            raise ProxyError("Invalid proxy URL: its host or port cannot be read") from exc
+            readable = "@" not in parts.path + parts.query + parts.fragment
+        except ValueError:
+            readable = False
+        if not readable:
+            raise ProxyError(
+                "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
+                " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
+                " it may hold a password"
+            ) from None
         self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        self.key = (self.display, object())  # one per proxy URL, as _proxy() caches them
         if scheme != "http":
             raise ProxyError(
                 f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
@@ -1317,15 +1354,20 @@ class _Pool:
     """Idle kept-alive connections, per server and settings, shared by every
     :class:`Connection` of the process.
 
-    It is thread-safe (a connection is handed to one request at a time), bounded (a few
-    idle sockets per server) and fork-safe: a child process never reuses its parent's
-    sockets, since two processes writing to one TCP stream would interleave requests.
+    It is thread-safe (a connection is handed to one request at a time), bounded as
+    urllib3's ``PoolManager`` is (10 idle sockets per server, 10 servers: the least recently
+    used server's sockets are closed when an 11th comes), drops sockets that idled for a
+    minute or that their server closed, and is fork-safe: a child process never reuses its
+    parent's sockets, since two processes writing to one TCP stream would interleave requests.
     """
 
     def __init__(self):
+        from collections import OrderedDict
+
         self._lock = threading.Lock()
-        self._idle = {}
+        self._idle = OrderedDict()  # key -> [(idle since, conn)], least recently used first
         self._pid = os.getpid()
+        self._next_sweep = 0.0
 
     def get(self, key):
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
@@ -1335,29 +1377,62 @@ class _Pool:
                 idle = self._idle.get(key)
                 if not idle:
                     return None
-                conn = idle.pop()  # the most recently used: the least likely to be closed
-            if conn.alive():
+                since, conn = idle.pop()  # the most recently used: the least likely closed
+            if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
                 return conn
             conn.close()
 
     def put(self, conn):
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
         self._check_fork()
-        if conn.pid == self._pid:
-            with self._lock:
-                idle = self._idle.setdefault(conn.key, [])
-                if len(idle) < _MAX_IDLE_PER_SERVER:
-                    idle.append(conn)
-                    return
-        conn.close()
+        if conn.pid != self._pid:
+            conn.close()
+            return
+        now = time.monotonic()
+        dropped = []
+        with self._lock:
+            idle = self._idle.get(conn.key)
+            if idle is None:
+                idle = self._idle[conn.key] = []
+                while len(self._idle) > _MAX_POOLS:
+                    _, evicted = self._idle.popitem(last=False)
+                    dropped.extend(old for _, old in evicted)
+                self._next_sweep = now  # a new server: a moment to look at the others too
+            else:
+                self._idle.move_to_end(conn.key)
+            if len(idle) < _MAX_IDLE_PER_SERVER:
+                idle.append((now, conn))
+            else:
+                dropped.append(conn)
+            if now >= self._next_sweep:
+                dropped.extend(self._sweep(now))
+        for conn in dropped:
+            conn.close()
 
     def close(self, origin):
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
+        self._check_fork()
         with self._lock:
             keys = [key for key in self._idle if key[0] == origin]
-            conns = [conn for key in keys for conn in self._idle.pop(key)]
+            conns = [conn for key in keys for _, conn in self._idle.pop(key)]
         for conn in conns:
             conn.close()
+
+    def _sweep(self, now):
+        """Takes out and returns the idle connections that idled too long or that their
+        server closed; the caller holds the lock. A socket is checked whatever server it
+        belongs to, so that no dead socket stays open until its server is asked again."""
+        self._next_sweep = now + _SWEEP_SECONDS
+        dropped = []
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for since, conn in idle:
+                if now - since < _MAX_IDLE_SECONDS and conn.alive():
+                    kept.append((since, conn))
+                else:
+                    dropped.append(conn)
+            self._idle[key] = kept
+        return dropped
 
     def _check_fork(self):
         """In a child process, forgets the parent's sockets and lock."""
@@ -1365,11 +1440,11 @@ class _Pool:
             return
         # The parent's lock may have been held by another of its threads at the fork.
         # Closing the inherited sockets here only closes this process's descriptors.
-        inherited, self._idle = self._idle, {}
+        inherited, self._idle = self._idle, type(self._idle)()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         for conns in inherited.values():
-            for conn in conns:
+            for _, conn in conns:
                 conn.close()
 
 
@@ -1389,8 +1464,13 @@ def _proxy(url):
 def _serialize(method, origin, target, headers, body, proxy):
     """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
     scheme, host, port = origin
-    if proxy is not None and scheme == "http":
+    forwarding = proxy is not None and scheme == "http"
+    if forwarding:
         target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
+        if proxy.authorization and "Proxy-Authorization" in headers:
+            # One Proxy-Authorization (RFC 9110 §11.7.1): the proxy URL's wins, as in requests.
+            headers = headers.copy()
+            del headers["Proxy-Authorization"]
     lines = [f"{method} {target} HTTP/1.1"]
     if "Host" not in headers:
         authority = _netloc(host, port)
@@ -1403,7 +1483,7 @@ def _serialize(method, origin, target, headers, body, proxy):
         lines.append(f"Content-Length: {len(body)}")
     elif method not in ("GET", "HEAD"):
         lines.append("Content-Length: 0")
-    if proxy is not None and scheme == "http" and proxy.authorization:
+    if forwarding and proxy.authorization:
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
@@ -1465,7 +1545,7 @@ def _exchange(method, origin, target, headers, body, options):
     proxy_url = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
-    key = (origin, proxy_url, verify)
+    key = (origin, proxy and proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
     conn = _POOL.get(key)
     response = None
@@ -1648,7 +1728,7 @@ class Connection:
             )
         if not isinstance(host, str):
             raise TypeError(f"host must be a string, not {type(host).__name__}")
-        if not host or not _HOST_CHARS.issuperset(host) or ":" in host and not _ip_network(host):
+        if not _valid_host(host):
             raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
         if isinstance(port, bool) or not isinstance(port, int):
             raise TypeError(f"port must be an int, not {type(port).__name__}")
