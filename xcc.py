@@ -279,7 +279,11 @@ def _encode_pairs(pairs):
     A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
     ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
     """
-    items = pairs.items() if hasattr(pairs, "items") else pairs
+    items = pairs.items() if hasattr(pairs, "items") else list(pairs)
+    for item in items:
+        # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
     encoded = []
     for key, value in items:
         values = (
@@ -311,9 +315,12 @@ def _encode_query(params):
 def _encode_body(data, json_body):
     """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
 
-    ``data`` wins when it is not empty; a mapping or pairs are form-encoded, ``bytes`` are
-    sent as they are and ``str`` as UTF-8. ``json`` is serialised strictly (NaN and
-    Infinity are not JSON, RFC 8259 §6).
+    ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
+    form-encoded, ``bytes`` are sent as they are, ``str`` as UTF-8, and a file (anything
+    with ``read()``) is read once, whole: the body must be there to be sent again after a
+    401 or a 307. Anything else, an iterator of chunks included, is refused rather than
+    form-encoded into garbage. ``json`` is serialised strictly (NaN and Infinity are not
+    JSON, RFC 8259 §6).
     """
     if not data and json_body is not None:
         import json
@@ -329,13 +336,25 @@ def _encode_body(data, json_body):
         return bytes(data), None
     if isinstance(data, str):
         return data.encode("utf-8"), None
+    if hasattr(data, "read"):
+        content = data.read()
+        if isinstance(content, str):
+            return content.encode("utf-8"), None
+        if isinstance(content, (bytes, bytearray)):
+            return bytes(content), None
+        raise TypeError(
+            f"data.read() must return bytes or a string, not {type(content).__name__}"
+        )
+    message = (
+        "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
+        f" not {type(data).__name__}"
+    )
+    if not (hasattr(data, "items") or isinstance(data, (list, tuple))):
+        raise TypeError(message)
     try:
         return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"data must be bytes, a string, a mapping or a sequence of (key, value) pairs,"
-            f" not {type(data).__name__}"
-        ) from exc
+        raise TypeError(f"{message} ({exc})") from exc
 
 
 def _check_timeout(timeout):
@@ -633,11 +652,11 @@ def _validation_messages(meta):
     return messages
 
 
-def _http_error(response, secrets):
+def _http_error(response):
     """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
     the messages of a validation error, else the ``detail``, else requests' wording.
 
-    The server's words are repeated, so any of ``secrets`` they hold is masked.
+    The server's words are repeated: :func:`_mask` takes the tokens out of them.
     """
     body = _json_object(response)
     meta = body.get("meta")
@@ -647,10 +666,35 @@ def _http_error(response, secrets):
         message = str(body["detail"])
     else:
         message = response._status_message()
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[token]")
     return HTTPError(message, response=response)
+
+
+def _mask(error, secrets):
+    """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
+    user can read of ``error``: its message, those of its chained causes, and the reason
+    and URL of its response.
+
+    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Location``), and a
+    server may repeat what it was sent, such as the form of the token request with the API
+    key in it. Every error leaving :class:`Connection` passes through here.
+    """
+    secrets = [secret for secret in secrets if secret]
+
+    def masked(text):
+        for secret in secrets:
+            text = text.replace(secret, "[token]")
+        return text
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        # Only messages held as plain strings: an OSError with an errno is the system's.
+        if all(isinstance(arg, str) for arg in error.args):
+            error.args = tuple(masked(arg) for arg in error.args)
+        response = getattr(error, "response", None)
+        if isinstance(response, Response):
+            response.reason, response.url = masked(response.reason), masked(response.url)
+        error = error.__cause__ or error.__context__
 
 
 def _settings_path():
@@ -1496,18 +1540,27 @@ def _roundtrip(conn, head, body, method, url, label, options):
     Raises:
         _StaleSocket: if the socket failed before a byte of the response came back
     """
+    sent = True
     try:
         # A pooled socket still has the read timeout of the request that opened it; setting
         # it costs a system call, so only when it differs.
         if conn.sock.gettimeout() != options.timeouts[1]:
             conn.sock.settimeout(options.timeouts[1])
         try:
-            if body is not None and len(body) <= 65536:
-                conn.sock.sendall(head + body)
-            else:
-                conn.sock.sendall(head)
-                if body is not None:
-                    conn.sock.sendall(body)
+            try:
+                if body is not None and len(body) <= 65536:
+                    conn.sock.sendall(head + body)
+                else:
+                    conn.sock.sendall(head)
+                    if body is not None:
+                        conn.sock.sendall(body)
+            except OSError:
+                # A server may answer before it has read the whole body (a 413, or a 401 to
+                # a large upload) and close the connection (RFC 9112 §9.5): its answer is
+                # then waiting to be read. Without one, the socket just died.
+                if conn.alive():
+                    raise
+                sent = False
             version, status, reason, fields = _read_head(conn.rfile, label)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
@@ -1526,7 +1579,7 @@ def _roundtrip(conn, head, body, method, url, label, options):
         conn.close()
         raise _failure(exc, label) from exc
     response = Response(
-        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive)
+        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
     )
     if not options.stream:
         response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
@@ -1754,6 +1807,7 @@ class Connection:
             + checked
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._failed_refresh = (0, None)  # how many refreshes failed, and the last error
         self._set_access_token(access_token)
 
     @property
@@ -1891,17 +1945,22 @@ class Connection:
         options = _Options(timeout, verify, proxies, stream, allow_redirects)
 
         token, expiry = self._token
-        if self._refresh_token is not None and (
-            token is None or expiry is not None and time.time() >= expiry
-        ):
-            token = self._refresh(token, options)
-        response = self._send(method, target, extra, body, content_type, token, options)
-        if response.status_code == 401 and self._refresh_token and response._credentials_sent:
-            response._discard()
-            token = self._refresh(token, options)
+        first = token
+        try:
+            if self._refresh_token is not None and (
+                token is None or expiry is not None and time.time() >= expiry
+            ):
+                token = self._refresh(token, options)
             response = self._send(method, target, extra, body, content_type, token, options)
-        if response.status_code >= 400:
-            raise _http_error(response, (self._refresh_token, token))
+            if response.status_code == 401 and self._refresh_token and response._credentials_sent:
+                response._discard()
+                token = self._refresh(token, options)
+                response = self._send(method, target, extra, body, content_type, token, options)
+            if response.status_code >= 400:
+                raise _http_error(response)
+        except RequestException as exc:
+            _mask(exc, (self._refresh_token, first, token, self.access_token))
+            raise
         return response
 
     def update_access_token(self):
@@ -1914,8 +1973,12 @@ class Connection:
             ValueError: if the connection has no refresh token (nothing is sent), or the
                 Xanadu Cloud returned an invalid access token response
         """
-        with self._refresh_lock():
-            self._update_access_token(_Options())
+        try:
+            with self._refresh_lock():
+                self._update_access_token(_Options())
+        except RequestException as exc:
+            _mask(exc, (self._refresh_token, self.access_token))
+            raise
 
     def url(self, path=""):
         """Returns the URL to a Xanadu Cloud endpoint.
@@ -1985,12 +2048,40 @@ class Connection:
         return _send(method, self._origin, target, headers, body, options)
 
     def _refresh(self, stale, options):
-        """Replaces the access token ``stale`` and returns the new one. Threads that saw the
-        same stale token wait for one refresh instead of each making their own."""
-        with self._refresh_lock():
-            if self._token[0] == stale:
+        """Replaces the access token ``stale`` and returns the new one.
+
+        Threads that saw the same stale token share one token request: those that waited
+        for it get its token, or a copy of its error if it failed, rather than each making
+        their own in turn (N threads would wait N timeouts). None waits for another's
+        refresh longer than its own timeout allows a request to take.
+        """
+        failures, _ = self._failed_refresh
+        connect_timeout, read_timeout = options.timeouts
+        wait = -1
+        if connect_timeout is not None and read_timeout is not None:
+            wait = min(connect_timeout + read_timeout, threading.TIMEOUT_MAX)
+        lock = self._refresh_lock()
+        if not lock.acquire(timeout=wait):
+            raise Timeout(
+                f"POST request to '{self.url(_TOKEN_PATH)}' timed out (waiting for another"
+                " thread's token refresh)"
+            )
+        try:
+            if self._token[0] != stale:
+                return self._token[0]
+            if self._failed_refresh[0] != failures:  # one failed while this thread waited
+                import copy
+
+                error = self._failed_refresh[1]
+                raise copy.copy(error) from error
+            try:
                 self._update_access_token(options)
+            except (RequestException, ValueError) as exc:
+                self._failed_refresh = (failures + 1, exc)
+                raise
             return self._token[0]
+        finally:
+            lock.release()
 
     def _update_access_token(self, options):
         """Fetches a new access token; the caller holds the refresh lock."""
@@ -2020,7 +2111,9 @@ class Connection:
             )
         response.raise_for_status()
         try:
-            token = response.json()["access_token"]
+            # Not response.json(): its JSONDecodeError would carry the whole body, which may
+            # repeat the API key, into the chained cause.
+            token = _json_object(response)["access_token"]
             if not isinstance(token, str):
                 raise TypeError(f"the access token is {type(token).__name__}")
             _check_token("access token", token)
