@@ -28,6 +28,7 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import MutableMapping
 
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
@@ -279,11 +280,14 @@ def _encode_pairs(pairs):
     A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
     ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
     """
-    items = pairs.items() if hasattr(pairs, "items") else list(pairs)
-    for item in items:
-        # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
+    if hasattr(pairs, "items"):
+        items = pairs.items()
+    else:
+        items = list(pairs)
+        for item in items:
+            # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
     encoded = []
     for key, value in items:
         values = (
@@ -547,10 +551,10 @@ class _Proxy:
             parts = urlsplit(url if "://" in url else "http://" + url)
             scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
-            readable = "@" not in parts.path + parts.query + parts.fragment
+            unreadable = "@" in parts.path + parts.query + parts.fragment
         except ValueError:
-            readable = False
-        if not readable:
+            unreadable = True
+        if unreadable:
             raise ProxyError(
                 "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
                 " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
@@ -676,7 +680,8 @@ def _mask(error, secrets):
 
     Errors repeat a server's words (a reason phrase, a ``detail``, a ``Location``), and a
     server may repeat what it was sent, such as the form of the token request with the API
-    key in it. Every error leaving :class:`Connection` passes through here.
+    key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
+    every :class:`RequestException` they raise through here, the one place that masks.
     """
     secrets = [secret for secret in secrets if secret]
 
@@ -1406,8 +1411,6 @@ class _Pool:
     """
 
     def __init__(self):
-        from collections import OrderedDict
-
         self._lock = threading.Lock()
         self._idle = OrderedDict()  # key -> [(idle since, conn)], least recently used first
         self._pid = os.getpid()
@@ -1436,19 +1439,21 @@ class _Pool:
         dropped = []
         with self._lock:
             idle = self._idle.get(conn.key)
-            if idle is None:
+            new_server = idle is None
+            if new_server:
                 idle = self._idle[conn.key] = []
                 while len(self._idle) > _MAX_POOLS:
                     _, evicted = self._idle.popitem(last=False)
                     dropped.extend(old for _, old in evicted)
-                self._next_sweep = now  # a new server: a moment to look at the others too
             else:
                 self._idle.move_to_end(conn.key)
             if len(idle) < _MAX_IDLE_PER_SERVER:
                 idle.append((now, conn))
             else:
                 dropped.append(conn)
-            if now >= self._next_sweep:
+            # A process that goes from server to server (redirects do) checks the sockets
+            # it keeps before it adds another server's, not only every few seconds.
+            if new_server or now >= self._next_sweep:
                 dropped.extend(self._sweep(now))
         for conn in dropped:
             conn.close()
@@ -1484,7 +1489,7 @@ class _Pool:
             return
         # The parent's lock may have been held by another of its threads at the fork.
         # Closing the inherited sockets here only closes this process's descriptors.
-        inherited, self._idle = self._idle, type(self._idle)()
+        inherited, self._idle = self._idle, OrderedDict()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         for conns in inherited.values():
