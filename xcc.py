@@ -346,9 +346,7 @@ def _encode_body(data, json_body):
             return content.encode("utf-8"), None
         if isinstance(content, (bytes, bytearray)):
             return bytes(content), None
-        raise TypeError(
-            f"data.read() must return bytes or a string, not {type(content).__name__}"
-        )
+        raise TypeError(f"data.read() must return bytes or a string, not {type(content).__name__}")
     message = (
         "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
         f" not {type(data).__name__}"
