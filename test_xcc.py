@@ -1258,7 +1258,7 @@ class TestFaults:
 
 # More than the loopback interface's socket buffers hold: sending it takes a while, and a
 # server that answers and closes before reading it resets the connection under the upload.
-LARGE_BODY = 32 << 20
+LARGE_BODY = 8 << 20
 
 
 def dying_server(servers, tls=None):
