@@ -12,6 +12,7 @@ import contextlib
 import decimal
 import gzip
 import hashlib
+import io
 import json
 import logging
 import math
@@ -579,6 +580,13 @@ class TestHelpers:
     )
     def test_validation_messages_flatten_lists_and_mappings(self, meta, messages):
         assert xcc._validation_messages(meta) == messages
+
+    @pytest.mark.parametrize("host", ["evil x", "a\x0bb", "a\x00b", "a\x0cb", "a\x7fb", "evil%20x"])
+    def test_a_url_host_is_checked_as_the_constructor_checks_host(self, host):
+        with pytest.raises(ValueError, match="host"):
+            xcc.Connection(access_token=ACCESS_TOKEN, host=host)
+        with pytest.raises(ValueError, match="host"):
+            xcc._split_url(f"https://{host}:1/next")
 
 
 # ------------------------------------------------------------------------------ Response
@@ -1250,6 +1258,11 @@ class TestFaults:
 # ----------------------------------------------------------------------- transport: pool
 
 
+# More than the loopback interface's socket buffers hold: sending it takes a while, and a
+# server that answers and closes before reading it resets the connection under the upload.
+LARGE_BODY = 8 << 20
+
+
 def dying_server(servers, tls=None):
     """Returns a server (HTTPS with a server-side SSL context ``tls``) whose first
     connection answers one request, then reads the second one and closes without answering
@@ -1581,6 +1594,173 @@ class TestPool:
         seen = [(request.path, request.connection) for request in server.requests]
         assert seen == [("/parent", 1), ("/child", 2), ("/parent-again", 1)]
 
+    def test_the_idle_sockets_of_at_most_ten_servers_are_kept_least_recently_used_go_first(
+        self, servers
+    ):
+        # 25 requests redirected to 25 servers: the pool keeps the sockets of the last ten
+        # servers it used (the redirecting one and the last nine), as urllib3's PoolManager.
+        ended = []
+
+        def recording(name):
+            def serve(sock, index):
+                while raw.read(sock):
+                    sock.sendall(raw_response(b"{}"))
+                ended.append(name)
+
+            raw = servers.raw(serve)
+            return raw
+
+        origins = [recording(n) for n in range(25)]
+        front = servers.http(
+            lambda request: Reply(302, headers=[("Location", origins[int(request.path[4:])].url)])
+        )
+        connection = connect(front)
+        for n in range(25):
+            assert connection.request("GET", f"/go/{n}").json() == {}
+        assert wait_until(lambda: len(ended) >= 16)
+        time.sleep(0.1)
+        assert sorted(ended) == list(range(16))
+        # The most recently used keep their socket: a request reuses it.
+        assert connect(origins[24]).request("GET", "/again").ok
+        assert origins[24].connections == 1
+        assert front.connections == 1
+
+    def test_an_idle_socket_that_its_server_closed_is_dropped_when_another_server_is_used(
+        self, servers
+    ):
+        half_closed, ended = threading.Event(), threading.Event()
+
+        def serve(sock, index):
+            if raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+                sock.shutdown(socket.SHUT_WR)  # the server is done with this socket
+                half_closed.set()
+                wait_for_close(sock)
+                ended.set()
+
+        raw = servers.raw(serve)
+        assert connect(raw).request("GET", "/once").ok
+        assert half_closed.wait(5)
+        time.sleep(0.05)  # the FIN crosses the loopback interface
+        assert connect(servers.http()).request("GET", "/elsewhere").ok
+        # The client closed its end without being asked to reach that server again.
+        assert ended.wait(5)
+
+    def test_an_idle_socket_older_than_the_idle_limit_is_not_reused(self, server, monkeypatch):
+        monkeypatch.setattr(xcc, "_MAX_IDLE_SECONDS", 0.2)
+        connection = connect(server)
+        assert connection.request("GET", "/first").ok
+        time.sleep(0.3)
+        assert connection.request("GET", "/second").ok
+        assert [(r.path, r.connection) for r in server.requests] == [("/first", 1), ("/second", 2)]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
+    def test_a_child_forked_while_a_parent_thread_holds_the_pool_can_close_and_reuse(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/parent").ok
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            # A parent thread in the middle of a pool operation at the moment of the fork,
+            # made to last so that the fork surely falls inside it.
+            with xcc._POOL._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a hang ends the child
+                    signal.alarm(3)
+                    connection.close()
+                    with connect(server) as child:
+                        code = 0 if child.request("GET", "/child", timeout=5).ok else 3
+                except BaseException:  # noqa: BLE001 (the exit code reports it)
+                    code = 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            release.set()
+            holder.join(10)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert [(r.path, r.connection) for r in server.requests] == [("/parent", 1), ("/child", 2)]
+
+    @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+    def test_an_answer_sent_before_the_body_was_read_is_returned(
+        self, servers, tls_context, certificates, tls
+    ):
+        detail = json.dumps({"detail": "Payload too large"}).encode()
+
+        def serve(sock, index):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            sock.sendall(raw_response(detail, "413 Payload Too Large", [("Connection", "close")]))
+            # Closing with the body unread resets the connection under the client's upload.
+
+        raw = servers.raw(serve, tls_context if tls else None)
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(raw).request(
+                "POST", "/jobs", data=b"x" * LARGE_BODY, verify=certificates["ca"] if tls else True
+            )
+        assert info.value.response.status_code == 413
+        assert str(info.value) == "Payload too large"
+        assert raw.connections == 1
+
+    def test_a_401_sent_before_a_large_body_was_read_refreshes_and_sends_it_again(self, servers):
+        cloud = Cloud()
+        body = b"x" * LARGE_BODY
+
+        def serve(sock, index):
+            if index == 1:  # answers 401 as soon as the head arrives
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += sock.recv(65536)
+                unauthorized = json.dumps({"detail": "Invalid or expired access token."})
+                sock.sendall(raw_response(unauthorized.encode(), "401 Unauthorized"))
+                return
+            while True:
+                request = raw.read(sock)
+                if request is None:
+                    return
+                sock.sendall(cloud(request).serialize())
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("POST", "/jobs", data=body).json() == {"path": "/jobs"}
+        assert [(r.path, r.connection) for r in raw.requests] == [(TOKEN_PATH, 2), ("/jobs", 2)]
+        assert raw.requests[1].body == body
+        assert raw.requests[1].headers["authorization"] == "Bearer " + cloud.issued[0]
+
+    def test_a_post_whose_reused_socket_died_while_sending_its_body_is_not_sent_twice(
+        self, servers
+    ):
+        def serve(sock, index):
+            if index == 1 and raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+                head = b""
+                while b"\r\n\r\n" not in head:  # then the next head, and no answer
+                    head += sock.recv(65536)
+                return
+            while raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("POST", "/jobs", json={"n": 1}).ok
+        with pytest.raises(xcc.ConnectionError):
+            connection.request("POST", "/jobs/2", data=b"x" * LARGE_BODY)
+        assert [(r.connection, r.path) for r in raw.requests] == [(1, "/jobs")]
+        assert raw.settled_connections() == 1
+
 
 # ------------------------------------------------------------------ transport: redirects
 
@@ -1764,6 +1944,34 @@ class TestRedirects:
             connect(server).request("GET", "/start", timeout=5)
         assert type(info.value) is xcc.ConnectionError
         assert str(info.value) == "Failed to resolve hostname 'xn--xample-9ua.invalid'"
+
+    @pytest.mark.parametrize("host", ["evil x", "evil%20x", "a\x0bb"])
+    @pytest.mark.parametrize("route", ["direct", "forwarding-proxy", "tunnel"])
+    def test_a_redirect_to_an_invalid_host_is_refused_before_anything_is_sent(
+        self, servers, tls_context, certificates, route, host
+    ):
+        tunnel = route == "tunnel"
+        location = f"{'https' if tunnel else 'http'}://{host}:1/next"
+        server = servers.http(
+            lambda request: Reply(302, headers=[("Location", location)]),
+            tls=tls_context if tunnel else None,
+        )
+        proxy = servers.proxy()
+        proxies = None if route == "direct" else {"http": proxy.url(), "https": proxy.url()}
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request(
+                "GET", "/start", timeout=5, proxies=proxies, verify=certificates["ca"]
+            )
+        assert type(info.value) is xcc.RequestException
+        assert repr(location) in str(info.value)
+        assert info.value.response.status_code == 302
+        assert [r.path for r in server.requests] == ["/start"]
+        expected = {
+            "direct": [],
+            "forwarding-proxy": [f"GET {server.url}/start HTTP/1.1"],
+            "tunnel": [f"CONNECT 127.0.0.1:{server.port} HTTP/1.1"],
+        }[route]
+        assert [r.request_line for r in proxy.requests] == expected
 
 
 # ------------------------------------------------------------------------ transport: TLS
@@ -2537,6 +2745,57 @@ class TestProxies:
             monkeypatch.setenv(name, value)
         assert xcc._system_proxy("https", "h") == expected
 
+    @pytest.mark.parametrize(
+        "credentials, shown",
+        [("user:hunter#2", "hunter"), ("user:4711#x", "4711"),
+         ("user:hunter/2", "hunter"), ("user:4711?x", "4711"),
+         ("hunter#user:pw", "hunter")],
+    )  # fmt: skip
+    @pytest.mark.parametrize("where", ["environment", "proxies"])
+    def test_an_unparsable_proxy_url_shows_no_part_of_its_credentials(
+        self, origin, servers, certificates, monkeypatch, where, credentials, shown
+    ):
+        # An unencoded "#", "/" or "?" ends the authority early: the credentials' first part
+        # would be read as the host and the rest as the port (or a path).
+        proxy = servers.proxy()
+        url = f"http://{credentials}@127.0.0.1:{proxy.port}"
+        proxies = {"https": url} if where == "proxies" else None
+        if where == "environment":
+            monkeypatch.setenv("HTTPS_PROXY", url)
+        call = lambda: connect(origin).request(
+            "GET", "/", verify=certificates["ca"], proxies=proxies, timeout=5
+        )
+        error = refused_before_sending(origin, xcc.ProxyError, call)
+        assert "Invalid proxy URL" in str(error)
+        shown_texts = everything_shown(error) + reachable_texts(error)
+        assert_not_leaked(shown_texts, credentials, credentials.split(":")[-1], shown)
+        assert proxy.connections == 0
+
+    def test_a_407_keeps_no_proxy_password_anywhere_reachable(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, "the-right-one"))
+        url = proxy.url(PROXY_USER, PROXY_PASSWORD)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", proxies={"http": url})
+        assert info.value.response.status_code == 407
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, PROXY_AUTHORIZATION[6:])
+
+    @pytest.mark.parametrize("in_url", [True, False])
+    def test_a_forwarding_proxy_gets_one_proxy_authorization_the_proxy_urls(self, servers, in_url):
+        origin = servers.http()
+        proxy = servers.proxy()
+        url = proxy.url(PROXY_USER, PROXY_PASSWORD) if in_url else proxy.url()
+        own = "Basic " + base64.b64encode(b"caller:own").decode("ascii")
+        with connect(origin) as connection:
+            connection.request(
+                "GET", "/jobs", headers={"Proxy-Authorization": own}, proxies={"http": url}
+            )
+        (request,) = proxy.requests
+        assert request.header_values("Proxy-Authorization") == [
+            PROXY_AUTHORIZATION if in_url else own
+        ]
+
 
 # ---------------------------------------------------------------------------- Connection
 
@@ -2834,6 +3093,57 @@ class TestRequest:
         call = lambda: connect(server, access_token=None).request("GET", "/", **kwargs)
         refused_before_sending(server, error, call)
 
+    @pytest.mark.parametrize(
+        "timeout",
+        [float("inf"), (3, float("inf")), (float("inf"), 3), 1e12, 2147484, (None, 1e10)],
+    )
+    def test_a_timeout_too_large_for_the_platform_is_refused_before_connecting(
+        self, server, timeout
+    ):
+        call = lambda: connect(server).request("GET", "/", timeout=timeout)
+        error = refused_before_sending(server, ValueError, call)
+        assert "at most 2147483 seconds" in str(error) and "None" in str(error)
+
+    def test_the_largest_timeout_is_accepted(self, server):
+        assert connect(server).request("GET", "/", timeout=(2147483, 2147483)).ok
+        assert connect(server).request("GET", "/", timeout=2147483.0).ok
+
+    @pytest.mark.parametrize("kind", ["binary-file", "text-file", "bytes-io"])
+    def test_a_file_as_data_is_read_once_and_sent_whole_again_after_a_401(
+        self, server, tmp_path, kind
+    ):
+        content = '{"name": "job", "note": "é"}'
+        path = tmp_path / "job.json"
+        path.write_text(content, encoding="utf-8")
+        cloud = server.handler = Cloud(valid=())  # the first answer is a 401
+        with contextlib.ExitStack() as stack:
+            data = {
+                "binary-file": lambda: stack.enter_context(open(str(path), "rb")),
+                "text-file": lambda: stack.enter_context(open(str(path), encoding="utf-8")),
+                "bytes-io": lambda: io.BytesIO(content.encode("utf-8")),
+            }[kind]()
+            assert connect(server).request("POST", "/jobs", data=data).ok
+        assert len(cloud.issued) == 1
+        sent = [(r.path, r.body) for r in server.requests]
+        body = content.encode("utf-8")
+        assert sent == [("/jobs", body), (TOKEN_PATH, sent[1][1]), ("/jobs", body)]
+        assert "content-type" not in server.requests[0].headers
+
+    @pytest.mark.parametrize(
+        "data, named",
+        [((chunk for chunk in [b"ab", b"cd"]), "generator"),
+         (iter([b"ab", b"cd"]), type(iter([])).__name__),  # list_iterator on CPython
+         ([b"ab", b"cd"], "bytes"), (["ab", "cd"], "str"), ({("a", "b")}, "set"),
+         ([("a", "b"), ("c",)], "tuple")],
+        ids=["generator", "iterator", "list-of-bytes", "list-of-str", "set", "short-pair"],
+    )  # fmt: skip
+    def test_data_that_is_no_body_form_or_file_is_refused_naming_the_type(
+        self, server, data, named
+    ):
+        call = lambda: connect(server).request("POST", "/jobs", data=data)
+        error = refused_before_sending(server, TypeError, call)
+        assert named in str(error)
+
 
 class TestUpdateAccessToken:
     def test_success_replaces_the_access_token(self, server):
@@ -2893,6 +3203,28 @@ class TestUpdateAccessToken:
         with pytest.raises(ValueError):
             connect(server).update_access_token()
         assert elsewhere.requests == []
+
+    @pytest.mark.parametrize("how", ["update_access_token", "request", "command-line"])
+    def test_an_error_of_the_token_request_that_echoes_the_api_key_is_masked(self, server, how):
+        # A gateway that repeats the form it was sent in its reason phrase.
+        echo = lambda request: raw_response(b"", "502 rejected " + request.body.decode())
+        server.handler = echo
+        if how == "command-line":
+            code, stdout, stderr = run_cli(["ping"], cli_settings(server))
+            assert code == 1 and "502 Server Error: rejected" in stderr
+            assert_not_leaked(stdout + stderr, *secrets_of())
+            return
+        connection = connect(server, access_token=None)
+        with pytest.raises(xcc.HTTPError) as info:
+            if how == "request":
+                connection.request("GET", "/jobs")
+            else:
+                connection.update_access_token()
+        assert str(info.value) == (
+            "502 Server Error: rejected grant_type=refresh_token&refresh_token=[token]"
+            f"&client_id=public for url: {server.url}{TOKEN_PATH}"
+        )
+        assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
 
 
 # ----------------------------------------------------------------- Connection: injection
@@ -3166,6 +3498,36 @@ def everything_shown(error):
     return "\n".join(texts)
 
 
+def reachable_texts(root):
+    """The strings (and bytes) a user can reach from ``root``, such as an exception:
+    messages and arguments, chained causes and contexts, attributes of objects and slots,
+    the items of containers, recursively. Left out: a response's body, which is the server's
+    data returned as it came (its body and header fields), and sockets and files, whose
+    buffers hold the wire's bytes."""
+    texts, seen, todo = [], set(), [root]
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen or isinstance(obj, (socket.socket, io.IOBase)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (str, bytes)):
+            texts.append(obj.decode("latin-1") if isinstance(obj, bytes) else obj)
+            continue
+        if isinstance(obj, BaseException):
+            texts += [str(obj), repr(obj)]
+            todo += [obj.__cause__, obj.__context__, *obj.args]
+        if isinstance(obj, dict):
+            todo += list(obj.items())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo += list(obj)
+        if hasattr(obj, "__dict__"):
+            server_data = ("_content", "headers") if isinstance(obj, xcc.Response) else ()
+            todo += [value for name, value in vars(obj).items() if name not in server_data]
+        for cls in type(obj).__mro__:
+            todo += [getattr(obj, slot, None) for slot in getattr(cls, "__slots__", ())]
+    return "\n".join(texts)
+
+
 def scenario_404_without_detail(servers, tls_context, issued):
     server = servers.http(lambda request: Reply(404, b"no json here"))
     connect(server).request("GET", "/missing")
@@ -3260,6 +3622,26 @@ def scenario_header_holding_the_token_and_a_newline(servers, tls_context, issued
     connect(server).request("GET", "/", headers={"Authorization": f"Bearer {ACCESS_TOKEN}\n"})
 
 
+def scenario_token_endpoint_reason_echoes_the_api_key(servers, tls_context, issued):
+    echo = lambda request: raw_response(b"", "400 bad " + request.body.decode())
+    connect(servers.http(echo), access_token=None).request("GET", "/jobs")
+
+
+def scenario_redirect_location_echoes_the_token(servers, tls_context, issued):
+    def handler(request):
+        location = "http://a..b/?t=" + request.headers["authorization"][len("Bearer ") :]
+        return Reply(302, headers=[("Location", location)])
+
+    connect(servers.http(handler)).request("GET", "/")
+
+
+def scenario_forwarding_proxy_407_echoes_the_token(servers, tls_context, issued):
+    echo = lambda request: Reply(407, reason="no " + request.headers["authorization"])
+    proxy = servers.http(echo)  # a forwarding proxy reads the request, token included
+    connection = xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), False)
+    connection.request("GET", "/", proxies={"http": proxy.url})
+
+
 SCENARIOS = [
     (scenario_404_without_detail, xcc.HTTPError),
     (scenario_500_with_detail, xcc.HTTPError),
@@ -3277,6 +3659,9 @@ SCENARIOS = [
     (scenario_proxy_refuses_the_tunnel, xcc.ProxyError),
     (scenario_proxy_wants_other_credentials, xcc.ProxyError),
     (scenario_header_holding_the_token_and_a_newline, ValueError),
+    (scenario_token_endpoint_reason_echoes_the_api_key, xcc.HTTPError),
+    (scenario_redirect_location_echoes_the_token, xcc.RequestException),
+    (scenario_forwarding_proxy_407_echoes_the_token, xcc.ProxyError),
 ]
 
 BAD_TOKENS = [
@@ -3294,7 +3679,7 @@ class TestSecrets:
         issued = []
         with pytest.raises(expected) as info:
             scenario(servers, tls_context, issued)
-        shown = everything_shown(info.value)
+        shown = everything_shown(info.value) + reachable_texts(info.value)
         if scenario is scenario_detail_echoes_the_refreshed_token:
             assert len(issued) == 1  # the token was refreshed, and the server echoed the new one
         assert_not_leaked(shown, *secrets_of(*issued))
@@ -3446,6 +3831,75 @@ class TestThreads:
         assert [r.path for r in server.requests].count(TOKEN_PATH) == 2
         sent = {(r.path, r.headers["authorization"]) for r in server.requests[2:]}
         assert sent == {("/child", "Bearer " + issued[1]), ("/parent", "Bearer " + issued[0])}
+
+    def test_a_failing_refresh_is_shared_by_the_threads_that_waited_for_it(self, servers):
+        # The issue's case: a token endpoint that hangs, many threads with a short timeout.
+        # Each waiting thread gets the first one's error instead of a token request (and a
+        # timeout) of its own, in turn: 8 threads waited up to 8 timeouts.
+        release = threading.Event()
+
+        def serve(sock, index):
+            while raw.read(sock):
+                release.wait(10)  # the token request is never answered in time
+
+        raw = servers.raw(serve)
+        connection = connect(raw, access_token=None)
+        errors = []
+
+        def work():
+            try:
+                connection.request("GET", "/jobs", timeout=2)
+            except Exception as exc:  # noqa: BLE001 (checked below)
+                errors.append(exc)
+
+        first = threading.Thread(target=work)
+        first.start()
+        try:
+            assert wait_until(lambda: len(raw.requests) == 1)  # the first refresh is under way
+            others = [threading.Thread(target=work) for _ in range(7)]
+            for thread in others:
+                thread.start()
+            for thread in [first] + others:
+                thread.join(30)
+        finally:
+            release.set()
+        assert [r.path for r in raw.requests] == [TOKEN_PATH]
+        assert len(errors) == 8
+        message = f"POST request to '{connection.url(TOKEN_PATH)}' timed out"
+        assert all(isinstance(e, xcc.Timeout) and str(e) == message for e in errors), errors
+
+    def test_a_thread_waits_for_another_ones_refresh_no_longer_than_its_own_timeout(self, servers):
+        release, issued = threading.Event(), []
+
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                release.wait(10)
+                issued.append(make_jwt(int(time.time()) + 3600, "access-new"))
+                return json_reply(200, {"access_token": issued[-1]})
+            return json_reply(200, {"path": request.path})
+
+        server = servers.http(handler)
+        connection = connect(server, access_token=None)
+        results = {}
+
+        def slow():
+            results["slow"] = connection.request("GET", "/slow", timeout=30).json()
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        try:
+            assert wait_until(lambda: len(server.requests) == 1)  # its refresh is under way
+            with pytest.raises(xcc.Timeout) as info:
+                connection.request("GET", "/quick", timeout=0.2)
+        finally:
+            release.set()
+            thread.join(30)
+        assert str(info.value) == (
+            f"POST request to '{connection.url(TOKEN_PATH)}' timed out (waiting for another"
+            " thread's token refresh)"
+        )
+        assert results == {"slow": {"path": "/slow"}}
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/slow"]
 
 
 # --------------------------------------------------------- Connection: randomised inputs

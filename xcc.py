@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import MutableMapping
 
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
@@ -69,6 +70,12 @@ _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 _IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
 
 _MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_maxsize
+_MAX_POOLS = 10  # servers whose idle sockets are kept, as urllib3's PoolManager(num_pools)
+_MAX_IDLE_SECONDS = 60.0  # an idle socket older than this is closed, not reused
+_SWEEP_SECONDS = 5.0  # how often the pool checks every idle socket at most
+# The longest timeout accepted: poll() takes an int of milliseconds, and a longer timeout
+# either overflows (OverflowError after the socket is open) or wraps around.
+_MAX_TIMEOUT = 2147483  # seconds, about 24.8 days: INT_MAX milliseconds
 _MAX_LINE = 65536  # longest status or header line accepted, as http.client
 _MAX_HEADERS = 100  # most header fields accepted, as http.client
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
@@ -321,7 +328,14 @@ def _encode_pairs(pairs):
     A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
     ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
     """
-    items = pairs.items() if hasattr(pairs, "items") else pairs
+    if hasattr(pairs, "items"):
+        items = pairs.items()
+    else:
+        items = list(pairs)
+        for item in items:
+            # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
     encoded = []
     for key, value in items:
         values = (
@@ -353,9 +367,12 @@ def _encode_query(params):
 def _encode_body(data, json_body):
     """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
 
-    ``data`` wins when it is not empty; a mapping or pairs are form-encoded, ``bytes`` are
-    sent as they are and ``str`` as UTF-8. ``json`` is serialised strictly (NaN and
-    Infinity are not JSON, RFC 8259 §6).
+    ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
+    form-encoded, ``bytes`` are sent as they are, ``str`` as UTF-8, and a file (anything
+    with ``read()``) is read once, whole: the body must be there to be sent again after a
+    401 or a 307. Anything else, an iterator of chunks included, is refused rather than
+    form-encoded into garbage. ``json`` is serialised strictly (NaN and Infinity are not
+    JSON, RFC 8259 §6).
     """
     if not data and json_body is not None:
         import json
@@ -371,13 +388,23 @@ def _encode_body(data, json_body):
         return bytes(data), None
     if isinstance(data, str):
         return data.encode("utf-8"), None
+    if hasattr(data, "read"):
+        content = data.read()
+        if isinstance(content, str):
+            return content.encode("utf-8"), None
+        if isinstance(content, (bytes, bytearray)):
+            return bytes(content), None
+        raise TypeError(f"data.read() must return bytes or a string, not {type(content).__name__}")
+    message = (
+        "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
+        f" not {type(data).__name__}"
+    )
+    if not (hasattr(data, "items") or isinstance(data, (list, tuple))):
+        raise TypeError(message)
     try:
         return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"data must be bytes, a string, a mapping or a sequence of (key, value) pairs,"
-            f" not {type(data).__name__}"
-        ) from exc
+        raise TypeError(f"{message} ({exc})") from exc
 
 
 def _check_timeout(timeout):
@@ -391,7 +418,20 @@ def _check_timeout(timeout):
                 f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
                 f" not {timeout!r}"
             )
+        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
+            raise ValueError(
+                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
+                f" wait forever, not {timeout!r}"
+            )
     return pair
+
+
+def _valid_host(host):
+    """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
+    no space, no control character, nothing that could end a request line or a header."""
+    if not host or not _HOST_CHARS.issuperset(host):
+        return False
+    return ":" not in host or _ip_network(host) is not None
 
 
 def _netloc(host, port):
@@ -416,6 +456,8 @@ def _split_url(url):
         raise ValueError(f"not an http or https URL: {url!r}")
     port = parts.port or _DEFAULT_PORTS[scheme]
     host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
+    if not _valid_host(host):  # the idna codec lets spaces and control characters through
+        raise ValueError(f"invalid host {host!r}")
     target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
     return (scheme, host, port), target
 
@@ -609,18 +651,34 @@ def _proxy_text(proxy, source):
 
 
 class _Proxy:
-    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it."""
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
+
+    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
+    and no response read from one, holds the password.
+    """
 
     def __init__(self, url):
         from urllib.parse import unquote, urlsplit
 
+        # Say nothing of a URL that does not parse, not even in a chained cause: it may
+        # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
+        # authority early, so the "@" that closes them is left in what follows
+        # ("http://user:pw#1@proxy" would make "pw" the port, "user" the host).
         try:
             parts = urlsplit(url if "://" in url else "http://" + url)
             scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
-        except ValueError as exc:  # say no more: the URL may hold a password
-            raise ProxyError("Invalid proxy URL: its host or port cannot be read") from exc
+            unreadable = "@" in parts.path + parts.query + parts.fragment
+        except ValueError:
+            unreadable = True
+        if unreadable:
+            raise ProxyError(
+                "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
+                " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
+                " it may hold a password"
+            ) from None
         self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        self.key = (self.display, object())  # one per proxy URL, as _proxy() caches them
         if scheme != "http":
             raise ProxyError(
                 f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
@@ -743,11 +801,11 @@ def _validation_messages(meta):
     return messages
 
 
-def _http_error(response, secrets):
+def _http_error(response):
     """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
     the messages of a validation error, else the ``detail``, else requests' wording.
 
-    The server's words are repeated, so any of ``secrets`` they hold is masked.
+    The server's words are repeated: :func:`_mask` takes the tokens out of them.
     """
     body = _json_object(response)
     meta = body.get("meta")
@@ -757,10 +815,36 @@ def _http_error(response, secrets):
         message = str(body["detail"])
     else:
         message = response._status_message()
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[token]")
     return HTTPError(message, response=response)
+
+
+def _mask(error, secrets):
+    """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
+    user can read of ``error``: its message, those of its chained causes, and the reason
+    and URL of its response.
+
+    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Location``), and a
+    server may repeat what it was sent, such as the form of the token request with the API
+    key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
+    every :class:`RequestException` they raise through here, the one place that masks.
+    """
+    secrets = [secret for secret in secrets if secret]
+
+    def masked(text):
+        for secret in secrets:
+            text = text.replace(secret, "[token]")
+        return text
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        # Only messages held as plain strings: an OSError with an errno is the system's.
+        if all(isinstance(arg, str) for arg in error.args):
+            error.args = tuple(masked(arg) for arg in error.args)
+        response = getattr(error, "response", None)
+        if isinstance(response, Response):
+            response.reason, response.url = masked(response.reason), masked(response.url)
+        error = error.__cause__ or error.__context__
 
 
 def _settings_path():
@@ -1626,15 +1710,18 @@ class _Pool:
     """Idle kept-alive connections, per server and settings, shared by every
     :class:`Connection` of the process.
 
-    It is thread-safe (a connection is handed to one request at a time), bounded (a few
-    idle sockets per server) and fork-safe: a child process never reuses its parent's
-    sockets, since two processes writing to one TCP stream would interleave requests.
+    It is thread-safe (a connection is handed to one request at a time), bounded as
+    urllib3's ``PoolManager`` is (10 idle sockets per server, 10 servers: the least recently
+    used server's sockets are closed when an 11th comes), drops sockets that idled for a
+    minute or that their server closed, and is fork-safe: a child process never reuses its
+    parent's sockets, since two processes writing to one TCP stream would interleave requests.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._idle = {}
+        self._idle = OrderedDict()  # key -> [(idle since, conn)], least recently used first
         self._pid = os.getpid()
+        self._next_sweep = 0.0
 
     def get(self, key):
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
@@ -1644,8 +1731,8 @@ class _Pool:
                 idle = self._idle.get(key)
                 if not idle:
                     return None
-                conn = idle.pop()  # the most recently used: the least likely to be closed
-            if conn.alive():
+                since, conn = idle.pop()  # the most recently used: the least likely closed
+            if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
                 return conn
             _debug("Dropping a kept-alive connection that the server closed while idle")
             conn.close()
@@ -1653,21 +1740,56 @@ class _Pool:
     def put(self, conn):
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
         self._check_fork()
-        if conn.pid == self._pid:
-            with self._lock:
-                idle = self._idle.setdefault(conn.key, [])
-                if len(idle) < _MAX_IDLE_PER_SERVER:
-                    idle.append(conn)
-                    return
-        conn.close()
+        if conn.pid != self._pid:
+            conn.close()
+            return
+        now = time.monotonic()
+        dropped = []
+        with self._lock:
+            idle = self._idle.get(conn.key)
+            new_server = idle is None
+            if new_server:
+                idle = self._idle[conn.key] = []
+                while len(self._idle) > _MAX_POOLS:
+                    _, evicted = self._idle.popitem(last=False)
+                    dropped.extend(old for _, old in evicted)
+            else:
+                self._idle.move_to_end(conn.key)
+            if len(idle) < _MAX_IDLE_PER_SERVER:
+                idle.append((now, conn))
+            else:
+                dropped.append(conn)
+            # A process that goes from server to server (redirects do) checks the sockets
+            # it keeps before it adds another server's, not only every few seconds.
+            if new_server or now >= self._next_sweep:
+                dropped.extend(self._sweep(now))
+        for conn in dropped:
+            conn.close()
 
     def close(self, origin):
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
+        self._check_fork()
         with self._lock:
             keys = [key for key in self._idle if key[0] == origin]
-            conns = [conn for key in keys for conn in self._idle.pop(key)]
+            conns = [conn for key in keys for _, conn in self._idle.pop(key)]
         for conn in conns:
             conn.close()
+
+    def _sweep(self, now):
+        """Takes out and returns the idle connections that idled too long or that their
+        server closed; the caller holds the lock. A socket is checked whatever server it
+        belongs to, so that no dead socket stays open until its server is asked again."""
+        self._next_sweep = now + _SWEEP_SECONDS
+        dropped = []
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for since, conn in idle:
+                if now - since < _MAX_IDLE_SECONDS and conn.alive():
+                    kept.append((since, conn))
+                else:
+                    dropped.append(conn)
+            self._idle[key] = kept
+        return dropped
 
     def _check_fork(self):
         """In a child process, forgets the parent's sockets and lock."""
@@ -1675,11 +1797,11 @@ class _Pool:
             return
         # The parent's lock may have been held by another of its threads at the fork.
         # Closing the inherited sockets here only closes this process's descriptors.
-        inherited, self._idle = self._idle, {}
+        inherited, self._idle = self._idle, OrderedDict()
         self._lock = threading.Lock()
         self._pid = os.getpid()
         for conns in inherited.values():
-            for conn in conns:
+            for _, conn in conns:
                 conn.close()
 
 
@@ -1699,8 +1821,13 @@ def _proxy(url):
 def _serialize(method, origin, target, headers, body, proxy):
     """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
     scheme, host, port = origin
-    if proxy is not None and scheme == "http":
+    forwarding = proxy is not None and scheme == "http"
+    if forwarding:
         target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
+        if proxy.authorization and "Proxy-Authorization" in headers:
+            # One Proxy-Authorization (RFC 9110 §11.7.1): the proxy URL's wins, as in requests.
+            headers = headers.copy()
+            del headers["Proxy-Authorization"]
     lines = [f"{method} {target} HTTP/1.1"]
     if "Host" not in headers:
         authority = _netloc(host, port)
@@ -1713,7 +1840,7 @@ def _serialize(method, origin, target, headers, body, proxy):
         lines.append(f"Content-Length: {len(body)}")
     elif method not in ("GET", "HEAD"):
         lines.append("Content-Length: 0")
-    if proxy is not None and scheme == "http" and proxy.authorization:
+    if forwarding and proxy.authorization:
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
@@ -1726,18 +1853,27 @@ def _roundtrip(conn, head, body, method, url, label, options):
     Raises:
         _StaleSocket: if the socket failed before a byte of the response came back
     """
+    sent = True
     try:
         # A pooled socket still has the read timeout of the request that opened it; setting
         # it costs a system call, so only when it differs.
         if conn.sock.gettimeout() != options.timeouts[1]:
             conn.sock.settimeout(options.timeouts[1])
         try:
-            if body is not None and len(body) <= 65536:
-                conn.sock.sendall(head + body)
-            else:
-                conn.sock.sendall(head)
-                if body is not None:
-                    conn.sock.sendall(body)
+            try:
+                if body is not None and len(body) <= 65536:
+                    conn.sock.sendall(head + body)
+                else:
+                    conn.sock.sendall(head)
+                    if body is not None:
+                        conn.sock.sendall(body)
+            except OSError:
+                # A server may answer before it has read the whole body (a 413, or a 401 to
+                # a large upload) and close the connection (RFC 9112 §9.5): its answer is
+                # then waiting to be read. Without one, the socket just died.
+                if conn.alive():
+                    raise
+                sent = False
             version, status, reason, fields = _read_head(conn.rfile, label)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
@@ -1756,7 +1892,7 @@ def _roundtrip(conn, head, body, method, url, label, options):
         conn.close()
         raise _failure(exc, label) from exc
     response = Response(
-        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive)
+        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
     )
     if not options.stream:
         response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
@@ -1787,7 +1923,7 @@ def _exchange(method, origin, target, headers, body, options):
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
-    key = (origin, proxy_url, verify)
+    key = (origin, proxy and proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
     started = time.monotonic() if _log_enabled() else None  # for the log only
     if started is not None:
@@ -1985,7 +2121,7 @@ class Connection:
             )
         if not isinstance(host, str):
             raise TypeError(f"host must be a string, not {type(host).__name__}")
-        if not host or not _HOST_CHARS.issuperset(host) or ":" in host and not _ip_network(host):
+        if not _valid_host(host):
             raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
         if isinstance(port, bool) or not isinstance(port, int):
             raise TypeError(f"port must be an int, not {type(port).__name__}")
@@ -2011,6 +2147,7 @@ class Connection:
             + checked
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._failed_refresh = (0, None)  # how many refreshes failed, and the last error
         self._set_access_token(access_token)
 
     @property
@@ -2148,19 +2285,28 @@ class Connection:
         options = _Options(timeout, verify, proxies, stream, allow_redirects)
 
         token, expiry = self._token
-        if self._refresh_token is not None and (
-            token is None or expiry is not None and time.time() >= expiry
-        ):
-            _debug("The access token is %s: refreshing it first", "expired" if token else "missing")
-            token = self._refresh(token, options)
-        response = self._send(method, target, extra, body, content_type, token, options)
-        if response.status_code == 401 and self._refresh_token and response._credentials_sent:
-            _debug("401 for %s %s: refreshing the access token and sending it again", method, path)
-            response._discard()
-            token = self._refresh(token, options)
+        first = token
+        try:
+            if self._refresh_token is not None and (
+                token is None or expiry is not None and time.time() >= expiry
+            ):
+                _debug(
+                    "The access token is %s: refreshing it first", "expired" if token else "missing"
+                )
+                token = self._refresh(token, options)
             response = self._send(method, target, extra, body, content_type, token, options)
-        if response.status_code >= 400:
-            raise _http_error(response, (self._refresh_token, token))
+            if response.status_code == 401 and self._refresh_token and response._credentials_sent:
+                _debug(
+                    "401 for %s %s: refreshing the access token and sending it again", method, path
+                )
+                response._discard()
+                token = self._refresh(token, options)
+                response = self._send(method, target, extra, body, content_type, token, options)
+            if response.status_code >= 400:
+                raise _http_error(response)
+        except RequestException as exc:
+            _mask(exc, (self._refresh_token, first, token, self.access_token))
+            raise
         return response
 
     def update_access_token(self):
@@ -2173,8 +2319,12 @@ class Connection:
             ValueError: if the connection has no refresh token (nothing is sent), or the
                 Xanadu Cloud returned an invalid access token response
         """
-        with self._refresh_lock():
-            self._update_access_token(_Options())
+        try:
+            with self._refresh_lock():
+                self._update_access_token(_Options())
+        except RequestException as exc:
+            _mask(exc, (self._refresh_token, self.access_token))
+            raise
 
     def url(self, path=""):
         """Returns the URL to a Xanadu Cloud endpoint.
@@ -2246,12 +2396,40 @@ class Connection:
         return _send(method, self._origin, target, headers, body, options)
 
     def _refresh(self, stale, options):
-        """Replaces the access token ``stale`` and returns the new one. Threads that saw the
-        same stale token wait for one refresh instead of each making their own."""
-        with self._refresh_lock():
-            if self._token[0] == stale:
+        """Replaces the access token ``stale`` and returns the new one.
+
+        Threads that saw the same stale token share one token request: those that waited
+        for it get its token, or a copy of its error if it failed, rather than each making
+        their own in turn (N threads would wait N timeouts). None waits for another's
+        refresh longer than its own timeout allows a request to take.
+        """
+        failures, _ = self._failed_refresh
+        connect_timeout, read_timeout = options.timeouts
+        wait = -1
+        if connect_timeout is not None and read_timeout is not None:
+            wait = min(connect_timeout + read_timeout, threading.TIMEOUT_MAX)
+        lock = self._refresh_lock()
+        if not lock.acquire(timeout=wait):
+            raise Timeout(
+                f"POST request to '{self.url(_TOKEN_PATH)}' timed out (waiting for another"
+                " thread's token refresh)"
+            )
+        try:
+            if self._token[0] != stale:
+                return self._token[0]
+            if self._failed_refresh[0] != failures:  # one failed while this thread waited
+                import copy
+
+                error = self._failed_refresh[1]
+                raise copy.copy(error) from error
+            try:
                 self._update_access_token(options)
+            except (RequestException, ValueError) as exc:
+                self._failed_refresh = (failures + 1, exc)
+                raise
             return self._token[0]
+        finally:
+            lock.release()
 
     def _update_access_token(self, options):
         """Fetches a new access token; the caller holds the refresh lock."""
@@ -2282,7 +2460,9 @@ class Connection:
             )
         response.raise_for_status()
         try:
-            token = response.json()["access_token"]
+            # Not response.json(): its JSONDecodeError would carry the whole body, which may
+            # repeat the API key, into the chained cause.
+            token = _json_object(response)["access_token"]
             if not isinstance(token, str):
                 raise TypeError(f"the access token is {type(token).__name__}")
             _check_token("access token", token)
