@@ -12,6 +12,7 @@ import contextlib
 import decimal
 import gzip
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -1291,6 +1292,71 @@ def gzip_bomb(size):
     return b"".join(compressor.compress(block) for _ in range(size >> 20)) + compressor.flush()
 
 
+# Valid responses that the randomised tests mutate.
+MUTATED = [
+    raw_response(b'{"status": "online"}', headers=[("Content-Type", "application/json")]),
+    raw_head("200 OK", [("Transfer-Encoding", "chunked")]) + chunked([b'{"a": ', b"1}"]),
+    raw_response(b"not found", "404 Not Found"),
+    raw_response(b"", "204 No Content"),
+    raw_response(gzip.compress(b'{"job": 1}'), headers=[("Content-Encoding", "gzip")]),
+]
+# Responses for the comparison with http.client (which decodes no Content-Encoding): the
+# ones above, some read until the server closes, and some that http.client refuses.
+DIFFERENTIAL_CASES = MUTATED[:4] + [
+    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+    b"HTTP/1.1 200 OK\r\n\r\nno length",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+    b"HTTP/1.1 000 Odd\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 1000 Four digits\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/2 200\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"X-Field: v\r\n" * 101 + b"\r\n",
+    b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 70000 + b"\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n" + raw_response(b"after 100"),
+    b"",
+]
+# What mutate() inserts: line ends, separators, digits, and pieces of heads.
+INSERTS = [b"\r", b"\n", b"\r\n", b" ", b"\t", b":", b";", b",", b"\x00", b"0", b"7", b"F", b"-",
+           b"HTTP/1.1 200 OK\r\n", b"Content-Length: 3\r\n", b"\r\n\r\n"]  # fmt: skip
+SEPARATORS = b":\r\n ;,\t"
+
+
+def mutate(rng, data):
+    """Returns ``data`` changed once or twice at random: cut, a piece of it repeated, bytes
+    inserted, a digit or a separator changed."""
+    for _ in range(rng.randint(1, 2)):
+        kind = rng.choice(["cut", "duplicate", "insert", "digit", "separator"])
+        at = rng.randrange(len(data) + 1)
+        if kind == "cut":
+            data = data[:at]
+        elif kind == "duplicate":
+            end = rng.randint(at, min(len(data), at + 40))
+            data = data[:end] + data[at:end] + data[end:]
+        elif kind == "insert":
+            data = data[:at] + rng.choice(INSERTS) + data[at:]
+        else:
+            kinds = b"0123456789" if kind == "digit" else SEPARATORS
+            places = [i for i, byte in enumerate(data) if byte in kinds]
+            if places:
+                place = rng.choice(places)
+                data = data[:place] + bytes([rng.choice(kinds)]) + data[place + 1 :]
+    return data
+
+
+def http_client_outcome(port, path):
+    """Returns ``(status, body)`` as http.client reads the answer to a GET of ``path``, or
+    the type of the exception it raised."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        return type(exc)
+    finally:
+        connection.close()
+
+
 # A client in its own process: peak RSS growth (ru_maxrss) while it iterates over a body.
 BOMB_CLIENT = r"""
 import resource, sys
@@ -1404,6 +1470,66 @@ class TestReader:
         assert server.events["stray"] > 5 and server.events["reset"] > 5
         posts = [r.path for r in server.requests if r.method == "POST"]
         assert len(posts) == len(set(posts)), "a POST was sent twice"
+
+    def test_rejects_whatever_http_client_rejects_and_reads_the_same_body_otherwise(
+        self, servers
+    ):
+        rng = random.Random(8)
+        cases = DIFFERENTIAL_CASES + [mutate(rng, rng.choice(MUTATED[:4])) for _ in range(300)]
+
+        def serve(sock, index):
+            request = raw.read(sock)
+            if request is not None:
+                sock.sendall(cases[int(request.path[1:])])
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        disagreements, refused, accepted = [], [], []
+        for number, case in enumerate(cases):
+            theirs = http_client_outcome(raw.port, f"/{number}")
+            try:
+                response = get_response(connection, "GET", f"/{number}", timeout=(5, 5))
+                ours = response.status_code, response.content
+            except xcc.RequestException as exc:
+                ours = type(exc)
+            if isinstance(theirs, type):
+                refused.append(number)
+                if not isinstance(ours, type):
+                    disagreements.append((case, theirs, ours))
+            # http.client returns a 1xx other than 100 as the final answer (103 Early
+            # Hints included); xcc skips it, as RFC 9110 §15.2 asks.
+            elif not isinstance(ours, type) and not 100 <= theirs[0] < 200:
+                accepted.append(number)
+                if ours != theirs:
+                    disagreements.append((case, theirs, ours))
+        assert disagreements == []
+        assert len(refused) > 50 and len(accepted) > 50  # both sides of the rule were tried
+
+    def test_random_mutations_end_in_time_with_xcc_errors_and_never_desync(self, servers):
+        rng = random.Random(8)
+        server = servers.paths({})
+        connection = connect(server)
+        foreign, wrong, slowest = [], [], 0.0
+        for number in range(150):
+            path = f"/m{number}"
+            server.script[path] = mutate(rng, rng.choice(MUTATED))
+            if rng.random() < 0.5:
+                server.closing.add(path)
+            stream = rng.random() < 0.5
+            start = time.monotonic()
+            try:
+                read_body(connection.request("GET", path, stream=stream, timeout=(5, 0.1)), stream)
+            except xcc.RequestException:
+                pass
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                foreign.append((server.script[path], repr(exc)))
+            slowest = max(slowest, time.monotonic() - start)
+            follow = f"/f{number}"
+            body = connection.request("GET", follow, timeout=(5, 5)).content
+            if body != follow.encode():
+                wrong.append((server.script[path], body))
+        assert foreign == [] and wrong == []
+        assert slowest < 5  # a read timeout of 0.1 s bounds every wait: nothing hangs
 
     @pytest.mark.parametrize("status", [b"000 Odd", b"099 Low", b"600 High", b"999 Nines"])
     @pytest.mark.parametrize("stream", [False, True])
