@@ -1259,6 +1259,10 @@ class TestFaults:
 # --------------------------------------------------------------------- transport: reader
 
 EVIL = raw_response(b"EVIL")  # a whole response, sent where only stray bytes belong
+# A server counting characters, not bytes: "é" is two.
+CHARACTERS_COUNTED = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhéllo".encode()
+CHUNKED_HELLO = raw_head("200 OK", [("Transfer-Encoding", "chunked")]) + chunked([b"hello"])
+REDIRECT = raw_head("302 Found", [("Location", "/target"), ("Content-Length", 0)])
 
 
 def read_body(response, stream):
@@ -1384,24 +1388,21 @@ class TestReader:
     @pytest.mark.parametrize(
         "method, reply, expected",
         [
-            # A server counting characters, not bytes: "é" is two.
-            ("GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhéllo".encode(), "héll".encode()),
+            ("GET", CHARACTERS_COUNTED, "héll".encode()),
             ("GET", raw_response(b"hello") + EVIL, b"hello"),
             ("GET", raw_head("200 OK", [("Content-Length", 4)]) + b"hello", b"hell"),
-            (
-                "GET",
-                raw_head("200 OK", [("Transfer-Encoding", "chunked")]) + chunked([b"hello"]) + EVIL,
-                b"hello",
-            ),
+            ("GET", CHUNKED_HELLO + EVIL, b"hello"),
             ("HEAD", raw_response(b"hello") + EVIL, b""),
             ("GET", raw_head("204 No Content") + EVIL, b""),
             ("GET", raw_head("304 Not Modified") + b"hello", b""),
             # The bytes after a 1xx head are the next head: these are not one.
-            ("GET", raw_response(b"EVIL", "103 Early Hints") + raw_response(b"hello"),
-             xcc.ConnectionError),
-            ("GET", raw_head("302 Found", [("Location", "/target"), ("Content-Length", 0)])
-             + EVIL, b"/target"),
-        ],  # fmt: skip
+            (
+                "GET",
+                raw_response(b"EVIL", "103 Early Hints") + raw_response(b"hello"),
+                xcc.ConnectionError,
+            ),
+            ("GET", REDIRECT + EVIL, b"/target"),
+        ],
         ids=[
             "characters-counted-as-bytes",
             "a-whole-response-after-the-body",
@@ -1424,7 +1425,9 @@ class TestReader:
         assert_own_answers(server, connection)
 
     @pytest.mark.parametrize("stream", [False, True])
-    def test_stray_bytes_held_by_the_tls_layer_are_seen(self, servers, tls_context, certificates, stream):
+    def test_stray_bytes_held_by_the_tls_layer_are_seen(
+        self, servers, tls_context, certificates, stream
+    ):
         # The head and body fill the client's 8 KiB read buffer exactly; the rest of the TLS
         # record (a whole response) waits decrypted in OpenSSL, not in the kernel.
         head = raw_head("200 OK", [("Content-Length", 8000)])
@@ -1471,9 +1474,7 @@ class TestReader:
         posts = [r.path for r in server.requests if r.method == "POST"]
         assert len(posts) == len(set(posts)), "a POST was sent twice"
 
-    def test_rejects_whatever_http_client_rejects_and_reads_the_same_body_otherwise(
-        self, servers
-    ):
+    def test_rejects_whatever_http_client_rejects_and_reads_the_same_body_otherwise(self, servers):
         rng = random.Random(8)
         cases = DIFFERENTIAL_CASES + [mutate(rng, rng.choice(MUTATED[:4])) for _ in range(300)]
 
@@ -1592,7 +1593,9 @@ class TestReader:
         interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" * count
         server = servers.paths({"/one": interim + raw_response(b"final")})
         connection = connect(server)
-        assert outcome(connection, "GET", "/one", False) == (b"final" if ok else xcc.ConnectionError)
+        assert outcome(connection, "GET", "/one", False) == (
+            b"final" if ok else xcc.ConnectionError
+        )
         assert_own_answers(server, connection, stray=False)
 
     def test_a_close_after_an_interim_response_is_not_a_stale_socket(self, servers):
@@ -1619,9 +1622,10 @@ class TestReader:
 
     def test_a_gzip_bomb_streams_in_flat_memory(self, servers):
         # 256 MiB of zeros in 256 KiB: a client decoding it in one piece grows by 256 MiB.
-        server = servers.paths({"/bomb": raw_response(gzip_bomb(256 << 20),
-                                                      headers=[("Content-Encoding", "gzip")])})  # fmt: skip
-        code, out, err = run_python(["-c", BOMB_CLIENT, HERE, str(server.port), "65536", str(1 << 20)])
+        bomb = raw_response(gzip_bomb(256 << 20), headers=[("Content-Encoding", "gzip")])
+        server = servers.paths({"/bomb": bomb})
+        sizes = ["65536", str(1 << 20)]
+        code, out, err = run_python(["-c", BOMB_CLIENT, HERE, str(server.port)] + sizes)
         assert code == 0, err
         for line in out.splitlines():
             size, total, largest, growth = map(int, line.split())
@@ -1723,7 +1727,9 @@ class TestReader:
 
     @pytest.mark.parametrize("reason", [b"O\x00K", b"OK\r", b"O\x1bK"])
     def test_a_status_line_with_a_control_character_is_refused(self, servers, reason):
-        server = servers.paths({"/one": b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 0\r\n\r\n"})
+        server = servers.paths(
+            {"/one": b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 0\r\n\r\n"}
+        )
         connection = connect(server)
         assert outcome(connection, "GET", "/one", False) is xcc.ConnectionError
         assert_own_answers(server, connection)

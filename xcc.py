@@ -1127,9 +1127,8 @@ def _read_head(rfile, label):
             raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
     # The whole head at once, in C: a check of each line would cost a request 8 % more.
     head = b"".join(lines).replace(b"\r\n", b"\n")
-    if len(head.translate(None, _HEAD_CONTROL_BYTES)) != len(head) or b"".join(
-        names
-    ).translate(None, _TOKEN_BYTES):
+    controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
+    if controls or b"".join(names).translate(None, _TOKEN_BYTES):
         raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
     for index, pieces in folds.items():
         fields[index] = (fields[index][0], " ".join(pieces))
