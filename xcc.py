@@ -1102,18 +1102,14 @@ def _read_head(rfile, label):
     names = []
     fields = []
     folds = {}  # index in fields -> the pieces of a folded value, joined once at the end
-    while True:
+    for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
         line = rfile.readline(left + 1)
         left -= len(line)
-        if left < 0 or len(lines) > _MAX_HEADERS and line not in (b"\r\n", b"\n"):
-            raise ConnectionError(
-                f"{label} failed: the response head is larger than {_MAX_HEAD} bytes or"
-                f" {_MAX_HEADERS} lines"
-            )
-        if not line.endswith(b"\n"):
-            raise ConnectionError(f"{label} failed: the response head is cut short")
-        if line in (b"\r\n", b"\n"):
+        if line in (b"\r\n", b"\n") and left >= 0:
             break
+        if left < 0 or not line.endswith(b"\n"):
+            problem = f"larger than {_MAX_HEAD} bytes" if left < 0 else "cut short"
+            raise ConnectionError(f"{label} failed: the response head is {problem}")
         lines.append(line)
         name, colon, value = line.partition(b":")
         if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
@@ -1125,6 +1121,8 @@ def _read_head(rfile, label):
             fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
         else:
             raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
+    else:
+        raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
     # The whole head at once, in C: a check of each line would cost a request 8 % more.
     head = b"".join(lines).replace(b"\r\n", b"\n")
     controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
