@@ -24,6 +24,7 @@ What it does (proxy, CA, connections, TLS, requests) is logged at DEBUG on the `
 logger, and printed on stderr by ``python xcc.py -v ...``.
 """
 
+import io
 import os
 import select
 import socket
@@ -76,8 +77,14 @@ _SWEEP_SECONDS = 5.0  # how often the pool checks every idle socket at most
 # The longest timeout accepted: poll() takes an int of milliseconds, and a longer timeout
 # either overflows (OverflowError after the socket is open) or wraps around.
 _MAX_TIMEOUT = 2147483  # seconds, about 24.8 days: INT_MAX milliseconds
-_MAX_LINE = 65536  # longest status or header line accepted, as http.client
-_MAX_HEADERS = 100  # most header fields accepted, as http.client
+_MAX_LINE = 65536  # longest chunk-size or trailer line accepted, as http.client's lines
+_MAX_HEADERS = 100  # most header lines accepted, folded ones included, as http.client
+# The whole response head, status line and folded lines included. http.client bounds only
+# each line (100 of 64 KiB: 6.4 MB) and h11 the head to 16 KiB; 64 KiB holds any real
+# answer's cookies and policies, and a head is read and checked in time linear in it.
+_MAX_HEAD = 65536
+_MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each one a head)
+_MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 
@@ -107,6 +114,10 @@ _TOKEN_CHARS = frozenset(_ALPHANUMERIC + "!#$%&'*+-.^_`|~")
 _HOST_CHARS = frozenset(_ALPHANUMERIC + "-._:")
 _CONTROL_CHARS = frozenset([chr(code) for code in range(32)] + ["\x7f"])
 _FIELD_CONTROL_CHARS = _CONTROL_CHARS - {"\t"}  # a header value may hold a tab
+# The same two sets as bytes, for bytes.translate() to check a response's lines at C speed.
+_TOKEN_BYTES = "".join(sorted(_TOKEN_CHARS)).encode("ascii")
+_FIELD_CONTROL_BYTES = "".join(sorted(_FIELD_CONTROL_CHARS)).encode("ascii")
+_HEAD_CONTROL_BYTES = _FIELD_CONTROL_BYTES.replace(b"\n", b"")  # CR: as CRLF only
 # What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
 _UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
 _PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
@@ -960,8 +971,14 @@ class _Headers(MutableMapping):
 
 
 class _Decoder:
-    """Decodes a ``gzip`` or ``deflate`` body as it arrives (RFC 9110 §8.4.1) and refuses
-    one that stops short, so a truncated download is an error, not a short file."""
+    """Decodes one content coding, ``gzip`` or ``deflate`` (RFC 9110 §8.4.1), as the body
+    arrives and in pieces no larger than asked for, so that a small body that inflates to
+    gigabytes (a decompression bomb, as urllib3's CVE-2025-66471) streams in flat memory.
+
+    The body is decoded whole or refused: a stream that stops short, or goes on after its
+    end with anything but another gzip member (RFC 1952 §2.2, as ``gzip`` reads them), is a
+    :class:`ConnectionError`.
+    """
 
     def __init__(self, coding, label):
         import zlib
@@ -969,36 +986,61 @@ class _Decoder:
         self._zlib = zlib
         self._coding = coding
         self._label = label
-        self._head = b""  # the first bytes, until the format is known
+        self._head = b""  # the first bytes of a deflate stream, until its format is known
         self._decompressor = None
 
-    def decompress(self, data):
-        """Returns the decoded bytes of the next piece of the body."""
-        zlib = self._zlib
-        if self._decompressor is None:
-            self._head += data
-            if len(self._head) < 2:
-                return b""
-            data, self._head = self._head, b""
-            wbits = zlib.MAX_WBITS | 16 if self._coding == "gzip" else zlib.MAX_WBITS
-            # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
-            # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as
-            # urllib3 accepts both.
-            if self._coding == "deflate" and (data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31):
-                wbits = -zlib.MAX_WBITS
-            self._decompressor = zlib.decompressobj(wbits)
-        try:
-            return self._decompressor.decompress(data)
-        except zlib.error as exc:
-            raise ConnectionError(
-                f"{self._label} failed: corrupt {self._coding} body ({exc})"
-            ) from exc
-
-    def finish(self):
-        """Returns the last decoded bytes; raises if the compressed stream did not end."""
+    def decode(self, pieces, size):
+        """Yields the decoded bytes of the body's ``pieces`` in pieces of at most ``size``
+        bytes (``None``: as they come), then checks that the stream ended."""
+        limit = size or 0  # zlib's max_length; 0: no limit
+        for data in pieces:
+            more = True
+            while more:
+                decompressor = self._decompressor
+                if decompressor is None or decompressor.eof:
+                    decompressor, data = self._start(data)
+                    if decompressor is None:
+                        break
+                try:
+                    piece = decompressor.decompress(data, limit)
+                except self._zlib.error as exc:
+                    raise self._corrupt(exc) from exc
+                if piece:
+                    yield piece
+                if decompressor.eof:
+                    data = decompressor.unused_data  # the next gzip member, if any
+                    more = bool(data)
+                else:
+                    # At the limit, zlib may hold more output of the input it took.
+                    data = decompressor.unconsumed_tail
+                    more = bool(data) or limit and len(piece) == limit
         if self._head or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
-        return self._decompressor.flush() if self._decompressor else b""
+
+    def _start(self, data):
+        """Returns a decompressor for the stream (or gzip member) that begins with ``data``,
+        and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
+        zlib = self._zlib
+        if self._coding == "gzip":
+            self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            return self._decompressor, data
+        if self._decompressor is not None:
+            raise self._corrupt("data after the end of the stream")
+        data, self._head = self._head + data, b""
+        if len(data) < 2:
+            self._head = data
+            return None, b""
+        # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
+        # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
+        # accepts both.
+        wbits = zlib.MAX_WBITS
+        if data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
+            wbits = -zlib.MAX_WBITS
+        self._decompressor = zlib.decompressobj(wbits)
+        return self._decompressor, data
+
+    def _corrupt(self, cause):
+        return ConnectionError(f"{self._label} failed: corrupt {self._coding} body ({cause})")
 
 
 # ------------------------------------------------------------------------------ Response
@@ -1048,6 +1090,10 @@ class Response:
     def content(self):
         """bytes: the whole body, decoded if it was sent with gzip or deflate.
 
+        It is held in memory whole, by definition: a compressed body of a megabyte may
+        decode to gigabytes. To read a body of unknown size in bounded memory, request it
+        with ``stream=True`` and read it with :meth:`iter_content`.
+
         Raises:
             ConnectionError: if the connection broke before the end of the body
             Timeout: if the server stopped sending for longer than the read timeout
@@ -1057,7 +1103,10 @@ class Response:
             if self._consumed:
                 raise RuntimeError("The content of this response was already consumed")
             self._consumed = True
-            self._content = b"".join(self._decoded(None))
+            if "Content-Encoding" in self.headers:
+                self._content = b"".join(self._decoded(None))
+            else:  # the common case, without the generators: 3 % of a request
+                self._content = self._body.read()
         return self._content
 
     @property
@@ -1094,8 +1143,9 @@ class Response:
 
     def iter_content(self, chunk_size=1):
         """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
-        was sent with gzip or deflate. With ``stream=True`` the pieces are read from the
-        socket as they are asked for, so memory stays flat for any body size.
+        was sent with gzip or deflate (a decoded piece is never larger than ``chunk_size``).
+        With ``stream=True`` the pieces are read from the socket as they are asked for, so
+        memory stays flat for any body size, a decompression bomb's included.
 
         Args:
             chunk_size (int, optional): bytes read per piece; ``None`` for 64 KiB
@@ -1123,26 +1173,37 @@ class Response:
         self._body.close()
 
     def _decoded(self, size):
-        """Yields the body in pieces read ``size`` bytes at a time (``None``: all at once)."""
-        coding = self.headers.get("Content-Encoding", "").strip().lower()
-        coding = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}.get(coding)
-        decoder = coding and _Decoder(coding, self._body.label)
+        """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
+        pieces of at most ``size`` bytes if it was sent compressed."""
         try:
-            while True:
-                piece = self._body.read(size)
-                if not piece:
-                    break
-                if decoder:
-                    piece = decoder.decompress(piece)
-                if piece:
-                    yield piece
-            if decoder:
-                tail = decoder.finish()
-                if tail:
-                    yield tail
+            pieces = iter(lambda: self._body.read(size), b"")
+            for decoder in self._decoders():
+                pieces = decoder.decode(pieces, size)
+            yield from pieces
         except RequestException:
             self._body.close()  # a corrupt body leaves the socket in an unknown state
             raise
+
+    def _decoders(self):
+        """Returns the decoders of the body's ``Content-Encoding``, the last coding applied
+        first. A body only in codings the module does not ask for (``br``) is handed over
+        as sent, as requests does; one that could be decoded only in part is refused."""
+        value = self.headers.get("Content-Encoding")
+        if not value:
+            return []
+        codings = []
+        for coding in value.lower().split(","):
+            coding = coding.strip()
+            if coding and coding != "identity":
+                codings.append("gzip" if coding == "x-gzip" else coding)
+        if "gzip" not in codings and "deflate" not in codings:
+            return []
+        if len(codings) > _MAX_CODINGS or not {"gzip", "deflate"}.issuperset(codings):
+            raise ConnectionError(
+                f"{self._body.label} failed: cannot decode Content-Encoding {value!r} (gzip"
+                f" and deflate only, at most {_MAX_CODINGS})"
+            )
+        return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
 
     def _discard(self):
         """Drops the body; a short one is read to its end so that its socket is reused."""
@@ -1245,47 +1306,81 @@ def _read_exactly(rfile, size):
 
 
 def _read_head(rfile, label):
-    """Reads a response's status line and header fields (RFC 9112 §4-§5).
+    """Reads a response's status line and header fields (RFC 9112 §4-§5), refusing what a
+    strict parser refuses: a field that an intermediary on the path may read differently
+    is how responses get smuggled.
 
     Returns:
         tuple: ``(version, status, reason, fields)``, ``fields`` a list of pairs
 
     Raises:
         _StaleSocket: if the connection ended before the first byte
-        ConnectionError: if the head is not HTTP/1.x, is too large or is cut short
+        ConnectionError: if the head is not HTTP/1.x, is cut short, is larger than
+            ``_MAX_HEAD`` bytes or ``_MAX_HEADERS`` lines, or holds a status outside
+            100-599, a field name that is not a token (``Name : value``) or a control
+            character other than a tab (CR, NUL: RFC 9110 §5.5)
     """
-    line = rfile.readline(_MAX_LINE + 1)
+    line = rfile.readline(_MAX_HEAD + 1)
     if not line:
         raise _StaleSocket("the server closed the connection without a response")
     parts = line.split(None, 2)
-    if (
-        len(line) > _MAX_LINE
-        or len(parts) < 2
-        or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
-        or len(parts[1]) != 3
-        or not parts[1].isdigit()
-    ):
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
+        raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
+    left = _MAX_HEAD - len(line)
+    lines = [line]
+    names = []
     fields = []
-    while True:
-        line = rfile.readline(_MAX_LINE + 1)
-        if line in (b"\r\n", b"\n"):
+    folds = {}  # index in fields -> the pieces of a folded value, joined once at the end
+    for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
+        line = rfile.readline(left + 1)
+        left -= len(line)
+        if line in (b"\r\n", b"\n") and left >= 0:
             break
-        if not line.endswith(b"\n") or len(fields) == _MAX_HEADERS:
-            raise ConnectionError(f"{label} failed: the response head is cut short or too large")
+        if left < 0 or not line.endswith(b"\n"):
+            problem = f"larger than {_MAX_HEAD} bytes" if left < 0 else "cut short"
+            raise ConnectionError(f"{label} failed: the response head is {problem}")
+        lines.append(line)
         name, colon, value = line.partition(b":")
         if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
-            fields[-1] = (fields[-1][0], fields[-1][1] + " " + line.strip().decode("latin-1"))
-        elif colon:
-            fields.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+            folds.setdefault(len(fields) - 1, [fields[-1][1]]).append(
+                line.strip().decode("latin-1")
+            )
+        elif colon and name:
+            names.append(name)
+            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
         else:
             raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
+    else:
+        raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
+    # The whole head at once, in C: a check of each line would cost a request 8 % more.
+    head = b"".join(lines).replace(b"\r\n", b"\n")
+    controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
+    if controls or b"".join(names).translate(None, _TOKEN_BYTES):
+        raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
+    for index, pieces in folds.items():
+        fields[index] = (fields[index][0], " ".join(pieces))
     reason = parts[2].strip() if len(parts) == 3 else b""
     try:
         reason = reason.decode("utf-8")
     except UnicodeDecodeError:
         reason = reason.decode("latin-1")
-    return parts[0], int(parts[1]), reason, fields
+    return parts[0], int(code), reason, fields
+
+
+def _bad_line(lines):
+    """Returns the first of a head's ``lines`` that holds a control character (but a tab)
+    or a field name that is not a token, shortened for an error message."""
+    for index, line in enumerate(lines):
+        text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        name = text.partition(b":")[0] if index and line[0] not in b" \t" else b""
+        if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text) or name.translate(
+            None, _TOKEN_BYTES
+        ):
+            return text[:40]
+    return b""
 
 
 def _framing(method, version, status, headers, label):
@@ -1307,11 +1402,13 @@ def _framing(method, version, status, headers, label):
         return 0, False, keep_alive
     coding = headers.get("Transfer-Encoding")
     if coding is not None:
-        chunked = coding.rsplit(",", 1)[-1].strip().lower() == "chunked"
+        # Chunked is the only transfer coding read, as h11 reads: a body under another one
+        # (gzip, chunked) would be handed over still encoded, as if it were whole.
+        if coding.strip().lower() != "chunked":
+            raise ConnectionError(f"{label} failed: unsupported Transfer-Encoding {coding!r}")
         # A Content-Length beside Transfer-Encoding is how requests get smuggled
         # (RFC 9112 §6.1): read this body, but do not trust the socket afterwards.
-        keep_alive = keep_alive and chunked and "Content-Length" not in headers
-        return None, chunked, keep_alive
+        return None, True, keep_alive and "Content-Length" not in headers
     values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
     if values == {""}:
         return None, False, False
@@ -1321,6 +1418,43 @@ def _framing(method, version, status, headers, label):
             f"{label} failed: invalid Content-Length {headers['Content-Length']!r}"
         )
     return int(length), False, keep_alive
+
+
+class _SocketReader(io.RawIOBase):
+    """The socket under a connection's read buffer, as ``sock.makefile()`` has it. While
+    ``probing``, a read returns only bytes that have already arrived (decrypted ones that
+    OpenSSL holds) and never waits, so that ``peek()`` on the buffer tells at once whether
+    bytes beyond the response just read are there."""
+
+    probing = False
+
+    def __init__(self, sock):
+        io.RawIOBase.__init__(self)
+        self._sock = sock
+        self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        """Receives into ``buffer``; returns the byte count, or ``None`` for nothing yet."""
+        if self.probing and not (self._tls and self._sock.pending()):
+            return None
+        return self._sock.recv_into(buffer)
+
+
+def _read_beyond(conn):
+    """Returns whether bytes beyond the response just read wait in ``conn``'s read buffer or
+    TLS layer. (Bytes still in the kernel are seen before the socket is reused:
+    :meth:`_Conn.alive` refuses a socket that is readable while idle.)"""
+    raw = conn.rfile.raw
+    raw.probing = True
+    try:
+        return bool(conn.rfile.peek(1))
+    except (OSError, ValueError):  # a TLS error while reading what OpenSSL holds
+        return True
+    finally:
+        raw.probing = False
 
 
 class _Body:
@@ -1368,9 +1502,11 @@ class _Body:
             self._conn.close()
 
     def _finish(self):
-        """Marks the end of the body and releases the socket."""
+        """Marks the end of the body and releases the socket: to the pool only if nothing
+        beyond the body has arrived, since those bytes would be read as the next request's
+        answer (a server counting characters for bytes, a body on a 204, an attack)."""
         self.done = True
-        if self._keep_alive:
+        if self._keep_alive and not _read_beyond(self._conn):
             _POOL.put(self._conn)
         else:
             self._conn.close()
@@ -1445,7 +1581,7 @@ class _Conn:
     def __init__(self, key, sock):
         self.key = key
         self.sock = sock
-        self.rfile = sock.makefile("rb")
+        self.rfile = io.BufferedReader(_SocketReader(sock))
         self.pid = os.getpid()
 
     @classmethod
@@ -1877,11 +2013,22 @@ def _roundtrip(conn, head, body, method, url, label, options):
             version, status, reason, fields = _read_head(conn.rfile, label)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
-        while 100 <= status < 200 and status != 101:  # interim responses (RFC 9110 §15.2)
-            version, status, reason, fields = _read_head(conn.rfile, label)
+        for _ in range(_MAX_INTERIM + 1):
+            if not 100 <= status < 200 or status == 101:
+                break
+            try:  # an interim response (RFC 9110 §15.2): the final one follows
+                version, status, reason, fields = _read_head(conn.rfile, label)
+            except _StaleSocket as exc:  # not stale: the server did answer
+                raise ConnectionError(f"{label} failed: {exc} after a {status}") from exc
+        else:
+            raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
         headers = _Headers()
+        combined = headers._fields  # filled here: through __setitem__, 4 % of a request
         for name, value in fields:
-            headers[name] = headers[name] + ", " + value if name in headers else value
+            key = name.lower()
+            if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
+                value = combined[key][1] + ", " + value
+            combined[key] = (name, value)
         length, chunked, keep_alive = _framing(method, version, status, headers, label)
     except _StaleSocket:
         raise

@@ -14,6 +14,10 @@
 - :func:`make_certificates` (with the ``openssl`` CLI) and :func:`server_context`: a test CA,
   certificates signed by it, and the server-side SSL context for one of them.
 - :func:`closed_port` (nothing listens there) and :func:`blackhole` (connecting hangs).
+- :class:`PathServer`: answers scripted paths with exact bytes and every other request with
+  its own path (:func:`own_answer`), so that an answer read as another request's shows;
+  :class:`UnrulyServer`: answers with the path but at random sends stray bytes, resets
+  mid-body or drops the connection.
 
 Standard library only, CPython 3.6 to 3.13; ``xcc.py`` never imports this module.
 """
@@ -23,10 +27,12 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import select
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -34,16 +40,19 @@ import time
 from urllib.parse import parse_qs, quote, urlsplit
 
 __all__ = [
+    "PathServer",
     "Proxy",
     "RawServer",
     "Recorded",
     "Reply",
     "ScriptedServer",
     "Tinyproxy",
+    "UnrulyServer",
     "blackhole",
     "closed_port",
     "json_reply",
     "make_certificates",
+    "own_answer",
     "server_context",
 ]
 
@@ -730,3 +739,74 @@ def server_context(certfile, keyfile):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
     return context
+
+
+# ------------------------------------------------------------------- reader test servers
+
+
+def own_answer(path, head_only=False):
+    """Returns the bytes of a 200 whose body is ``path``: the answer a request for ``path``
+    must get, so that an answer read as another request's shows."""
+    body = path.encode("latin-1")
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    return head if head_only else head + body
+
+
+class PathServer(RawServer):
+    """An HTTP/1.1 keep-alive server on 127.0.0.1 that answers a request whose path is in
+    ``script`` with exactly those bytes (closing the connection after them if the path is
+    in ``closing``), and every other request with :func:`own_answer`. ``script`` and
+    ``closing`` may change at any time. Use as a context manager.
+    """
+
+    def __init__(self, script=None, closing=(), tls=None):
+        RawServer.__init__(self, self._answer, tls)
+        self.script = dict(script or {})
+        self.closing = set(closing)
+
+    def _answer(self, sock, index):
+        while True:
+            request = self.read(sock)
+            if request is None:
+                return
+            reply = self.script.get(request.path)
+            if reply is None:
+                reply = own_answer(request.path, head_only=request.method == "HEAD")
+            sock.sendall(reply)
+            if request.path in self.closing:
+                return
+
+
+class UnrulyServer(RawServer):
+    """A keep-alive server that answers each request with :func:`own_answer`, but at
+    random (``random.Random(seed)``) sends a whole extra response (``EVIL``) in the same
+    write after the answer, resets the connection in the middle of the body, or closes the
+    connection after the answer (a dropped idle socket). ``events`` counts what it did.
+    """
+
+    def __init__(self, seed):
+        RawServer.__init__(self, self._answer)
+        self._random = random.Random(seed)
+        self.events = {"answer": 0, "stray": 0, "reset": 0, "drop": 0}
+
+    def _answer(self, sock, index):
+        while True:
+            request = self.read(sock)
+            if request is None:
+                return
+            with self._lock:
+                event = self._random.choice(["answer"] * 5 + ["stray", "reset", "drop"])
+                self.events[event] += 1
+            answer = own_answer(request.path)
+            if event == "stray":
+                sock.sendall(answer + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")
+            elif event == "reset":
+                sock.sendall(answer[:-2])
+                # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                return
+            else:
+                sock.sendall(answer)
+                if event == "drop":
+                    return
