@@ -3996,9 +3996,8 @@ def everything_shown(error):
 def reachable_texts(root):
     """The strings (and bytes) a user can reach from ``root``, such as an exception:
     messages and arguments, chained causes and contexts, attributes of objects and slots,
-    the items of containers, recursively. Left out: a response's body, which is the server's
-    data returned as it came (its body and header fields), and sockets and files, whose
-    buffers hold the wire's bytes."""
+    the items of containers, recursively, a response's header fields and body included (an
+    error's are masked). Left out: sockets and files, whose buffers hold the wire's bytes."""
     texts, seen, todo = [], set(), [root]
     while todo:
         obj = todo.pop()
@@ -4015,9 +4014,10 @@ def reachable_texts(root):
             todo += list(obj.items())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             todo += list(obj)
+        if isinstance(obj, xcc.Response):
+            todo.append(dict(obj.headers))
         if hasattr(obj, "__dict__"):
-            server_data = ("_content", "headers") if isinstance(obj, xcc.Response) else ()
-            todo += [value for name, value in vars(obj).items() if name not in server_data]
+            todo += list(vars(obj).values())
         for cls in type(obj).__mro__:
             todo += [getattr(obj, slot, None) for slot in getattr(cls, "__slots__", ())]
     return "\n".join(texts)
@@ -4137,6 +4137,34 @@ def scenario_forwarding_proxy_407_echoes_the_token(servers, tls_context, issued)
     connection.request("GET", "/", proxies={"http": proxy.url})
 
 
+def scenario_error_headers_echo_the_token(servers, tls_context, issued):
+    echo = lambda request: json_reply(
+        403,
+        {"detail": "no"},
+        [("Set-Cookie", "s=" + ACCESS_TOKEN), ("X-Echo", request.headers["authorization"])],
+    )
+    connect(servers.http(echo)).request("GET", "/jobs")
+
+
+def scenario_token_endpoint_body_echoes_the_form(servers, tls_context, issued):
+    echo = lambda request: json_reply(
+        400,
+        {"error": "invalid_request", "got": request.body.decode()},
+        [("Set-Cookie", "k=" + REFRESH_TOKEN)],
+    )
+    connect(servers.http(echo), access_token=None).request("GET", "/jobs")
+
+
+def scenario_error_after_a_redirect_to_a_location_holding_the_token(servers, tls_context, issued):
+    def handler(request):
+        if request.path == "/a":
+            location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+            return Reply(302, headers=[("Location", location)])
+        return json_reply(404, {"detail": "none"}, [("Link", "</a>; rel=" + ACCESS_TOKEN)])
+
+    connect(servers.http(handler)).request("GET", "/a")
+
+
 SCENARIOS = [
     (scenario_404_without_detail, xcc.HTTPError),
     (scenario_500_with_detail, xcc.HTTPError),
@@ -4157,6 +4185,9 @@ SCENARIOS = [
     (scenario_token_endpoint_reason_echoes_the_api_key, xcc.HTTPError),
     (scenario_redirect_location_echoes_the_token, xcc.RequestException),
     (scenario_forwarding_proxy_407_echoes_the_token, xcc.ProxyError),
+    (scenario_error_headers_echo_the_token, xcc.HTTPError),
+    (scenario_token_endpoint_body_echoes_the_form, xcc.HTTPError),
+    (scenario_error_after_a_redirect_to_a_location_holding_the_token, xcc.HTTPError),
 ]
 
 BAD_TOKENS = [
@@ -4213,6 +4244,72 @@ class TestSecrets:
         assert which.replace("_", " ") in message
         assert other.replace("_", " ") not in message
         assert MARK not in message and MARK not in repr(info.value)
+
+    @pytest.mark.parametrize("chunk_size", [1, None])
+    def test_streamed_body_after_a_redirect_to_a_token_location_fails_without_the_token(
+        self, servers, chunk_size
+    ):
+        def serve(sock, index):
+            while True:
+                request = server.read(sock)
+                if request is None:
+                    return
+                if request.path == "/a":
+                    location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+                    sock.sendall(raw_response(b"", "302 Found", [("Location", location)]))
+                else:
+                    sock.sendall(raw_head(headers=[("Content-Length", 100)]) + b"partial")
+                    return
+
+        server = servers.raw(serve)
+        response = connect(server).request("GET", "/a", stream=True)
+        assert response.url == server.url + "/b?echo=[token]"
+        assert [r.target for r in server.requests] == ["/a", "/b?echo=" + ACCESS_TOKEN]
+        with pytest.raises(xcc.ConnectionError) as info:
+            b"".join(response.iter_content(chunk_size))
+        assert "/b?echo=[token]" in str(info.value)
+        assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
+
+    def test_relative_redirect_from_a_token_location_resolves_against_the_real_url(self, servers):
+        def handler(request):
+            if request.path == "/a":
+                token = request.headers["authorization"][len("Bearer ") :]
+                return Reply(302, headers=[("Location", f"/{token}/x")])
+            if request.path.endswith("/x"):
+                return Reply(302, headers=[("Location", "y")])
+            return Reply(200, b"end")
+
+        server = servers.http(handler)
+        response = connect(server).request("GET", "/a")
+        assert [r.path for r in server.requests] == ["/a", f"/{ACCESS_TOKEN}/x", f"/{ACCESS_TOKEN}/y"]
+        assert response.url == server.url + "/[token]/y"
+
+    @pytest.mark.parametrize("tunnel", [False, True])
+    def test_proxy_407_echoing_its_proxy_authorization_is_masked(self, servers, tunnel):
+        def serve(sock, index):
+            request = proxy.read(sock)
+            if request is not None:
+                echo = request.headers.get("proxy-authorization", "")
+                sock.sendall(raw_response(b"", "407 no " + echo, [("X-Echo", echo)]))
+
+        proxy = servers.raw(serve)
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{proxy.port}"
+        connection = xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), tunnel)
+        with pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/", proxies={"https" if tunnel else "http": url})
+        assert "407 no Basic [credentials]" in str(info.value)
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, PROXY_PASSWORD, PROXY_AUTHORIZATION[6:])
+
+    def test_failed_refresh_is_kept_without_its_traceback(self, servers):
+        server = servers.http(lambda request: json_reply(503, {"detail": "down"}))
+        connection = connect(server, access_token=None)
+        with pytest.raises(xcc.HTTPError):
+            connection.request("GET", "/jobs")
+        kept = [value for value in vars(connection).values() if isinstance(value, tuple)]
+        errors = [item for value in kept for item in value if isinstance(item, Exception)]
+        assert errors and all(error.__traceback__ is None for error in errors)
 
 
 # ------------------------------------------------------------------- Connection: threads
