@@ -3639,6 +3639,37 @@ class TestRequest:
         error = refused_before_sending(server, TypeError, call)
         assert named in str(error)
 
+    @pytest.mark.parametrize(
+        "bad", [{"timeout": -1}, {"verify": 3}, {"proxies": ["http://u:p@h"]}], ids=str
+    )
+    def test_a_refused_argument_leaves_a_data_file_unread(self, server, bad):
+        data = io.BytesIO(b"payload")
+        call = lambda: connect(server).request("POST", "/upload", data=data, **bad)
+        refused_before_sending(server, (TypeError, ValueError), call)
+        assert data.tell() == 0
+
+    def test_params_of_a_wrong_type_are_named_not_shown(self, server):
+        call = lambda: connect(server).request("GET", "/", params=[REFRESH_TOKEN])
+        error = refused_before_sending(server, TypeError, call)
+        assert "not list" in str(error)
+        assert_not_leaked(everything_shown(error), *secrets_of())
+
+    def test_redirect_to_port_0_is_refused_not_sent_to_port_80(self, servers):
+        server = servers.http(lambda r: Reply(302, headers=[("Location", "http://127.0.0.1:0/")]))
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request("GET", "/")
+        assert type(info.value) is xcc.RequestException
+        assert "invalid port 0" in str(info.value)
+
+    def test_error_body_of_deeply_nested_json_gives_the_http_error(self, servers):
+        body = b"[" * 100000 + b"]" * 100000
+        server = servers.http(
+            lambda request: Reply(400, body, [("Content-Type", "application/json")])
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/deep")
+        assert str(info.value).startswith("400 Client Error: Bad Request for url: ")
+
 
 class TestUpdateAccessToken:
     def test_success_replaces_the_access_token(self, server):
@@ -4281,7 +4312,11 @@ class TestSecrets:
 
         server = servers.http(handler)
         response = connect(server).request("GET", "/a")
-        assert [r.path for r in server.requests] == ["/a", f"/{ACCESS_TOKEN}/x", f"/{ACCESS_TOKEN}/y"]
+        assert [r.path for r in server.requests] == [
+            "/a",
+            f"/{ACCESS_TOKEN}/x",
+            f"/{ACCESS_TOKEN}/y",
+        ]
         assert response.url == server.url + "/[token]/y"
 
     @pytest.mark.parametrize("tunnel", [False, True])
@@ -4459,6 +4494,42 @@ class TestThreads:
         assert len(errors) == 8
         message = f"POST request to '{connection.url(TOKEN_PATH)}' timed out"
         assert all(isinstance(e, xcc.Timeout) and str(e) == message for e in errors), errors
+
+    def test_a_failed_refresh_is_not_shared_with_a_thread_of_other_settings(self, servers):
+        # A refresh that timed out with timeout=1 says nothing of one with timeout=5 (nor
+        # one that failed verify=True of one with verify=False): that thread asks itself.
+        release, issued = threading.Event(), []
+
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                if not issued:
+                    issued.append(None)
+                    release.wait(10)  # the first token request is never answered in time
+                issued.append(make_jwt(int(time.time()) + 3600, "access-new"))
+                return json_reply(200, {"access_token": issued[-1]})
+            return json_reply(200, {"path": request.path})
+
+        server = servers.http(handler)
+        connection = connect(server, access_token=None)
+        errors = []
+
+        def first():
+            try:
+                connection.request("GET", "/first", timeout=1)
+            except xcc.Timeout as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        try:
+            assert wait_until(lambda: len(server.requests) == 1)  # its refresh is under way
+            response = connection.request("GET", "/second", timeout=5)
+        finally:
+            release.set()
+            thread.join(30)
+        assert len(errors) == 1
+        assert response.json() == {"path": "/second"}
+        assert [r.path for r in server.requests] == [TOKEN_PATH, TOKEN_PATH, "/second"]
 
     def test_a_thread_waits_for_another_ones_refresh_no_longer_than_its_own_timeout(self, servers):
         release, issued = threading.Event(), []
@@ -5040,6 +5111,24 @@ def debug_log(caplog):
 class TestLogging:
     """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
 
+    def test_a_token_location_is_masked_when_debug_turns_on_during_the_request(
+        self, caplog, servers
+    ):
+        caplog.set_level(logging.DEBUG, logger="xcc")  # the handler's level, restored after
+        logging.getLogger("xcc").setLevel(logging.WARNING)  # off when the request starts
+
+        def handler(request):
+            if request.path == "/a":
+                logging.getLogger("xcc").setLevel(logging.DEBUG)  # an operator turns it on
+                location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+                return Reply(302, headers=[("Location", location)])
+            return Reply(200)
+
+        server = servers.http(handler)
+        connect(server).request("GET", "/a")
+        assert f"302 redirect to {server.url}/b?echo=[token]" in logged(caplog)
+        assert_not_leaked(everything_logged(caplog), *secrets_of())
+
     def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
         code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
         assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
@@ -5252,9 +5341,7 @@ class TestLogging:
         assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
         assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
 
-    def test_verbose_shows_the_ca_source_before_the_step_that_failed(
-        self, tls_cloud, certificates
-    ):
+    def test_verbose_shows_the_ca_source_before_the_step_that_failed(self, tls_cloud, certificates):
         settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
         code, _, err = run_cli(["-v", "ping"], settings)
         lines = err.splitlines()
