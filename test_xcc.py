@@ -490,6 +490,20 @@ class TestHelpers:
         if token.strip():
             assert token.strip() not in str(info.value)
 
+    def test_mask_follows_causes_and_contexts_and_keeps_other_arguments(self):
+        cause, context = ValueError("cause " + ACCESS_TOKEN), KeyError("context " + ACCESS_TOKEN)
+        error = xcc.ConnectionError(f"failed {ACCESS_TOKEN}")
+        error.__cause__, error.__context__ = cause, context
+        context.__context__ = system = OSError(104, "reset " + ACCESS_TOKEN)
+        system.__context__ = error  # a cycle ends
+        xcc._mask(error, (None, ACCESS_TOKEN))
+        assert [e.args for e in (error, cause, context, system)] == [
+            ("failed [token]",),
+            ("cause [token]",),
+            ("context [token]",),
+            (104, "reset [token]"),
+        ]
+
     def test_check_token_refuses_non_strings(self):
         with pytest.raises(TypeError, match="access token"):
             xcc._check_token("access token", b"abc")
@@ -2731,10 +2745,45 @@ class TestTLS:
         assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
 
     @pytest.mark.parametrize(
-        "der", [b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9]
+        "der",
+        [None, b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9],
     )
     def test_certificate_facts_of_garbage_are_none(self, der):
         assert xcc._certificate_facts(der) is None
+
+    def test_a_certificates_control_characters_are_escaped_and_its_names_bounded(
+        self, servers, tmp_path, debug_log
+    ):
+        # A certificate that did not verify is the attacker's: its subject reaches the
+        # error message and, for one that did, the log (a forged line, a terminal escape).
+        cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+        names = ",".join(["DNS:evil\x1b[2J" + "a" * 300] + [f"DNS:n{i}.test" for i in range(20)])
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days",
+                 "30", "-utf8", "-subj", "/CN=ok\r\nxcc: FORGED \x1b[31m\u2028\x85",
+                 "-addext", "subjectAltName=" + names],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            pytest.skip(f"cannot make a test certificate: {exc}")
+        server = servers.http(tls=server_context(cert, key))
+        connection = connect(server)
+        shown = []
+        for verify in (True, cert):  # an unknown issuer, then a name it does not hold
+            with pytest.raises(xcc.SSLError) as info:
+                connection.request("GET", "/", verify=verify)
+            shown.append(str(info.value))
+        connection.request("GET", "/", verify=False)
+        shown += logged(debug_log)
+        escaped = "CN=ok\\x0d\\x0axcc: FORGED \\x1b[31m\\u2028\\x85"
+        assert f"(issued by {escaped})" in shown[0]
+        assert "is for evil\\x1b[2Jaaa" in shown[1] and ", n3.test, ..., not for" in shown[1]
+        assert any(f"certificate of {escaped}" in line for line in shown[2:])
+        assert len(shown[1]) < 1000
+        for text in shown:
+            assert not set("\r\n\x1b\x85\u2028") & set(text)
 
 
 # -------------------------------------------------------------------- transport: proxies
@@ -5478,6 +5527,16 @@ class TestCommandLine:
         assert "Device X9 not found." in err
         for token in [REFRESH_TOKEN] + cloud.handler.issued:
             assert_not_leaked(out + err, token)
+
+    def test_a_servers_terminal_escapes_are_printed_escaped(self, servers):
+        detail = "no \x1b]0;owned\x07\x1b[2J \x9b31m \u2028 end"
+        server = servers.http(lambda request: json_reply(400, {"detail": detail}))
+        settings = dict(cli_settings(server), XANADU_CLOUD_ACCESS_TOKEN=ACCESS_TOKEN)
+        code, out, err = run_cli(["request", "GET", "/x"], settings)
+        assert code == 1
+        assert_one_error_line(err)
+        assert "no \\x1b]0;owned\\x07\\x1b[2J \\x9b31m end" in err  # U+2028 is a space
+        assert not set("\x1b\x07\x9b\u2028") & set(err)
 
     @pytest.mark.parametrize(
         "args",
