@@ -727,6 +727,8 @@ class TestResponse:
             ("text/plain", "café ☕".encode(), "café ☕"),
             ("application/json", '{"name": "Ω"}'.encode(), '{"name": "Ω"}'),
             (None, "écho".encode(), "écho"),
+            ("text/plain; charset=idna", "naïve..x".encode(), "naïve..x"),  # refuses "replace"
+            ("text/plain; charset=hex", "écho".encode(), "écho"),  # not a text encoding
         ],
     )
     def test_text_decodes_with_the_charset_else_utf8(self, server, content_type, body, text):

@@ -1156,7 +1156,7 @@ class Response:
                 charset = value.strip(" \"'")
         try:
             return self.content.decode(charset, errors="replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # the idna codec refuses errors="replace"
             return self.content.decode("utf-8", errors="replace")
 
     def json(self, **kwargs):
