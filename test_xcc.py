@@ -3721,6 +3721,23 @@ class TestRequest:
             connect(server).request("GET", "/deep")
         assert str(info.value).startswith("400 Client Error: Bad Request for url: ")
 
+    def test_a_reason_with_an_escape_is_refused_and_a_c1_control_is_shown_escaped(self, servers):
+        replies = {"/esc": b"HTTP/1.1 404 Not \x1b[2J\r\nContent-Length: 0\r\n\r\n",
+                   "/c1": b"HTTP/1.1 404 Not \xc2\x9b2J\r\nContent-Length: 0\r\n\r\n"}  # fmt: skip
+
+        def serve(sock, index):
+            request = server.read(sock)
+            if request is not None:
+                sock.sendall(replies[request.path])
+
+        server = servers.raw(serve)
+        with pytest.raises(xcc.ConnectionError):
+            connect(server).request("GET", "/esc")
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/c1")
+        assert info.value.response.reason == "Not \x9b2J"
+        assert str(info.value).startswith("404 Client Error: Not \\x9b2J for url: ")
+
 
 class TestUpdateAccessToken:
     def test_success_replaces_the_access_token(self, server):

@@ -2129,14 +2129,14 @@ def _exchange(method, origin, target, headers, body, options):
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
     key = (origin, proxy and proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
-    logging = _log_enabled()
+    logging_on = _log_enabled()
     started = time.monotonic()  # for the log only
-    if logging:
+    if logging_on:
         _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
     conn = _POOL.get(key)
     response = None
     if conn is not None:
-        if logging:
+        if logging_on:
             _debug("Reusing a kept-alive connection for %s", label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
@@ -2150,7 +2150,7 @@ def _exchange(method, origin, target, headers, body, options):
                     " not sent twice)"
                 ) from exc
     if response is None:
-        if logging:
+        if logging_on:
             _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
             if context is not None:
                 _debug("Verifying TLS with %s", _ca_source(options.verify))
@@ -2160,7 +2160,7 @@ def _exchange(method, origin, target, headers, body, options):
         except _StaleSocket as exc:
             conn.close()
             raise ConnectionError(f"{label} failed: {exc}") from exc
-    if logging:
+    if logging_on:
         _debug("%s", _response_text(origin, shown_target, method, response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
