@@ -490,6 +490,20 @@ class TestHelpers:
         if token.strip():
             assert token.strip() not in str(info.value)
 
+    def test_mask_follows_causes_and_contexts_and_keeps_other_arguments(self):
+        cause, context = ValueError("cause " + ACCESS_TOKEN), KeyError("context " + ACCESS_TOKEN)
+        error = xcc.ConnectionError(f"failed {ACCESS_TOKEN}")
+        error.__cause__, error.__context__ = cause, context
+        context.__context__ = system = OSError(104, "reset " + ACCESS_TOKEN)
+        system.__context__ = error  # a cycle ends
+        xcc._mask(error, (None, ACCESS_TOKEN))
+        assert [e.args for e in (error, cause, context, system)] == [
+            ("failed [token]",),
+            ("cause [token]",),
+            ("context [token]",),
+            (104, "reset [token]"),
+        ]
+
     def test_check_token_refuses_non_strings(self):
         with pytest.raises(TypeError, match="access token"):
             xcc._check_token("access token", b"abc")
@@ -713,6 +727,8 @@ class TestResponse:
             ("text/plain", "café ☕".encode(), "café ☕"),
             ("application/json", '{"name": "Ω"}'.encode(), '{"name": "Ω"}'),
             (None, "écho".encode(), "écho"),
+            ("text/plain; charset=idna", "naïve..x".encode(), "naïve..x"),  # refuses "replace"
+            ("text/plain; charset=hex", "écho".encode(), "écho"),  # not a text encoding
         ],
     )
     def test_text_decodes_with_the_charset_else_utf8(self, server, content_type, body, text):
@@ -2731,10 +2747,45 @@ class TestTLS:
         assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
 
     @pytest.mark.parametrize(
-        "der", [b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9]
+        "der",
+        [None, b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9],
     )
     def test_certificate_facts_of_garbage_are_none(self, der):
         assert xcc._certificate_facts(der) is None
+
+    def test_a_certificates_control_characters_are_escaped_and_its_names_bounded(
+        self, servers, tmp_path, debug_log
+    ):
+        # A certificate that did not verify is the attacker's: its subject reaches the
+        # error message and, for one that did, the log (a forged line, a terminal escape).
+        cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+        names = ",".join(["DNS:evil\x1b[2J" + "a" * 300] + [f"DNS:n{i}.test" for i in range(20)])
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days",
+                 "30", "-utf8", "-subj", "/CN=ok\r\nxcc: FORGED \x1b[31m\u2028\x85",
+                 "-addext", "subjectAltName=" + names],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            pytest.skip(f"cannot make a test certificate: {exc}")
+        server = servers.http(tls=server_context(cert, key))
+        connection = connect(server)
+        shown = []
+        for verify in (True, cert):  # an unknown issuer, then a name it does not hold
+            with pytest.raises(xcc.SSLError) as info:
+                connection.request("GET", "/", verify=verify)
+            shown.append(str(info.value))
+        connection.request("GET", "/", verify=False)
+        shown += logged(debug_log)
+        escaped = "CN=ok\\x0d\\x0axcc: FORGED \\x1b[31m\\u2028\\x85"
+        assert f"(issued by {escaped})" in shown[0]
+        assert "is for evil\\x1b[2Jaaa" in shown[1] and ", n3.test, ..., not for" in shown[1]
+        assert any(f"certificate of {escaped}" in line for line in shown[2:])
+        assert len(shown[1]) < 1000
+        for text in shown:
+            assert not set("\r\n\x1b\x85\u2028") & set(text)
 
 
 # -------------------------------------------------------------------- transport: proxies
@@ -3639,6 +3690,54 @@ class TestRequest:
         error = refused_before_sending(server, TypeError, call)
         assert named in str(error)
 
+    @pytest.mark.parametrize(
+        "bad", [{"timeout": -1}, {"verify": 3}, {"proxies": ["http://u:p@h"]}], ids=str
+    )
+    def test_a_refused_argument_leaves_a_data_file_unread(self, server, bad):
+        data = io.BytesIO(b"payload")
+        call = lambda: connect(server).request("POST", "/upload", data=data, **bad)
+        refused_before_sending(server, (TypeError, ValueError), call)
+        assert data.tell() == 0
+
+    def test_params_of_a_wrong_type_are_named_not_shown(self, server):
+        call = lambda: connect(server).request("GET", "/", params=[REFRESH_TOKEN])
+        error = refused_before_sending(server, TypeError, call)
+        assert "not list" in str(error)
+        assert_not_leaked(everything_shown(error), *secrets_of())
+
+    def test_redirect_to_port_0_is_refused_not_sent_to_port_80(self, servers):
+        server = servers.http(lambda r: Reply(302, headers=[("Location", "http://127.0.0.1:0/")]))
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request("GET", "/")
+        assert type(info.value) is xcc.RequestException
+        assert "invalid port 0" in str(info.value)
+
+    def test_error_body_of_deeply_nested_json_gives_the_http_error(self, servers):
+        body = b"[" * 100000 + b"]" * 100000
+        server = servers.http(
+            lambda request: Reply(400, body, [("Content-Type", "application/json")])
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/deep")
+        assert str(info.value).startswith("400 Client Error: Bad Request for url: ")
+
+    def test_a_reason_with_an_escape_is_refused_and_a_c1_control_is_shown_escaped(self, servers):
+        replies = {"/esc": b"HTTP/1.1 404 Not \x1b[2J\r\nContent-Length: 0\r\n\r\n",
+                   "/c1": b"HTTP/1.1 404 Not \xc2\x9b2J\r\nContent-Length: 0\r\n\r\n"}  # fmt: skip
+
+        def serve(sock, index):
+            request = server.read(sock)
+            if request is not None:
+                sock.sendall(replies[request.path])
+
+        server = servers.raw(serve)
+        with pytest.raises(xcc.ConnectionError):
+            connect(server).request("GET", "/esc")
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/c1")
+        assert info.value.response.reason == "Not \x9b2J"
+        assert str(info.value).startswith("404 Client Error: Not \\x9b2J for url: ")
+
 
 class TestUpdateAccessToken:
     def test_success_replaces_the_access_token(self, server):
@@ -3996,9 +4095,8 @@ def everything_shown(error):
 def reachable_texts(root):
     """The strings (and bytes) a user can reach from ``root``, such as an exception:
     messages and arguments, chained causes and contexts, attributes of objects and slots,
-    the items of containers, recursively. Left out: a response's body, which is the server's
-    data returned as it came (its body and header fields), and sockets and files, whose
-    buffers hold the wire's bytes."""
+    the items of containers, recursively, a response's header fields and body included (an
+    error's are masked). Left out: sockets and files, whose buffers hold the wire's bytes."""
     texts, seen, todo = [], set(), [root]
     while todo:
         obj = todo.pop()
@@ -4015,9 +4113,10 @@ def reachable_texts(root):
             todo += list(obj.items())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             todo += list(obj)
+        if isinstance(obj, xcc.Response):
+            todo.append(dict(obj.headers))
         if hasattr(obj, "__dict__"):
-            server_data = ("_content", "headers") if isinstance(obj, xcc.Response) else ()
-            todo += [value for name, value in vars(obj).items() if name not in server_data]
+            todo += list(vars(obj).values())
         for cls in type(obj).__mro__:
             todo += [getattr(obj, slot, None) for slot in getattr(cls, "__slots__", ())]
     return "\n".join(texts)
@@ -4137,6 +4236,34 @@ def scenario_forwarding_proxy_407_echoes_the_token(servers, tls_context, issued)
     connection.request("GET", "/", proxies={"http": proxy.url})
 
 
+def scenario_error_headers_echo_the_token(servers, tls_context, issued):
+    echo = lambda request: json_reply(
+        403,
+        {"detail": "no"},
+        [("Set-Cookie", "s=" + ACCESS_TOKEN), ("X-Echo", request.headers["authorization"])],
+    )
+    connect(servers.http(echo)).request("GET", "/jobs")
+
+
+def scenario_token_endpoint_body_echoes_the_form(servers, tls_context, issued):
+    echo = lambda request: json_reply(
+        400,
+        {"error": "invalid_request", "got": request.body.decode()},
+        [("Set-Cookie", "k=" + REFRESH_TOKEN)],
+    )
+    connect(servers.http(echo), access_token=None).request("GET", "/jobs")
+
+
+def scenario_error_after_a_redirect_to_a_location_holding_the_token(servers, tls_context, issued):
+    def handler(request):
+        if request.path == "/a":
+            location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+            return Reply(302, headers=[("Location", location)])
+        return json_reply(404, {"detail": "none"}, [("Link", "</a>; rel=" + ACCESS_TOKEN)])
+
+    connect(servers.http(handler)).request("GET", "/a")
+
+
 SCENARIOS = [
     (scenario_404_without_detail, xcc.HTTPError),
     (scenario_500_with_detail, xcc.HTTPError),
@@ -4157,6 +4284,9 @@ SCENARIOS = [
     (scenario_token_endpoint_reason_echoes_the_api_key, xcc.HTTPError),
     (scenario_redirect_location_echoes_the_token, xcc.RequestException),
     (scenario_forwarding_proxy_407_echoes_the_token, xcc.ProxyError),
+    (scenario_error_headers_echo_the_token, xcc.HTTPError),
+    (scenario_token_endpoint_body_echoes_the_form, xcc.HTTPError),
+    (scenario_error_after_a_redirect_to_a_location_holding_the_token, xcc.HTTPError),
 ]
 
 BAD_TOKENS = [
@@ -4213,6 +4343,76 @@ class TestSecrets:
         assert which.replace("_", " ") in message
         assert other.replace("_", " ") not in message
         assert MARK not in message and MARK not in repr(info.value)
+
+    @pytest.mark.parametrize("chunk_size", [1, None])
+    def test_streamed_body_after_a_redirect_to_a_token_location_fails_without_the_token(
+        self, servers, chunk_size
+    ):
+        def serve(sock, index):
+            while True:
+                request = server.read(sock)
+                if request is None:
+                    return
+                if request.path == "/a":
+                    location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+                    sock.sendall(raw_response(b"", "302 Found", [("Location", location)]))
+                else:
+                    sock.sendall(raw_head(headers=[("Content-Length", 100)]) + b"partial")
+                    return
+
+        server = servers.raw(serve)
+        response = connect(server).request("GET", "/a", stream=True)
+        assert response.url == server.url + "/b?echo=[token]"
+        assert [r.target for r in server.requests] == ["/a", "/b?echo=" + ACCESS_TOKEN]
+        with pytest.raises(xcc.ConnectionError) as info:
+            b"".join(response.iter_content(chunk_size))
+        assert "/b?echo=[token]" in str(info.value)
+        assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
+
+    def test_relative_redirect_from_a_token_location_resolves_against_the_real_url(self, servers):
+        def handler(request):
+            if request.path == "/a":
+                token = request.headers["authorization"][len("Bearer ") :]
+                return Reply(302, headers=[("Location", f"/{token}/x")])
+            if request.path.endswith("/x"):
+                return Reply(302, headers=[("Location", "y")])
+            return Reply(200, b"end")
+
+        server = servers.http(handler)
+        response = connect(server).request("GET", "/a")
+        assert [r.path for r in server.requests] == [
+            "/a",
+            f"/{ACCESS_TOKEN}/x",
+            f"/{ACCESS_TOKEN}/y",
+        ]
+        assert response.url == server.url + "/[token]/y"
+
+    @pytest.mark.parametrize("tunnel", [False, True])
+    def test_proxy_407_echoing_its_proxy_authorization_is_masked(self, servers, tunnel):
+        def serve(sock, index):
+            request = proxy.read(sock)
+            if request is not None:
+                echo = request.headers.get("proxy-authorization", "")
+                sock.sendall(raw_response(b"", "407 no " + echo, [("X-Echo", echo)]))
+
+        proxy = servers.raw(serve)
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{proxy.port}"
+        connection = xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), tunnel)
+        with pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/", proxies={"https" if tunnel else "http": url})
+        assert "407 no Basic [credentials]" in str(info.value)
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, PROXY_PASSWORD, PROXY_AUTHORIZATION[6:])
+
+    def test_failed_refresh_is_kept_without_its_traceback(self, servers):
+        server = servers.http(lambda request: json_reply(503, {"detail": "down"}))
+        connection = connect(server, access_token=None)
+        with pytest.raises(xcc.HTTPError):
+            connection.request("GET", "/jobs")
+        kept = [value for value in vars(connection).values() if isinstance(value, tuple)]
+        errors = [item for value in kept for item in value if isinstance(item, Exception)]
+        assert errors and all(error.__traceback__ is None for error in errors)
 
 
 # ------------------------------------------------------------------- Connection: threads
@@ -4362,6 +4562,42 @@ class TestThreads:
         assert len(errors) == 8
         message = f"POST request to '{connection.url(TOKEN_PATH)}' timed out"
         assert all(isinstance(e, xcc.Timeout) and str(e) == message for e in errors), errors
+
+    def test_a_failed_refresh_is_not_shared_with_a_thread_of_other_settings(self, servers):
+        # A refresh that timed out with timeout=1 says nothing of one with timeout=5 (nor
+        # one that failed verify=True of one with verify=False): that thread asks itself.
+        release, issued = threading.Event(), []
+
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                if not issued:
+                    issued.append(None)
+                    release.wait(10)  # the first token request is never answered in time
+                issued.append(make_jwt(int(time.time()) + 3600, "access-new"))
+                return json_reply(200, {"access_token": issued[-1]})
+            return json_reply(200, {"path": request.path})
+
+        server = servers.http(handler)
+        connection = connect(server, access_token=None)
+        errors = []
+
+        def first():
+            try:
+                connection.request("GET", "/first", timeout=1)
+            except xcc.Timeout as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        try:
+            assert wait_until(lambda: len(server.requests) == 1)  # its refresh is under way
+            response = connection.request("GET", "/second", timeout=5)
+        finally:
+            release.set()
+            thread.join(30)
+        assert len(errors) == 1
+        assert response.json() == {"path": "/second"}
+        assert [r.path for r in server.requests] == [TOKEN_PATH, TOKEN_PATH, "/second"]
 
     def test_a_thread_waits_for_another_ones_refresh_no_longer_than_its_own_timeout(self, servers):
         release, issued = threading.Event(), []
@@ -4943,6 +5179,24 @@ def debug_log(caplog):
 class TestLogging:
     """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
 
+    def test_a_token_location_is_masked_when_debug_turns_on_during_the_request(
+        self, caplog, servers
+    ):
+        caplog.set_level(logging.DEBUG, logger="xcc")  # the handler's level, restored after
+        logging.getLogger("xcc").setLevel(logging.WARNING)  # off when the request starts
+
+        def handler(request):
+            if request.path == "/a":
+                logging.getLogger("xcc").setLevel(logging.DEBUG)  # an operator turns it on
+                location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+                return Reply(302, headers=[("Location", location)])
+            return Reply(200)
+
+        server = servers.http(handler)
+        connect(server).request("GET", "/a")
+        assert f"302 redirect to {server.url}/b?echo=[token]" in logged(caplog)
+        assert_not_leaked(everything_logged(caplog), *secrets_of())
+
     def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
         code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
         assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
@@ -5155,9 +5409,7 @@ class TestLogging:
         assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
         assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
 
-    def test_verbose_shows_the_ca_source_before_the_step_that_failed(
-        self, tls_cloud, certificates
-    ):
+    def test_verbose_shows_the_ca_source_before_the_step_that_failed(self, tls_cloud, certificates):
         settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
         code, _, err = run_cli(["-v", "ping"], settings)
         lines = err.splitlines()
@@ -5294,6 +5546,16 @@ class TestCommandLine:
         assert "Device X9 not found." in err
         for token in [REFRESH_TOKEN] + cloud.handler.issued:
             assert_not_leaked(out + err, token)
+
+    def test_a_servers_terminal_escapes_are_printed_escaped(self, servers):
+        detail = "no \x1b]0;owned\x07\x1b[2J \x9b31m \u2028 end"
+        server = servers.http(lambda request: json_reply(400, {"detail": detail}))
+        settings = dict(cli_settings(server), XANADU_CLOUD_ACCESS_TOKEN=ACCESS_TOKEN)
+        code, out, err = run_cli(["request", "GET", "/x"], settings)
+        assert code == 1
+        assert_one_error_line(err)
+        assert "no \\x1b]0;owned\\x07\\x1b[2J \\x9b31m end" in err  # U+2028 is a space
+        assert not set("\x1b\x07\x9b\u2028") & set(err)
 
     @pytest.mark.parametrize(
         "args",

@@ -87,6 +87,7 @@ _MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each 
 _MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
+_MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # The advice for a certificate that no trusted CA signed; the command line, which has no
@@ -98,7 +99,8 @@ _CA_ADVICE = (
 )
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) of the causes that another CA cannot help.
 _NOT_YET_VALID, _EXPIRED = 9, 10
-_NAME_MISMATCH = frozenset((62, 64))  # host name, IP address
+_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 62, 64
+_NAME_MISMATCH = frozenset((_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH))
 
 _SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
 _TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
@@ -128,9 +130,6 @@ _PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
 # --------------------------------------------------------------------------- diagnostics
 
 _LOGGER = None  # the "xcc" logger, made once the program has imported logging
-# The tokens of the request under way in this thread, masked in the log: a server may echo
-# a token it received, in a redirect's Location say, which the log repeats.
-_LOG_MASK = threading.local()
 
 
 def _log_enabled():
@@ -155,14 +154,25 @@ def _log_enabled():
 
 def _debug(message, *args):
     """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
-    or a proxy password, and a token that a server echoed is masked: a log line goes
-    wherever the program sends its logs."""
+    or a proxy password: a URL that a server sent is masked where it is read (see
+    :func:`_exchange`), as a log line goes wherever the program sends its logs."""
     if _log_enabled():
-        text = message % args
-        for secret in getattr(_LOG_MASK, "secrets", ()):
-            if secret:
-                text = text.replace(secret, "[token]")
-        _LOGGER.debug(text)
+        _LOGGER.debug(message, *args)
+
+
+# What a terminal or a log reader may act on: C0, DEL, C1 and the Unicode line and
+# paragraph separators. A server's words are shown with these escaped, as ascii() would.
+_UNPRINTABLE = {code: f"\\x{code:02x}" for code in list(range(32)) + list(range(127, 160))}
+_UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def _printable(text, limit=None):
+    """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
+    ``limit`` characters if given."""
+    text = text.translate(_UNPRINTABLE)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return text
 
 
 # ---------------------------------------------------------------------------- exceptions
@@ -371,7 +381,8 @@ def _encode_query(params):
         return _encode_pairs(params)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"params must be a mapping or a sequence of (key, value) pairs, not {params!r}"
+            "params must be a mapping or a sequence of (key, value) pairs, not"
+            f" {type(params).__name__}"  # not its value: it may hold an API key
         ) from exc
 
 
@@ -465,7 +476,10 @@ def _split_url(url):
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http or https URL: {url!r}")
-    port = parts.port or _DEFAULT_PORTS[scheme]
+    port = parts.port
+    if port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
+        raise ValueError(f"invalid port 0 in {url!r}")
+    port = port or _DEFAULT_PORTS[scheme]
     host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
     if not _valid_host(host):  # the idna codec lets spaces and control characters through
         raise ValueError(f"invalid host {host!r}")
@@ -708,6 +722,12 @@ class _Proxy:
                 raw = credentials.encode("utf-8")
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
 
+    def masked(self, text):
+        """Returns a proxy's words ``text`` without the Base64 credentials it may echo."""
+        if self.authorization:
+            text = text.replace(self.authorization[6:], "[credentials]")
+        return text
+
 
 _SSL_CONTEXTS = {}
 
@@ -794,7 +814,7 @@ def _json_object(response):
     """Returns the JSON object in a response's body, or ``{}`` if there is none."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -829,33 +849,50 @@ def _http_error(response):
     return HTTPError(message, response=response)
 
 
+def _masked(text, secrets):
+    """Returns ``text`` with each of ``secrets`` (tokens; ``None`` is skipped) as ``[token]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[token]")
+    return text
+
+
 def _mask(error, secrets):
     """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
-    user can read of ``error``: its message, those of its chained causes, and the reason
-    and URL of its response.
+    user can read of ``error``: its message, those of its chained causes and contexts, and
+    the reason, URL, header values and body of its response.
 
-    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Location``), and a
+    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Set-Cookie``), and a
     server may repeat what it was sent, such as the form of the token request with the API
     key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
-    every :class:`RequestException` they raise through here, the one place that masks.
+    every :class:`RequestException` they raise through here; a URL is masked earlier, where
+    :func:`_exchange` reads it, as a streamed body's errors come after ``request()``.
     """
     secrets = [secret for secret in secrets if secret]
-
-    def masked(text):
-        for secret in secrets:
-            text = text.replace(secret, "[token]")
-        return text
-
-    seen = set()
-    while error is not None and id(error) not in seen:
+    pending, seen = [error], set()
+    while pending and len(seen) < _MAX_CHAIN:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
         seen.add(id(error))
-        # Only messages held as plain strings: an OSError with an errno is the system's.
-        if all(isinstance(arg, str) for arg in error.args):
-            error.args = tuple(masked(arg) for arg in error.args)
+        # An OSError with an errno keeps its numbers: only its strings are the server's.
+        error.args = tuple(
+            _masked(arg, secrets) if isinstance(arg, str) else arg for arg in error.args
+        )
         response = getattr(error, "response", None)
         if isinstance(response, Response):
-            response.reason, response.url = masked(response.reason), masked(response.url)
-        error = error.__cause__ or error.__context__
+            response.reason, response.url = (
+                _masked(response.reason, secrets),
+                _masked(response.url, secrets),
+            )
+            for name, value in list(response.headers.items()):
+                response.headers[name] = _masked(value, secrets)
+            if response._content is not None:
+                for secret in secrets:
+                    response._content = response._content.replace(
+                        secret.encode("utf-8"), b"[token]"
+                    )
+        pending.extend((error.__cause__, error.__context__))
 
 
 def _settings_path():
@@ -1119,7 +1156,7 @@ class Response:
                 charset = value.strip(" \"'")
         try:
             return self.content.decode(charset, errors="replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # the idna codec refuses errors="replace"
             return self.content.decode("utf-8", errors="replace")
 
     def json(self, **kwargs):
@@ -1217,7 +1254,8 @@ class Response:
     def _status_message(self):
         """Returns requests' wording of an error status."""
         kind = "Client" if self.status_code < 500 else "Server"
-        return f"{self.status_code} {kind} Error: {self.reason} for url: {self.url}"
+        reason = _printable(self.reason)  # UTF-8 may hold a C1 control or U+2028
+        return f"{self.status_code} {kind} Error: {reason} for url: {self.url}"
 
 
 # ----------------------------------------------------------------------------- transport
@@ -1658,11 +1696,13 @@ def _tunnel(sock, host, port, proxy, deadline):
             _, status, reason, _ = _read_head(rfile, label)
         except _StaleSocket as exc:
             raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
-        except ConnectionError as exc:
+        except ConnectionError as exc:  # its line may echo the credentials
+            exc.args = (proxy.masked(str(exc)),)
             raise ProxyError(str(exc)) from exc
     if not 200 <= status < 300:
         raise ProxyError(
-            f"Proxy {proxy.display} refused the tunnel to {authority}: {status} {reason}"
+            f"Proxy {proxy.display} refused the tunnel to {authority}: {status}"
+            f" {_printable(proxy.masked(reason))}"
         )
 
 
@@ -1690,6 +1730,8 @@ def _der_items(data, start, end):
 # The attributes of a distinguished name that a message shows (RFC 5280 §4.1.2.4).
 _NAME_ATTRIBUTES = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}
 _SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # the OID 2.5.29.17
+_MAX_SHOWN_NAMES = 5  # subjectAltNames a message lists
+_MAX_SHOWN_CHARS = 200  # characters of a name (or all of a subject) a message shows
 
 
 def _certificate_facts(der):
@@ -1703,6 +1745,9 @@ def _certificate_facts(der):
     import calendar
     import ipaddress
 
+    if der is None:  # getpeercert() gives None when there was no handshake
+        return None
+
     def children(span):
         return list(_der_items(der, span[1], span[2]))
 
@@ -1714,7 +1759,7 @@ def _certificate_facts(der):
                 label = _NAME_ATTRIBUTES.get(der[oid[0] : oid[1]])
                 if label:
                     parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
-        return ", ".join(parts)
+        return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
 
     def seconds(span):
         text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
@@ -1735,8 +1780,12 @@ def _certificate_facts(der):
                 if der[oid[1] : oid[2]] != _SUBJECT_ALT_NAME:
                     continue
                 for tag, first, last in children(children(value)[0]):
+                    if len(names) == _MAX_SHOWN_NAMES:
+                        names.append("...")
+                        break
                     if tag == 0x82:  # dNSName
-                        names.append(der[first:last].decode("ascii", "replace"))
+                        text = der[first:last].decode("ascii", "replace")
+                        names.append(_printable(text, _MAX_SHOWN_CHARS))
                     elif tag == 0x87:  # iPAddress
                         names.append(str(ipaddress.ip_address(der[first:last])))
         return {
@@ -1782,12 +1831,12 @@ def _verification_error(exc, host, label, certificate):
     """
     import ssl
 
-    facts = _certificate_facts(certificate) if certificate else None
+    facts = _certificate_facts(certificate)
     code = getattr(exc, "verify_code", None)
     # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
     # the code; 3.6 raises it, without one, only for a wrong name.
     if code is None and isinstance(exc, ssl.CertificateError):
-        code = min(_NAME_MISMATCH)
+        code = _HOSTNAME_MISMATCH
     now = time.time()
     if facts and code is None:
         if now > facts["not_after"]:
@@ -1860,7 +1909,8 @@ class _Pool:
         self._next_sweep = 0.0
 
     def get(self, key):
-        """Returns an idle connection for ``key`` that is still open, or ``None``."""
+        """Returns an idle connection for ``key`` that is still open, or ``None``. The order of
+        the least recently used servers changes on :meth:`put` only."""
         self._check_fork()
         while True:
             with self._lock:
@@ -1899,8 +1949,8 @@ class _Pool:
             # it keeps before it adds another server's, not only every few seconds.
             if new_server or now >= self._next_sweep:
                 dropped.extend(self._sweep(now))
-        for conn in dropped:
-            conn.close()
+        for old in dropped:
+            old.close()
 
     def close(self, origin):
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
@@ -1924,7 +1974,10 @@ class _Pool:
                     kept.append((since, conn))
                 else:
                     dropped.append(conn)
-            self._idle[key] = kept
+            if kept:
+                self._idle[key] = kept
+            else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
+                del self._idle[key]
         return dropped
 
     def _check_fork(self):
@@ -2065,20 +2118,25 @@ def _exchange(method, origin, target, headers, body, options):
     byte of the response, an idempotent request is sent once more on a new socket, but a
     POST or PATCH is never sent twice (the server may have acted on it).
     """
-    url = _url(origin, target)
+    # A redirect's Location may hold a token the server echoed: the URL that the response,
+    # the label of its errors (a streamed body's, after request() returned) and the log
+    # show is masked here, once.
+    shown_target = _masked(target, options.secrets)
+    url = _url(origin, shown_target)
     label = f"{method} request to '{url}'"
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
     key = (origin, proxy and proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
-    started = time.monotonic() if _log_enabled() else None  # for the log only
-    if started is not None:
+    logging_on = _log_enabled()
+    started = time.monotonic()  # for the log only
+    if logging_on:
         _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
     conn = _POOL.get(key)
     response = None
     if conn is not None:
-        if started is not None:
+        if logging_on:
             _debug("Reusing a kept-alive connection for %s", label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
@@ -2092,7 +2150,7 @@ def _exchange(method, origin, target, headers, body, options):
                     " not sent twice)"
                 ) from exc
     if response is None:
-        if started is not None:
+        if logging_on:
             _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
             if context is not None:
                 _debug("Verifying TLS with %s", _ca_source(options.verify))
@@ -2102,12 +2160,16 @@ def _exchange(method, origin, target, headers, body, options):
         except _StaleSocket as exc:
             conn.close()
             raise ConnectionError(f"{label} failed: {exc}") from exc
-    if started is not None:
-        _debug("%s", _response_text(origin, target, method, response, started))
+    if logging_on:
+        _debug("%s", _response_text(origin, shown_target, method, response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
+        response.reason = proxy.masked(response.reason)
+        for name, value in list(response.headers.items()):
+            response.headers[name] = proxy.masked(value)
         raise ProxyError(
-            f"Proxy {proxy.display} refused {label}: 407 {response.reason}", response=response
+            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}",
+            response=response,
         )
     return response
 
@@ -2139,14 +2201,15 @@ def _send(method, origin, target, headers, body, options):
             location = location.encode("latin-1").decode("utf-8")
         except UnicodeError:
             pass
-        try:
-            next_origin, target = _split_url(urljoin(response.url, location))
+        try:  # response.url is masked: the real URL is the base
+            next_origin, target = _split_url(urljoin(_url(origin, target), location))
         except ValueError as exc:
             raise RequestException(
                 f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
-        _debug("%s redirect to %s", response.status_code, _url(next_origin, target))
+        shown = _url(next_origin, _masked(target, options.secrets))
+        _debug("%s redirect to %s", response.status_code, shown)
         if credentials_sent and _should_strip_auth(origin, next_origin):
             _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
@@ -2166,7 +2229,7 @@ class _Options:
     """The settings of one :meth:`Connection.request` call, shared by each of its
     redirects and by the token refresh it may make; checked before anything is sent."""
 
-    __slots__ = ("allow_redirects", "proxies", "stream", "timeouts", "verify")
+    __slots__ = ("allow_redirects", "proxies", "secrets", "stream", "timeouts", "verify")
 
     def __init__(self, timeout=10, verify=True, proxies=None, stream=False, allow_redirects=True):
         self.timeouts = _check_timeout(timeout)
@@ -2185,6 +2248,7 @@ class _Options:
         self.proxies = proxies
         self.stream = bool(stream)
         self.allow_redirects = bool(allow_redirects)
+        self.secrets = ()  # the tokens that a URL a server sent is masked of (see _exchange)
 
 
 # ---------------------------------------------------------------------------- Connection
@@ -2294,7 +2358,8 @@ class Connection:
             + checked
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
-        self._failed_refresh = (0, None)  # how many refreshes failed, and the last error
+        # How many refreshes failed, the last error and the settings it failed with.
+        self._failed_refresh = (0, None, None)
         self._set_access_token(access_token)
 
     @property
@@ -2428,8 +2493,8 @@ class Connection:
                 query if target.endswith(("?", "&")) else ("&" if "?" in target else "?") + query
             )
         extra = _check_headers(headers, allow_none=True)
-        body, content_type = _encode_body(data, json)
         options = _Options(timeout, verify, proxies, stream, allow_redirects)
+        body, content_type = _encode_body(data, json)  # last: it may read a file
 
         token, expiry = self._token
         first = token
@@ -2528,8 +2593,8 @@ class Connection:
 
     def _send(self, method, target, extra, body, content_type, token, options):
         """Sends a request with ``token`` and the per-request headers ``extra``."""
-        if _log_enabled():
-            _LOG_MASK.secrets = (self._refresh_token, token)
+        if token not in options.secrets:  # the stale token too, after a refresh
+            options.secrets += (self._refresh_token, token)
         headers = self._base_headers.copy()
         if "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {token}"
@@ -2550,7 +2615,8 @@ class Connection:
         their own in turn (N threads would wait N timeouts). None waits for another's
         refresh longer than its own timeout allows a request to take.
         """
-        failures, _ = self._failed_refresh
+        failures = self._failed_refresh[0]
+        settings = (options.timeouts, options.verify, options.proxies)
         connect_timeout, read_timeout = options.timeouts
         wait = -1
         if connect_timeout is not None and read_timeout is not None:
@@ -2562,17 +2628,21 @@ class Connection:
                 " thread's token refresh)"
             )
         try:
+            import copy
+
             if self._token[0] != stale:
                 return self._token[0]
-            if self._failed_refresh[0] != failures:  # one failed while this thread waited
-                import copy
-
-                error = self._failed_refresh[1]
+            # One failed while this thread waited: with the same settings, this one would fail
+            # alike (with others, such as verify=False, it may not).
+            count, error, failed_settings = self._failed_refresh
+            if count != failures and failed_settings == settings:
                 raise copy.copy(error) from error
             try:
                 self._update_access_token(options)
             except (RequestException, ValueError) as exc:
-                self._failed_refresh = (failures + 1, exc)
+                _mask(exc, (self._refresh_token, stale))
+                # A copy, without the traceback: its frames hold the form with the API key.
+                self._failed_refresh = (count + 1, copy.copy(exc), settings)
                 raise
             return self._token[0]
         finally:
@@ -2735,7 +2805,8 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        # A server's words (a reason, a detail) reach the terminal: never its escapes.
+        message = _printable(" ".join(str(exc).split())) or type(exc).__name__
         if no_token:
             message += (
                 " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
