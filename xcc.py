@@ -57,6 +57,8 @@ if TYPE_CHECKING:
         Optional,
         Sequence,
         Tuple,
+        Type,
+        TypeVar,
         Union,
     )
 
@@ -65,9 +67,11 @@ if TYPE_CHECKING:
     _Verify = Union[bool, str]
     _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]  # _Pool's
     _Source = Tuple[str, Optional[str]]  # why a proxy was chosen, for the log
-    _Pairs = Union[Mapping[Any, Any], Iterable[Tuple[Any, Any]]]
+    _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
     _Fields = List[Tuple[str, str]]
     _HeadersBase = MutableMapping[str, str]
+    _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
+    _Connection = TypeVar("_Connection", bound="Connection")
 else:
     _HeadersBase = MutableMapping  # collections.abc is not subscriptable before 3.9
 
@@ -164,7 +168,7 @@ _PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
 
 # --------------------------------------------------------------------------- diagnostics
 
-_LOGGER = None  # type: Optional[logging.Logger]  # made once the program imported logging
+_LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is imported
 # The tokens of the request under way in this thread, masked in the log: a server may echo
 # a token it received, in a redirect's Location say, which the log repeats.
 _LOG_MASK = threading.local()
@@ -385,7 +389,7 @@ def _encode_pairs(pairs: "_Pairs") -> str:
             # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    encoded = []  # type: List[str]
+    encoded: List[str] = []
     for key, value in items:
         values = (
             value
@@ -753,7 +757,7 @@ class _Proxy:
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-_SSL_CONTEXTS = {}  # type: Dict[_Verify, ssl.SSLContext]
+_SSL_CONTEXTS: "Dict[_Verify, ssl.SSLContext]" = {}
 
 
 def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
@@ -849,7 +853,7 @@ def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
     Each value of ``meta`` is a list of messages or a mapping whose values are lists:
     ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
     """
-    messages = []  # type: List[str]
+    messages: List[str] = []
     for value in meta.values():
         for group in value.values() if isinstance(value, dict) else (value,):
             messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
@@ -947,7 +951,7 @@ def _load_settings() -> "Dict[str, Any]":
     environment variables over the same keys in the settings file."""
     path = _settings_path()
     saved = _read_dotenv(path)
-    settings = {}  # type: Dict[str, Any]
+    settings: Dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
         if name in os.environ:
@@ -978,7 +982,7 @@ class _Headers(_HeadersBase):
     ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
 
     def __init__(self, fields: "Iterable[Tuple[str, str]]" = ()) -> None:
-        self._fields = {}  # type: Dict[str, Tuple[str, str]]
+        self._fields: Dict[str, Tuple[str, str]] = {}
         self.update(fields)
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -1038,7 +1042,7 @@ class _Decoder:
         bytes (``None``: as they come), then checks that the stream ended."""
         limit = size or 0  # zlib's max_length; 0: no limit
         for data in pieces:
-            more = True  # type: Union[bool, int]
+            more: Union[bool, int] = True
             while more:
                 decompressor = self._decompressor
                 if decompressor is None or decompressor.eof:
@@ -1114,7 +1118,7 @@ class Response:
         self.headers = headers
         self.url = url
         self._body = body
-        self._content = None  # type: Optional[bytes]
+        self._content: Optional[bytes] = None
         self._consumed = False
         # Whether the request that got this answer carried the connection's credentials:
         # false after a redirect to another origin (see _send).
@@ -1126,7 +1130,7 @@ class Response:
     def __bool__(self) -> bool:
         return self.ok
 
-    def __enter__(self) -> "Response":
+    def __enter__(self: "_Self") -> "_Self":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -1385,8 +1389,8 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Field
     left = _MAX_HEAD - len(line)
     lines = [line]
     names = []
-    fields = []  # type: _Fields
-    folds = {}  # type: Dict[int, List[str]]  # index in fields -> a folded value's pieces
+    fields: _Fields = []
+    folds: Dict[int, List[str]] = {}  # index in fields -> the pieces of a folded value
     for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
         line = rfile.readline(left + 1)
         left -= len(line)
@@ -1593,7 +1597,7 @@ class _Body:
         """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
         current chunk, so that a stream yields each chunk as soon as it arrives."""
         rfile = self._conn.rfile
-        pieces = []  # type: List[bytes]
+        pieces: List[bytes] = []
         while True:
             if not self._left:
                 line = rfile.readline(_MAX_LINE + 1)
@@ -1938,7 +1942,7 @@ class _Pool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # key -> [(idle since, conn)], least recently used first
-        self._idle = OrderedDict()  # type: OrderedDict[_Key, List[Tuple[float, _Conn]]]
+        self._idle: OrderedDict[_Key, List[Tuple[float, _Conn]]] = OrderedDict()
         self._pid = os.getpid()
         self._next_sweep = 0.0
 
@@ -1963,7 +1967,7 @@ class _Pool:
             conn.close()
             return
         now = time.monotonic()
-        dropped = []  # type: List[_Conn]
+        dropped: List[_Conn] = []
         with self._lock:
             idle = self._idle.get(conn.key)
             new_server = idle is None
@@ -1999,7 +2003,7 @@ class _Pool:
         server closed; the caller holds the lock. A socket is checked whatever server it
         belongs to, so that no dead socket stays open until its server is asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
-        dropped = []  # type: List[_Conn]
+        dropped: List[_Conn] = []
         for key, idle in list(self._idle.items()):
             kept = []
             for since, conn in idle:
@@ -2026,7 +2030,7 @@ class _Pool:
 
 _POOL = _Pool()
 
-_PROXIES = {}  # type: Dict[str, _Proxy]
+_PROXIES: "Dict[str, _Proxy]" = {}
 
 
 def _proxy(url: str) -> "_Proxy":
@@ -2322,7 +2326,7 @@ def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
         return []
     if not hasattr(headers, "items"):
         raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
-    checked = []  # type: List[Tuple[str, Any]]
+    checked: List[Tuple[str, Any]] = []
     for name, value in headers.items():
         if value is None and allow_none:
             checked.append((_check_header(name, "")[0], None))
@@ -2403,7 +2407,7 @@ class Connection:
         self._host = host
         self._port = port
         self._tls = tls
-        self._headers = dict(checked)  # type: Dict[str, str]
+        self._headers: Dict[str, str] = dict(checked)
         self._origin = (self.scheme, host.lower(), port)
         # What every request sends but the access token, in the order of `headers`.
         self._base_headers = _Headers(
@@ -2416,12 +2420,13 @@ class Connection:
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         # How many refreshes failed, and the last error.
-        self._failed_refresh = (0, None)  # type: Tuple[int, Any]
+        self._failed_refresh: Tuple[int, Any] = (0, None)
         self._set_access_token(access_token)
 
     @property
     def access_token(self) -> "Optional[str]":
-        """str: Returns the access token used to authenticate requests to the Xanadu Cloud."""
+        """Optional[str]: Returns the access token used to authenticate requests to the
+        Xanadu Cloud, ``None`` until one is fetched."""
         return self._token[0]
 
     @property
@@ -2451,7 +2456,7 @@ class Connection:
 
     @property
     def refresh_token(self) -> "Optional[str]":
-        """str: Returns the refresh token used to fetch access tokens."""
+        """Optional[str]: Returns the refresh token used to fetch access tokens."""
         return self._refresh_token
 
     @property
@@ -2505,22 +2510,24 @@ class Connection:
         Args:
             method (str): HTTP request method, such as ``"GET"``
             path (str): HTTP request path, such as ``"/jobs"``; it cannot change the host
-            headers (Mapping[str, str], optional): headers merged case-insensitively over
-                :attr:`headers`; a ``None`` value removes a header
-            params (Mapping or Sequence[Tuple], optional): query parameters; a ``None``
-                value is left out and a list value repeats the key
-            data (bytes, str, Mapping or Sequence[Tuple], optional): the body; a mapping or
-                pairs are form-encoded
+            headers (Mapping[str, Optional[str]], optional): headers merged
+                case-insensitively over :attr:`headers`; a ``None`` value removes a header
+                (a ``bytes`` value is read as Latin-1)
+            params (str, bytes, Mapping or Sequence[Tuple], optional): query parameters; a
+                ``None`` value is left out and a list value repeats the key
+            data (bytes, str, file, Mapping or Sequence[Tuple], optional): the body; a
+                mapping or pairs are form-encoded, a binary or text file is read whole
             json (object, optional): a body serialised as JSON (without NaN or Infinity)
             timeout (float or Tuple[float, float], optional): seconds to wait for the
                 server, or a ``(connect, read)`` pair; ``None`` waits forever
             stream (bool): whether to leave the body unread until :meth:`Response.iter_content`
                 or :attr:`Response.content` is used
             allow_redirects (bool): whether to follow redirects (up to 30)
-            verify (bool or str): whether to verify the server's TLS certificate, or the
-                path of a CA bundle file or directory to verify it with
-            proxies (Mapping[str, str], optional): proxy URLs by scheme, such as
-                ``{"https": "http://proxy:3128"}``; by default the ``*_PROXY`` variables
+            verify (bool, str or os.PathLike): whether to verify the server's TLS
+                certificate, or the path of a CA bundle file or directory to verify it with
+            proxies (Mapping[str, Optional[str]], optional): proxy URLs by scheme, such as
+                ``{"https": "http://proxy:3128"}`` (``None``: no proxy); by default the
+                ``*_PROXY`` variables
 
         Returns:
             Response: HTTP response to the HTTP request
@@ -2607,7 +2614,7 @@ class Connection:
         return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
 
     @classmethod
-    def load(cls, **overrides: "Any") -> "Connection":
+    def load(cls: "Type[_Connection]", **overrides: "Any") -> "_Connection":
         """Returns a connection with the settings that the original client's ``xcc config``
         saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
         ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
@@ -2632,7 +2639,7 @@ class Connection:
         """Closes the idle sockets to this connection's server. The connection stays usable."""
         _POOL.close(self._origin)
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self: "_Self") -> "_Self":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
