@@ -13,6 +13,7 @@ import decimal
 import gzip
 import hashlib
 import http.client
+import inspect
 import io
 import json
 import logging
@@ -330,6 +331,43 @@ def tls_context(certificates):
 def tls_server(servers, tls_context):
     """A scripted HTTPS server whose certificate the test CA signed (``certificates["ca"]``)."""
     return servers.http(tls=tls_context)
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def annotated(namespace):
+    """Yields ``(qualified name, annotations)`` of each function, method and property of
+    ``namespace`` (a module or a class), its classes' included."""
+    for member in vars(namespace).values():
+        if isinstance(member, type) and member.__module__ == "xcc":
+            yield from annotated(member)
+        function = getattr(member, "fget", None) or getattr(member, "__func__", member)
+        if inspect.isfunction(function) and function.__module__ == "xcc":
+            yield function.__qualname__, function.__annotations__
+
+
+class TestAnnotations:
+    """Typed for checkers at no cost at run time (mypy --strict runs in .ci/run)."""
+
+    def test_import_xcc_does_not_import_typing(self):
+        # -S: no site-packages' .pth files, which import typing in some environments.
+        code, out, err = run_python(["-S", "-c", "import sys, xcc; print('typing' in sys.modules)"])
+        assert (code, out, err) == (0, "False\n", "")
+
+    def test_every_function_is_annotated_with_strings_or_builtin_classes(self):
+        cheap = {None, str, int, float, bool, bytes, object, BaseException, Exception}
+        found = list(annotated(xcc))
+        names = {name for name, _ in found}
+        assert {"Connection.request", "Response.iter_content", "Connection.access_token"} <= names
+        assert [name for name, annotations in found if "return" not in annotations] == []
+        assert [
+            (name, value)
+            for name, annotations in found
+            for value in annotations.values()
+            if not isinstance(value, str) and value not in cheap
+        ] == []
+        assert all(isinstance(value, str) for value in xcc.__annotations__.values())
 
 
 # ---------------------------------------------------------------------------- exceptions
@@ -4918,6 +4956,18 @@ class TestOriginalCallers:
         assert code == 0, err
         assert json.dumps(standin.X8_01, indent=4) in out
         assert "POST  " + TOKEN_PATH in out
+
+    def test_the_typed_example_runs_against_the_stand_in(self, stand_in):
+        # .ci/run type-checks it with mypy --strict; here it runs, annotations and all.
+        stand_in.result_size = 2 * 32768 + 7
+        code, out, err = run_python(
+            ["offline/typed_example.py", stand_in.host, str(stand_in.port), standin.REFRESH_TOKEN]
+        )
+        assert code == 0, err
+        assert "device: X8_01 online" in out
+        assert "result: 65543 bytes" in out
+        assert "error: HTTPError 404: Device not found." in out
+        assert standin.REFRESH_TOKEN not in out + err
 
 
 # ------------------------------------------------------------------ Connection: settings

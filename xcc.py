@@ -34,6 +34,49 @@ import time
 from collections import OrderedDict
 from collections.abc import MutableMapping
 
+# Type annotations are strings that only a type checker reads, and the names they use are
+# imported for it alone (mypy and pyright take this name as typing.TYPE_CHECKING): at run
+# time ``import typing`` would cost as much as ``import xcc`` itself (over 10 ms on 3.6).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    import logging
+    import ssl
+    import zlib
+    from typing import (
+        IO,
+        AbstractSet,
+        Any,
+        Callable,
+        Dict,
+        Iterable,
+        Iterator,
+        List,
+        Mapping,
+        NoReturn,
+        Optional,
+        Sequence,
+        Set,
+        Tuple,
+        Type,
+        TypeVar,
+        Union,
+    )
+
+    _Origin = Tuple[str, str, int]  # (scheme, lower-cased host, port)
+    _Timeouts = Tuple[Optional[float], Optional[float]]  # (connect, read); None: forever
+    _Verify = Union[bool, str]
+    # A _Pool key: (origin, the proxy's key or None, the verify setting or None for http).
+    _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]
+    _Source = Tuple[str, Optional[str]]  # why a proxy was chosen, for the log
+    _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
+    _Fields = List[Tuple[str, str]]
+    _HeadersBase = MutableMapping[str, str]
+    _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
+    _Connection = TypeVar("_Connection", bound="Connection")
+else:
+    _HeadersBase = MutableMapping  # collections.abc is not subscriptable before 3.9
+
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
 # argparse) are imported where they are used, so that ``import xcc`` stays cheap.
 
@@ -129,10 +172,10 @@ _PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
 
 # --------------------------------------------------------------------------- diagnostics
 
-_LOGGER = None  # the "xcc" logger, made once the program has imported logging
+_LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is imported
 
 
-def _log_enabled():
+def _log_enabled() -> bool:
     """Returns whether the ``xcc`` logger would emit a DEBUG record now.
 
     ``import logging`` costs milliseconds, so ``import xcc`` does not pay it: a program
@@ -152,11 +195,12 @@ def _log_enabled():
     return _LOGGER.isEnabledFor(10)  # logging.DEBUG
 
 
-def _debug(message, *args):
+def _debug(message: str, *args: object) -> None:
     """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
     or a proxy password: a URL that a server sent is masked where it is read (see
     :func:`_exchange`), as a log line goes wherever the program sends its logs."""
     if _log_enabled():
+        assert _LOGGER is not None  # _log_enabled() made it
         _LOGGER.debug(message, *args)
 
 
@@ -166,7 +210,7 @@ _UNPRINTABLE = {code: f"\\x{code:02x}" for code in list(range(32)) + list(range(
 _UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
-def _printable(text, limit=None):
+def _printable(text: str, limit: "Optional[int]" = None) -> str:
     """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
     ``limit`` characters if given."""
     text = text.translate(_UNPRINTABLE)
@@ -186,7 +230,7 @@ class RequestException(OSError):
         response (Response, optional): the response that the error is about, if any
     """
 
-    def __init__(self, message="", response=None):
+    def __init__(self, message: str = "", response: "Optional[Response]" = None) -> None:
         super().__init__(message)
         self.response = response
 
@@ -230,7 +274,7 @@ class _StaleSocket(Exception):
 # ------------------------------------------------------------------------ private helpers
 
 
-def _check_token(name, token):
+def _check_token(name: str, token: object) -> "Optional[str]":
     """Returns ``token`` if it can be a JWT, never echoing it in an error.
 
     Args:
@@ -256,7 +300,7 @@ def _check_token(name, token):
     return token
 
 
-def _jwt_expiry(token):
+def _jwt_expiry(token: str) -> "Optional[float]":
     """Returns the ``exp`` claim of a JWT in Unix seconds, or ``None`` if it has none.
 
     The signature is not checked (the server does that); the expiry only spares a request
@@ -276,7 +320,7 @@ def _jwt_expiry(token):
     return expiry
 
 
-def _check_method(method):
+def _check_method(method: object) -> str:
     """Returns the upper-cased HTTP method, refusing anything but an RFC 9110 token."""
     if not isinstance(method, str):
         raise TypeError(f"The method must be a string, not {type(method).__name__}")
@@ -285,7 +329,7 @@ def _check_method(method):
     return method.upper()
 
 
-def _check_header(name, value):
+def _check_header(name: object, value: object) -> "Tuple[str, str]":
     """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
 
     A CR, LF or other control character would let a value start a new header or request
@@ -309,7 +353,7 @@ def _check_header(name, value):
     return name, value.strip(" \t")
 
 
-def _quote(text, safe=frozenset()):
+def _quote(text: "Union[str, bytes]", safe: "AbstractSet[str]" = frozenset()) -> str:
     """Percent-encodes the UTF-8 bytes of ``text`` except unreserved characters and ``safe``."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     return "".join(
@@ -318,7 +362,7 @@ def _quote(text, safe=frozenset()):
     )
 
 
-def _requote(path):
+def _requote(path: str) -> str:
     """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
 
     Valid ``%XX`` escapes are kept as they are, so a path that is already encoded is sent
@@ -336,14 +380,14 @@ def _requote(path):
     return "".join(pieces)
 
 
-def _form_value(value):
+def _form_value(value: object) -> str:
     """Returns the form-encoded text of a key or value (``+`` for space, as urlencode)."""
     if not isinstance(value, (str, bytes)):
         value = str(value)
     return _quote(value, _FORM_SAFE).replace(" ", "+")
 
 
-def _encode_pairs(pairs):
+def _encode_pairs(pairs: "_Pairs") -> str:
     """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``.
 
     A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
@@ -357,7 +401,7 @@ def _encode_pairs(pairs):
             # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    encoded = []
+    encoded: List[str] = []
     for key, value in items:
         values = (
             value
@@ -370,7 +414,7 @@ def _encode_pairs(pairs):
     return "&".join(encoded)
 
 
-def _encode_query(params):
+def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
     """Returns the query string for a request's ``params`` (already encoded if a string)."""
     if isinstance(params, (str, bytes)):
         text = params.decode("utf-8") if isinstance(params, bytes) else params
@@ -386,7 +430,7 @@ def _encode_query(params):
         ) from exc
 
 
-def _encode_body(data, json_body):
+def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
     """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
 
     ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
@@ -429,7 +473,7 @@ def _encode_body(data, json_body):
         raise TypeError(f"{message} ({exc})") from exc
 
 
-def _check_timeout(timeout):
+def _check_timeout(timeout: "Any") -> "_Timeouts":
     """Returns ``(connect, read)`` seconds from a requests-style ``timeout`` (``None``: forever)."""
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
     for value in pair:
@@ -448,7 +492,7 @@ def _check_timeout(timeout):
     return pair
 
 
-def _valid_host(host):
+def _valid_host(host: str) -> bool:
     """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
     no space, no control character, nothing that could end a request line or a header."""
     if not host or not _HOST_CHARS.issuperset(host):
@@ -456,18 +500,18 @@ def _valid_host(host):
     return ":" not in host or _ip_network(host) is not None
 
 
-def _netloc(host, port):
+def _netloc(host: str, port: int) -> str:
     """Returns ``host:port`` for a URL, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _url(origin, target):
+def _url(origin: "_Origin", target: str) -> str:
     """Returns the absolute URL of ``target`` (path and query) at ``origin``."""
     scheme, host, port = origin
     return f"{scheme}://{_netloc(host, port)}{target}"
 
 
-def _split_url(url):
+def _split_url(url: str) -> "Tuple[_Origin, str]":
     """Returns ``(origin, target)`` of an absolute http(s) URL; ``origin`` is a tuple
     ``(scheme, lower-cased host, port)`` with the scheme's default port filled in."""
     from urllib.parse import urlsplit
@@ -487,7 +531,7 @@ def _split_url(url):
     return (scheme, host, port), target
 
 
-def _should_strip_auth(old, new):
+def _should_strip_auth(old: "_Origin", new: "_Origin") -> bool:
     """Returns whether a redirect from origin ``old`` to origin ``new`` must drop credentials.
 
     Origins are ``(scheme, lower-cased host, port)`` with default ports filled in, so
@@ -500,7 +544,7 @@ def _should_strip_auth(old, new):
     return not (upgrade and old[1] == new[1])
 
 
-def _redirect_method(status, method):
+def _redirect_method(status: int, method: str) -> str:
     """Returns the method to follow a redirect with, by requests' rules (RFC 9110 §15.4)."""
     if status in (302, 303) and method != "HEAD":
         return "GET"
@@ -509,7 +553,7 @@ def _redirect_method(status, method):
     return method
 
 
-def _environ_proxies(environ, schemes):
+def _environ_proxies(environ: "Mapping[str, str]", schemes: "Iterable[str]") -> "Dict[str, str]":
     """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
     environment, with the precedence of ``urllib.request.getproxies_environment()``.
 
@@ -528,7 +572,7 @@ def _environ_proxies(environ, schemes):
     return proxies
 
 
-def _ip_network(text):
+def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]":
     """Returns the ``ipaddress`` network (a single address is a /32 or /128) of ``text``,
     or ``None`` if it is not an IP literal or CIDR range."""
     import ipaddress
@@ -539,7 +583,7 @@ def _ip_network(text):
         return None
 
 
-def _split_host_port(entry):
+def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
     """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
     if entry.startswith("["):
         host, _, rest = entry[1:].partition("]")
@@ -551,7 +595,7 @@ def _split_host_port(entry):
     return host, int(port) if port else None
 
 
-def _bypass_proxy(host, port, no_proxy):
+def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
     """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
     or ``None``.
 
@@ -589,7 +633,7 @@ def _bypass_proxy(host, port, no_proxy):
 _NO_PROXY_SET = ("none", None)  # why a request goes direct when nothing names a proxy
 
 
-def _system_proxy_url(settings, scheme, windows):
+def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
     """Returns the URL of the proxy for ``scheme`` in the system's settings, as
     ``urllib.request.getproxies()`` gives them, or ``None``.
 
@@ -608,7 +652,7 @@ def _system_proxy_url(settings, scheme, windows):
     return value
 
 
-def _system_proxy(scheme, host):
+def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
     """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
     Internet Options, macOS's network settings), read by ``urllib.request`` as requests
     reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
@@ -628,7 +672,12 @@ def _system_proxy(scheme, host):
 _SYSTEM_PROXY = _system_proxy if sys.platform in ("win32", "darwin") else None
 
 
-def _proxy_url(origin, proxies, environ=os.environ, system=_SYSTEM_PROXY):
+def _proxy_url(
+    origin: "_Origin",
+    proxies: "Optional[Mapping[str, Optional[str]]]",
+    environ: "Mapping[str, str]" = os.environ,
+    system: "Optional[Callable[[str, str], Tuple[Optional[str], _Source]]]" = _SYSTEM_PROXY,
+) -> "Tuple[Optional[str], _Source]":
     """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
     to go direct), and why, for the log.
 
@@ -654,7 +703,7 @@ def _proxy_url(origin, proxies, environ=os.environ, system=_SYSTEM_PROXY):
     return found[key], ("environment", key)
 
 
-def _proxy_text(proxy, source):
+def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
     """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
     the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
     kind, detail = source
@@ -664,6 +713,7 @@ def _proxy_text(proxy, source):
     if kind == "proxies":
         return f"{shown}, from proxies[{detail!r}]"
     if kind == "environment":  # lower case wins, as in _environ_proxies
+        assert detail is not None  # the variable's scheme
         names = (detail + "_proxy", detail.upper() + "_PROXY")
         return f"{shown}, from " + next((name for name in names if os.environ.get(name)), names[1])
     if kind == "system":
@@ -682,7 +732,7 @@ class _Proxy:
     and no response read from one, holds the password.
     """
 
-    def __init__(self, url):
+    def __init__(self, url: str) -> None:
         from urllib.parse import unquote, urlsplit
 
         # Say nothing of a URL that does not parse, not even in a chained cause: it may
@@ -722,17 +772,17 @@ class _Proxy:
                 raw = credentials.encode("utf-8")
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
 
-    def masked(self, text):
+    def masked(self, text: str) -> str:
         """Returns a proxy's words ``text`` without the Base64 credentials it may echo."""
         if self.authorization:
             text = text.replace(self.authorization[6:], "[credentials]")
         return text
 
 
-_SSL_CONTEXTS = {}
+_SSL_CONTEXTS: "Dict[_Verify, ssl.SSLContext]" = {}
 
 
-def _ssl_context(verify):
+def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
     """Returns ``(key, context)``: the shared SSL context for a ``verify`` setting.
 
     ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
@@ -746,7 +796,7 @@ def _ssl_context(verify):
     return verify, context
 
 
-def _ca_bundle(verify):
+def _ca_bundle(verify: "_Verify") -> "Tuple[_Verify, str]":
     """Returns ``(verify, source)``: ``verify`` with ``True`` replaced by the path in
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` if one is set, and where that came from."""
     if verify is True:
@@ -756,7 +806,7 @@ def _ca_bundle(verify):
     return verify, "verify"
 
 
-def _ca_source(verify):
+def _ca_source(verify: "_Verify") -> str:
     """Returns what the log says of the CAs that a ``verify`` setting trusts, and why."""
     verify, source = _ca_bundle(verify)
     if verify is False:
@@ -779,7 +829,7 @@ def _ca_source(verify):
     return "the system's CAs: " + (", ".join(chosen) or "none found")
 
 
-def _new_ssl_context(verify, source):
+def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
     """Builds the SSL context for :func:`_ssl_context`; ``source`` names where a path came from."""
     import ssl
 
@@ -810,7 +860,7 @@ def _new_ssl_context(verify, source):
     return context
 
 
-def _json_object(response):
+def _json_object(response: "Response") -> "Dict[str, Any]":
     """Returns the JSON object in a response's body, or ``{}`` if there is none."""
     try:
         body = response.json()
@@ -819,20 +869,20 @@ def _json_object(response):
     return body if isinstance(body, dict) else {}
 
 
-def _validation_messages(meta):
+def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
     """Returns the messages of a ``validation-error`` body's ``meta``, in order.
 
     Each value of ``meta`` is a list of messages or a mapping whose values are lists:
     ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
     """
-    messages = []
+    messages: List[str] = []
     for value in meta.values():
         for group in value.values() if isinstance(value, dict) else (value,):
             messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
     return messages
 
 
-def _http_error(response):
+def _http_error(response: "Response") -> "HTTPError":
     """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
     the messages of a validation error, else the ``detail``, else requests' wording.
 
@@ -849,7 +899,7 @@ def _http_error(response):
     return HTTPError(message, response=response)
 
 
-def _masked(text, secrets):
+def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
     """Returns ``text`` with each of ``secrets`` (tokens; ``None`` is skipped) as ``[token]``."""
     for secret in secrets:
         if secret:
@@ -857,7 +907,7 @@ def _masked(text, secrets):
     return text
 
 
-def _mask(error, secrets):
+def _mask(error: "Optional[BaseException]", secrets: "Iterable[Optional[str]]") -> None:
     """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
     user can read of ``error``: its message, those of its chained causes and contexts, and
     the reason, URL, header values and body of its response.
@@ -868,8 +918,9 @@ def _mask(error, secrets):
     every :class:`RequestException` they raise through here; a URL is masked earlier, where
     :func:`_exchange` reads it, as a streamed body's errors come after ``request()``.
     """
-    secrets = [secret for secret in secrets if secret]
-    pending, seen = [error], set()
+    tokens = [secret for secret in secrets if secret]
+    pending: List[Optional[BaseException]] = [error]
+    seen: Set[int] = set()
     while pending and len(seen) < _MAX_CHAIN:
         error = pending.pop()
         if error is None or id(error) in seen:
@@ -877,25 +928,25 @@ def _mask(error, secrets):
         seen.add(id(error))
         # An OSError with an errno keeps its numbers: only its strings are the server's.
         error.args = tuple(
-            _masked(arg, secrets) if isinstance(arg, str) else arg for arg in error.args
+            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in error.args
         )
         response = getattr(error, "response", None)
         if isinstance(response, Response):
             response.reason, response.url = (
-                _masked(response.reason, secrets),
-                _masked(response.url, secrets),
+                _masked(response.reason, tokens),
+                _masked(response.url, tokens),
             )
             for name, value in list(response.headers.items()):
-                response.headers[name] = _masked(value, secrets)
+                response.headers[name] = _masked(value, tokens)
             if response._content is not None:
-                for secret in secrets:
+                for secret in tokens:
                     response._content = response._content.replace(
                         secret.encode("utf-8"), b"[token]"
                     )
         pending.extend((error.__cause__, error.__context__))
 
 
-def _settings_path():
+def _settings_path() -> str:
     """Returns the ``.env`` file where the original client's ``xcc config`` saves settings
     (``appdirs.user_config_dir("xanadu-cloud", "Xanadu")`` + ``.env``)."""
     if sys.platform == "win32":
@@ -907,7 +958,7 @@ def _settings_path():
     return os.path.join(base, "xanadu-cloud", ".env")
 
 
-def _read_dotenv(path):
+def _read_dotenv(path: str) -> "Dict[str, str]":
     """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
 
     It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
@@ -935,12 +986,12 @@ def _read_dotenv(path):
     return values
 
 
-def _load_settings():
+def _load_settings() -> "Dict[str, Any]":
     """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
     environment variables over the same keys in the settings file."""
     path = _settings_path()
     saved = _read_dotenv(path)
-    settings = {}
+    settings: Dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
         if name in os.environ:
@@ -966,41 +1017,41 @@ def _load_settings():
     return settings
 
 
-class _Headers(MutableMapping):
+class _Headers(_HeadersBase):
     """HTTP header fields: a dict whose keys compare case-insensitively, as requests'
     ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
 
-    def __init__(self, fields=()):
-        self._fields = {}
+    def __init__(self, fields: "Iterable[Tuple[str, str]]" = ()) -> None:
+        self._fields: Dict[str, Tuple[str, str]] = {}
         self.update(fields)
 
-    def __setitem__(self, name, value):
+    def __setitem__(self, name: str, value: str) -> None:
         self._fields[name.lower()] = (name, value)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> str:
         return self._fields[name.lower()][1]
 
-    def __delitem__(self, name):
+    def __delitem__(self, name: str) -> None:
         del self._fields[name.lower()]
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[str]":
         return (name for name, _ in self._fields.values())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._fields)
 
-    def __contains__(self, name):  # faster than Mapping's, which goes through a KeyError
+    def __contains__(self, name: "Any") -> bool:  # faster than Mapping's: no KeyError
         return name.lower() in self._fields
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: "Any" = None) -> "Any":
         """Returns the value of header ``name``, or ``default``."""
         field = self._fields.get(name.lower())
         return default if field is None else field[1]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(dict(self.items()))
 
-    def copy(self):
+    def copy(self) -> "_Headers":
         """Returns a shallow copy."""
         headers = _Headers()
         headers._fields = self._fields.copy()
@@ -1017,7 +1068,7 @@ class _Decoder:
     :class:`ConnectionError`.
     """
 
-    def __init__(self, coding, label):
+    def __init__(self, coding: str, label: str) -> None:
         import zlib
 
         self._zlib = zlib
@@ -1026,12 +1077,12 @@ class _Decoder:
         self._head = b""  # the first bytes of a deflate stream, until its format is known
         self._decompressor = None
 
-    def decode(self, pieces, size):
+    def decode(self, pieces: "Iterable[bytes]", size: "Optional[int]") -> "Iterator[bytes]":
         """Yields the decoded bytes of the body's ``pieces`` in pieces of at most ``size``
         bytes (``None``: as they come), then checks that the stream ended."""
         limit = size or 0  # zlib's max_length; 0: no limit
         for data in pieces:
-            more = True
+            more: Union[bool, int] = True
             while more:
                 decompressor = self._decompressor
                 if decompressor is None or decompressor.eof:
@@ -1054,7 +1105,7 @@ class _Decoder:
         if self._head or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
 
-    def _start(self, data):
+    def _start(self, data: bytes) -> "Tuple[Optional[zlib._Decompress], bytes]":
         """Returns a decompressor for the stream (or gzip member) that begins with ``data``,
         and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
         zlib = self._zlib
@@ -1076,7 +1127,7 @@ class _Decoder:
         self._decompressor = zlib.decompressobj(wbits)
         return self._decompressor, data
 
-    def _corrupt(self, cause):
+    def _corrupt(self, cause: object) -> "ConnectionError":
         return ConnectionError(f"{self._label} failed: corrupt {self._coding} body ({cause})")
 
 
@@ -1094,37 +1145,44 @@ class Response:
         url (str): the URL that answered, after redirects
     """
 
-    def __init__(self, status_code, reason, headers, url, body):
+    def __init__(
+        self,
+        status_code: int,
+        reason: str,
+        headers: "MutableMapping[str, str]",
+        url: str,
+        body: "_Body",
+    ) -> None:
         self.status_code = status_code
         self.reason = reason
         self.headers = headers
         self.url = url
         self._body = body
-        self._content = None
+        self._content: Optional[bytes] = None
         self._consumed = False
         # Whether the request that got this answer carried the connection's credentials:
         # false after a redirect to another origin (see _send).
         self._credentials_sent = True
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Response [{self.status_code}]>"
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.ok
 
-    def __enter__(self):
+    def __enter__(self: "_Self") -> "_Self":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         """bool: whether the status code is below 400."""
         return self.status_code < 400
 
     @property
-    def content(self):
+    def content(self) -> bytes:
         """bytes: the whole body, decoded if it was sent with gzip or deflate.
 
         It is held in memory whole, by definition: a compressed body of a megabyte may
@@ -1147,7 +1205,7 @@ class Response:
         return self._content
 
     @property
-    def text(self):
+    def text(self) -> str:
         """str: the body decoded with the charset of ``Content-Type``, else UTF-8."""
         charset = "utf-8"
         for parameter in self.headers.get("Content-Type", "").split(";")[1:]:
@@ -1159,7 +1217,7 @@ class Response:
         except (LookupError, UnicodeError):  # the idna codec refuses errors="replace"
             return self.content.decode("utf-8", errors="replace")
 
-    def json(self, **kwargs):
+    def json(self, **kwargs: "Any") -> "Any":
         """Returns the body parsed as JSON.
 
         Args:
@@ -1172,13 +1230,13 @@ class Response:
 
         return json.loads(self.content, **kwargs)
 
-    def raise_for_status(self):
+    def raise_for_status(self) -> None:
         """Raises :class:`HTTPError` if the status code is 4XX or 5XX, worded as requests
         words it: ``"404 Client Error: Not Found for url: ..."``."""
         if 400 <= self.status_code < 600:
             raise HTTPError(self._status_message(), response=self)
 
-    def iter_content(self, chunk_size=1):
+    def iter_content(self, chunk_size: "Optional[int]" = 1) -> "Iterator[bytes]":
         """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
         was sent with gzip or deflate (a decoded piece is never larger than ``chunk_size``).
         With ``stream=True`` the pieces are read from the socket as they are asked for, so
@@ -1205,11 +1263,11 @@ class Response:
         self._consumed = True
         return self._decoded(size)
 
-    def close(self):
+    def close(self) -> None:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
         self._body.close()
 
-    def _decoded(self, size):
+    def _decoded(self, size: "Optional[int]") -> "Iterator[bytes]":
         """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
         pieces of at most ``size`` bytes if it was sent compressed."""
         try:
@@ -1221,7 +1279,7 @@ class Response:
             self._body.close()  # a corrupt body leaves the socket in an unknown state
             raise
 
-    def _decoders(self):
+    def _decoders(self) -> "List[_Decoder]":
         """Returns the decoders of the body's ``Content-Encoding``, the last coding applied
         first. A body only in codings the module does not ask for (``br``) is handed over
         as sent, as requests does; one that could be decoded only in part is refused."""
@@ -1242,7 +1300,7 @@ class Response:
             )
         return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
 
-    def _discard(self):
+    def _discard(self) -> None:
         """Drops the body; a short one is read to its end so that its socket is reused."""
         if not self._consumed:
             try:
@@ -1251,7 +1309,7 @@ class Response:
                 pass  # the socket is closed; the response was answered anyway
         self.close()
 
-    def _status_message(self):
+    def _status_message(self) -> str:
         """Returns requests' wording of an error status."""
         kind = "Client" if self.status_code < 500 else "Server"
         reason = _printable(self.reason)  # UTF-8 may hold a C1 control or U+2028
@@ -1268,7 +1326,7 @@ _TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 # descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
 if hasattr(select, "poll"):
 
-    def _readable(sock):
+    def _readable(sock: "socket.socket") -> bool:
         """Returns whether ``sock`` has something to read (or was closed) right now."""
         poller = select.poll()
         poller.register(sock, select.POLLIN)
@@ -1276,12 +1334,12 @@ if hasattr(select, "poll"):
 
 else:
 
-    def _readable(sock):
+    def _readable(sock: "socket.socket") -> bool:
         """Returns whether ``sock`` has something to read (or was closed) right now."""
         return bool(select.select([sock], [], [], 0)[0])
 
 
-def _failure(exc, label, connecting=False):
+def _failure(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
     """Returns the exception to raise for an error ``exc`` of the socket, TLS or codec
     layer while ``label`` was under way, so that no ``socket``, ``ssl`` or codec error ever
     reaches the caller."""
@@ -1290,7 +1348,7 @@ def _failure(exc, label, connecting=False):
     return ConnectionError(f"{label} failed: {exc}")
 
 
-def _remaining(deadline):
+def _remaining(deadline: "Optional[float]") -> "Optional[float]":
     """Returns the seconds left before ``deadline`` (``None``: no limit)."""
     if deadline is None:
         return None
@@ -1300,7 +1358,9 @@ def _remaining(deadline):
     return left
 
 
-def _connect(addresses, deadline):
+def _connect(
+    addresses: "Iterable[Tuple[Any, ...]]", deadline: "Optional[float]"
+) -> "socket.socket":
     """Opens a TCP connection to the first of ``addresses`` (``getaddrinfo()`` entries)
     that accepts before ``deadline``.
 
@@ -1325,7 +1385,7 @@ def _connect(addresses, deadline):
     raise error
 
 
-def _read_exactly(rfile, size):
+def _read_exactly(rfile: "IO[bytes]", size: int) -> bytes:
     """Returns ``size`` bytes from ``rfile``, fewer only if the peer closed first.
 
     Pieces of at most 1 MiB: a server that announces a terabyte gets an error when it stops
@@ -1343,7 +1403,7 @@ def _read_exactly(rfile, size):
     return b"".join(pieces)
 
 
-def _read_head(rfile, label):
+def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Fields]":
     """Reads a response's status line and header fields (RFC 9112 §4-§5), refusing what a
     strict parser refuses: a field that an intermediary on the path may read differently
     is how responses get smuggled.
@@ -1370,8 +1430,9 @@ def _read_head(rfile, label):
     left = _MAX_HEAD - len(line)
     lines = [line]
     names = []
-    fields = []
-    folds = {}  # index in fields -> the pieces of a folded value, joined once at the end
+    fields: _Fields = []
+    # index in fields -> the pieces of a folded value, joined once at the end
+    folds: Dict[int, List[str]] = {}
     for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
         line = rfile.readline(left + 1)
         left -= len(line)
@@ -1400,15 +1461,15 @@ def _read_head(rfile, label):
         raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
     for index, pieces in folds.items():
         fields[index] = (fields[index][0], " ".join(pieces))
-    reason = parts[2].strip() if len(parts) == 3 else b""
+    raw_reason = parts[2].strip() if len(parts) == 3 else b""
     try:
-        reason = reason.decode("utf-8")
+        reason = raw_reason.decode("utf-8")
     except UnicodeDecodeError:
-        reason = reason.decode("latin-1")
+        reason = raw_reason.decode("latin-1")
     return parts[0], int(code), reason, fields
 
 
-def _bad_line(lines):
+def _bad_line(lines: "List[bytes]") -> bytes:
     """Returns the first of a head's ``lines`` that holds a control character (but a tab)
     or a field name that is not a token, shortened for an error message."""
     for index, line in enumerate(lines):
@@ -1421,7 +1482,9 @@ def _bad_line(lines):
     return b""
 
 
-def _framing(method, version, status, headers, label):
+def _framing(
+    method: str, version: bytes, status: int, headers: "_Headers", label: str
+) -> "Tuple[Optional[int], bool, bool]":
     """Returns ``(length, chunked, keep_alive)`` for a response body (RFC 9112 §6.3).
 
     ``length`` is the body's size, or ``None`` if it is chunked or ends when the server
@@ -1466,22 +1529,23 @@ class _SocketReader(io.RawIOBase):
 
     probing = False
 
-    def __init__(self, sock):
+    def __init__(self, sock: "socket.socket") -> None:
         io.RawIOBase.__init__(self)
         self._sock = sock
         self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer):
+    def readinto(self, buffer: "Any") -> "Optional[int]":
         """Receives into ``buffer``; returns the byte count, or ``None`` for nothing yet."""
-        if self.probing and not (self._tls and self._sock.pending()):
+        # pending() is an ssl.SSLSocket's, called only if self._tls.
+        if self.probing and not (self._tls and self._sock.pending()):  # type: ignore[attr-defined]
             return None
         return self._sock.recv_into(buffer)
 
 
-def _read_beyond(conn):
+def _read_beyond(conn: "_Conn") -> bool:
     """Returns whether bytes beyond the response just read wait in ``conn``'s read buffer or
     TLS layer. (Bytes still in the kernel are seen before the socket is reused:
     :meth:`_Conn.alive` refuses a socket that is readable while idle.)"""
@@ -1503,7 +1567,9 @@ class _Body:
     chunk) raises :class:`ConnectionError`: a short body is never passed off as whole.
     """
 
-    def __init__(self, conn, label, length, chunked, keep_alive):
+    def __init__(
+        self, conn: "_Conn", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
+    ) -> None:
         self.label = label
         self.done = False
         self._conn = conn
@@ -1513,7 +1579,7 @@ class _Body:
         if length == 0:
             self._finish()
 
-    def read(self, amount=None):
+    def read(self, amount: "Optional[int]" = None) -> bytes:
         """Returns the next bytes of the body, ``b""`` at its end: ``amount`` bytes (fewer at
         the end, or up to the end of the current chunk), or all that is left if ``None``."""
         if self.done:
@@ -1527,19 +1593,19 @@ class _Body:
             self.close()
             raise _failure(exc, self.label) from exc
 
-    def drain(self, limit):
+    def drain(self, limit: int) -> None:
         """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
         while not self.done and limit > 0:
             limit -= len(self.read(min(limit, 16384)))
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         """Closes the socket unless the body was read to its end."""
         if not self.done:
             self.done = True
             self._conn.close()
 
-    def _finish(self):
+    def _finish(self) -> None:
         """Marks the end of the body and releases the socket: to the pool only if nothing
         beyond the body has arrived, since those bytes would be read as the next request's
         answer (a server counting characters for bytes, a body on a 204, an attack)."""
@@ -1549,7 +1615,7 @@ class _Body:
         else:
             self._conn.close()
 
-    def _read_plain(self, amount):
+    def _read_plain(self, amount: "Optional[int]") -> bytes:
         """Reads a body framed by ``Content-Length``, or by the end of the connection."""
         rfile = self._conn.rfile
         if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
@@ -1569,11 +1635,11 @@ class _Body:
             self._finish()
         return data
 
-    def _read_chunked(self, amount):
+    def _read_chunked(self, amount: "Optional[int]") -> bytes:
         """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
         current chunk, so that a stream yields each chunk as soon as it arrives."""
         rfile = self._conn.rfile
-        pieces = []
+        pieces: List[bytes] = []
         while True:
             if not self._left:
                 line = rfile.readline(_MAX_LINE + 1)
@@ -1598,7 +1664,7 @@ class _Body:
             if amount is not None:
                 return b"".join(pieces)
 
-    def _skip_trailers(self, rfile):
+    def _skip_trailers(self, rfile: "IO[bytes]") -> None:
         """Reads the trailer fields after the last chunk; nothing uses them."""
         for _ in range(_MAX_HEADERS + 1):
             line = rfile.readline(_MAX_LINE + 1)
@@ -1608,7 +1674,7 @@ class _Body:
                 break
         raise self._broken_chunk()
 
-    def _broken_chunk(self):
+    def _broken_chunk(self) -> "ConnectionError":
         return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
 
 
@@ -1616,14 +1682,21 @@ class _Conn:
     """One HTTP/1.1 connection to a server, direct or through a proxy's tunnel. It carries
     one request at a time and waits in the pool between requests."""
 
-    def __init__(self, key, sock):
+    def __init__(self, key: "_Key", sock: "socket.socket") -> None:
         self.key = key
         self.sock = sock
         self.rfile = io.BufferedReader(_SocketReader(sock))
         self.pid = os.getpid()
 
     @classmethod
-    def open(cls, key, proxy, context, timeouts, label):
+    def open(
+        cls,
+        key: "_Key",
+        proxy: "Optional[_Proxy]",
+        context: "Optional[ssl.SSLContext]",
+        timeouts: "_Timeouts",
+        label: str,
+    ) -> "_Conn":
         """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
         ``context`` is given, all within the connect timeout.
 
@@ -1664,7 +1737,7 @@ class _Conn:
             raise _failure(exc, label, connecting=True) from exc
         return cls(key, sock)
 
-    def alive(self):
+    def alive(self) -> bool:
         """Returns whether an idle socket can carry another request: a readable idle socket
         means the server closed it (or sent bytes nobody asked for)."""
         try:
@@ -1672,13 +1745,15 @@ class _Conn:
         except (OSError, ValueError):
             return False
 
-    def close(self):
+    def close(self) -> None:
         """Closes the socket."""
         self.rfile.close()
         self.sock.close()
 
 
-def _tunnel(sock, host, port, proxy, deadline):
+def _tunnel(
+    sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "Optional[float]"
+) -> None:
     """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
 
     The ``Host`` header goes out on every Python version, and ``Proxy-Authorization`` on
@@ -1706,14 +1781,14 @@ def _tunnel(sock, host, port, proxy, deadline):
         )
 
 
-def _utc(seconds):
+def _utc(seconds: "Optional[float]") -> str:
     """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
     if seconds is None:
         return "an unknown time"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
-def _der_items(data, start, end):
+def _der_items(data: bytes, start: int, end: int) -> "Iterator[Tuple[int, int, int]]":
     """Yields ``(tag, content start, content end)`` of the DER elements in ``data[start:end]``
     (X.690 §8.1: a tag byte, a length, the content); a bad length raises ``IndexError``."""
     while start < end:
@@ -1734,7 +1809,7 @@ _MAX_SHOWN_NAMES = 5  # subjectAltNames a message lists
 _MAX_SHOWN_CHARS = 200  # characters of a name (or all of a subject) a message shows
 
 
-def _certificate_facts(der):
+def _certificate_facts(der: "Optional[bytes]") -> "Optional[Dict[str, Any]]":
     """Returns what a message or a log line says of a DER certificate: ``subject``,
     ``issuer``, ``not_before`` and ``not_after`` (Unix seconds) and ``names`` (its
     subjectAltName DNS names and IP addresses), or ``None`` if it cannot be read.
@@ -1748,10 +1823,10 @@ def _certificate_facts(der):
     if der is None:  # getpeercert() gives None when there was no handshake
         return None
 
-    def children(span):
+    def children(span: "Tuple[Optional[int], int, int]") -> "List[Tuple[int, int, int]]":
         return list(_der_items(der, span[1], span[2]))
 
-    def name(span):
+    def name(span: "Tuple[int, int, int]") -> str:
         parts = []
         for _, *rdn in children(span):
             for _, *pair in _der_items(der, *rdn):
@@ -1761,7 +1836,7 @@ def _certificate_facts(der):
                     parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
         return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
 
-    def seconds(span):
+    def seconds(span: "Tuple[int, int, int]") -> int:
         text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
         if span[0] == 0x17:  # UTCTime: YYMMDDHHMMSS, 1950-2049 (RFC 5280 §4.1.2.5.1)
             text = ("19" if text[:2] >= "50" else "20") + text
@@ -1773,7 +1848,7 @@ def _certificate_facts(der):
         fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
         issuer, validity, subject = fields[2], fields[3], fields[4]
         not_before, not_after = children(validity)
-        names = []
+        names: List[str] = []
         for extensions in (field for field in fields[6:] if field[0] == 0xA3):
             for extension in children(children(extensions)[0]):
                 oid, *_, value = children(extension)
@@ -1799,7 +1874,13 @@ def _certificate_facts(der):
         return None
 
 
-def _peer_certificate(peer, host, port, proxy, deadline):
+def _peer_certificate(
+    peer: "Tuple[int, Any]",
+    host: str,
+    port: int,
+    proxy: "Optional[_Proxy]",
+    deadline: "Optional[float]",
+) -> "Optional[bytes]":
     """Returns the DER certificate that the server at ``peer`` (``(family, address)``,
     through ``proxy``'s tunnel if given) shows for ``host``, fetched with a handshake that
     verifies nothing, or ``None``. Nothing is sent on it; it only names a failure's cause."""
@@ -1820,7 +1901,9 @@ def _peer_certificate(peer, host, port, proxy, deadline):
         return None
 
 
-def _verification_error(exc, host, label, certificate):
+def _verification_error(
+    exc: Exception, host: str, label: str, certificate: "Optional[bytes]"
+) -> "SSLError":
     """Returns the :class:`SSLError` for a certificate that did not verify, naming its
     cause: an unknown issuer (with the CA advice), dates (with this machine's clock), or a
     host name that the certificate does not hold (with the names it holds).
@@ -1862,7 +1945,14 @@ def _verification_error(exc, host, label, certificate):
     return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
 
 
-def _wrap_tls(sock, origin, proxy, context, deadline, label):
+def _wrap_tls(
+    sock: "socket.socket",
+    origin: "_Origin",
+    proxy: "Optional[_Proxy]",
+    context: "ssl.SSLContext",
+    deadline: "Optional[float]",
+    label: str,
+) -> "ssl.SSLSocket":
     """Returns ``sock`` wrapped in TLS for the host of ``origin``, its certificate checked by
     ``context``; ``proxy`` is the one whose tunnel ``sock`` is, if any."""
     import ssl
@@ -1879,7 +1969,7 @@ def _wrap_tls(sock, origin, proxy, context, deadline, label):
             raise _verification_error(exc, host, label, certificate) from exc
         raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
     if _log_enabled():
-        facts = _certificate_facts(sock.getpeercert(binary_form=True)) or {}
+        facts = _certificate_facts(sock.getpeercert(binary_form=True) or b"") or {}
         _debug(
             "%s with %r: certificate of %s, issued by %s, valid until %s",
             sock.version(),
@@ -1902,13 +1992,14 @@ class _Pool:
     parent's sockets, since two processes writing to one TCP stream would interleave requests.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle = OrderedDict()  # key -> [(idle since, conn)], least recently used first
+        # key -> [(idle since, conn)], least recently used first
+        self._idle: OrderedDict[_Key, List[Tuple[float, _Conn]]] = OrderedDict()
         self._pid = os.getpid()
         self._next_sweep = 0.0
 
-    def get(self, key):
+    def get(self, key: "_Key") -> "Optional[_Conn]":
         """Returns an idle connection for ``key`` that is still open, or ``None``. The order of
         the least recently used servers changes on :meth:`put` only."""
         self._check_fork()
@@ -1923,18 +2014,18 @@ class _Pool:
             _debug("Dropping a kept-alive connection that the server closed while idle")
             conn.close()
 
-    def put(self, conn):
+    def put(self, conn: "_Conn") -> None:
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
         self._check_fork()
         if conn.pid != self._pid:
             conn.close()
             return
         now = time.monotonic()
-        dropped = []
+        dropped: List[_Conn] = []
         with self._lock:
             idle = self._idle.get(conn.key)
             new_server = idle is None
-            if new_server:
+            if idle is None:
                 idle = self._idle[conn.key] = []
                 while len(self._idle) > _MAX_POOLS:
                     _, evicted = self._idle.popitem(last=False)
@@ -1952,7 +2043,7 @@ class _Pool:
         for old in dropped:
             old.close()
 
-    def close(self, origin):
+    def close(self, origin: "_Origin") -> None:
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
         self._check_fork()
         with self._lock:
@@ -1961,12 +2052,12 @@ class _Pool:
         for conn in conns:
             conn.close()
 
-    def _sweep(self, now):
+    def _sweep(self, now: float) -> "List[_Conn]":
         """Takes out and returns the idle connections that idled too long or that their
         server closed; the caller holds the lock. A socket is checked whatever server it
         belongs to, so that no dead socket stays open until its server is asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
-        dropped = []
+        dropped: List[_Conn] = []
         for key, idle in list(self._idle.items()):
             kept = []
             for since, conn in idle:
@@ -1980,7 +2071,7 @@ class _Pool:
                 del self._idle[key]
         return dropped
 
-    def _check_fork(self):
+    def _check_fork(self) -> None:
         """In a child process, forgets the parent's sockets and lock."""
         if self._pid == os.getpid():
             return
@@ -1996,10 +2087,10 @@ class _Pool:
 
 _POOL = _Pool()
 
-_PROXIES = {}
+_PROXIES: "Dict[str, _Proxy]" = {}
 
 
-def _proxy(url):
+def _proxy(url: str) -> "_Proxy":
     """Returns the parsed :class:`_Proxy` for a proxy URL, parsed once per URL."""
     proxy = _PROXIES.get(url)
     if proxy is None:
@@ -2007,13 +2098,20 @@ def _proxy(url):
     return proxy
 
 
-def _serialize(method, origin, target, headers, body, proxy):
+def _serialize(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    proxy: "Optional[_Proxy]",
+) -> bytes:
     """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
     scheme, host, port = origin
-    forwarding = proxy is not None and scheme == "http"
-    if forwarding:
+    forwarding = proxy if scheme == "http" else None  # the proxy that reads the request
+    if forwarding is not None:
         target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
-        if proxy.authorization and "Proxy-Authorization" in headers:
+        if forwarding.authorization and "Proxy-Authorization" in headers:
             # One Proxy-Authorization (RFC 9110 §11.7.1): the proxy URL's wins, as in requests.
             headers = headers.copy()
             del headers["Proxy-Authorization"]
@@ -2029,13 +2127,21 @@ def _serialize(method, origin, target, headers, body, proxy):
         lines.append(f"Content-Length: {len(body)}")
     elif method not in ("GET", "HEAD"):
         lines.append("Content-Length: 0")
-    if forwarding and proxy.authorization:
-        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    if forwarding is not None and forwarding.authorization:
+        lines.append(f"Proxy-Authorization: {forwarding.authorization}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
 
 
-def _roundtrip(conn, head, body, method, url, label, options):
+def _roundtrip(
+    conn: "_Conn",
+    head: bytes,
+    body: "Optional[bytes]",
+    method: str,
+    url: str,
+    label: str,
+    options: "_Options",
+) -> "Response":
     """Sends a request on ``conn`` and returns its :class:`Response` once the head is read
     (and the body too, unless ``options.stream``).
 
@@ -2099,7 +2205,9 @@ def _roundtrip(conn, head, body, method, url, label, options):
     return response
 
 
-def _response_text(origin, target, method, response, started):
+def _response_text(
+    origin: "_Origin", target: str, method: str, response: "Response", started: float
+) -> str:
     """Returns the log line of a response, worded as urllib3's, with the body's size and the
     milliseconds since ``started`` (connecting included)."""
     if response._content is not None:
@@ -2111,7 +2219,14 @@ def _response_text(origin, target, method, response, started):
     return f'{_url(origin, "")} "{request_line}" {response.status_code} {size} {elapsed:.0f} ms'
 
 
-def _exchange(method, origin, target, headers, body, options):
+def _exchange(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    options: "_Options",
+) -> "Response":
     """Sends one request over a pooled or a new socket and returns its :class:`Response`.
 
     An idle socket can die between the pool's check and the request; if it fails before a
@@ -2127,7 +2242,7 @@ def _exchange(method, origin, target, headers, body, options):
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
-    key = (origin, proxy and proxy.key, verify)
+    key = (origin, None if proxy is None else proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
     logging_on = _log_enabled()
     started = time.monotonic()  # for the log only
@@ -2174,7 +2289,14 @@ def _exchange(method, origin, target, headers, body, options):
     return response
 
 
-def _send(method, origin, target, headers, body, options):
+def _send(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    options: "_Options",
+) -> "Response":
     """Sends a request, follows its redirects as requests does, and returns the last
     :class:`Response`.
 
@@ -2231,7 +2353,14 @@ class _Options:
 
     __slots__ = ("allow_redirects", "proxies", "secrets", "stream", "timeouts", "verify")
 
-    def __init__(self, timeout=10, verify=True, proxies=None, stream=False, allow_redirects=True):
+    def __init__(
+        self,
+        timeout: "Any" = 10,
+        verify: "Any" = True,
+        proxies: "Any" = None,
+        stream: bool = False,
+        allow_redirects: bool = True,
+    ) -> None:
         self.timeouts = _check_timeout(timeout)
         if not isinstance(verify, (bool, str)):
             try:
@@ -2248,13 +2377,14 @@ class _Options:
         self.proxies = proxies
         self.stream = bool(stream)
         self.allow_redirects = bool(allow_redirects)
-        self.secrets = ()  # the tokens that a URL a server sent is masked of (see _exchange)
+        # The tokens that a URL a server sent is masked of (see _exchange).
+        self.secrets: Tuple[Optional[str], ...] = ()
 
 
 # ---------------------------------------------------------------------------- Connection
 
 
-def _check_headers(headers, allow_none):
+def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
     """Returns the validated ``(name, value)`` pairs of a headers mapping.
 
     ``Content-Length`` is left out (it is counted from the body) and ``Transfer-Encoding``
@@ -2265,7 +2395,7 @@ def _check_headers(headers, allow_none):
         return []
     if not hasattr(headers, "items"):
         raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
-    checked = []
+    checked: List[Tuple[str, Any]] = []
     for name, value in headers.items():
         if value is None and allow_none:
             checked.append((_check_header(name, "")[0], None))
@@ -2316,13 +2446,13 @@ class Connection:
 
     def __init__(
         self,
-        refresh_token=None,
-        access_token=None,
-        host=_DEFAULT_HOST,
-        port=443,
-        tls=True,
-        headers=None,
-    ):
+        refresh_token: "Optional[str]" = None,
+        access_token: "Optional[str]" = None,
+        host: str = _DEFAULT_HOST,
+        port: int = 443,
+        tls: bool = True,
+        headers: "Optional[Dict[str, str]]" = None,
+    ) -> None:
         refresh_token = _check_token("refresh token", refresh_token)
         access_token = _check_token("access token", access_token)
         if refresh_token is None and access_token is None:
@@ -2346,7 +2476,7 @@ class Connection:
         self._host = host
         self._port = port
         self._tls = tls
-        self._headers = dict(checked)
+        self._headers: Dict[str, str] = dict(checked)
         self._origin = (self.scheme, host.lower(), port)
         # What every request sends but the access token, in the order of `headers`.
         self._base_headers = _Headers(
@@ -2359,21 +2489,22 @@ class Connection:
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         # How many refreshes failed, the last error and the settings it failed with.
-        self._failed_refresh = (0, None, None)
+        self._failed_refresh: Tuple[int, Any, Any] = (0, None, None)
         self._set_access_token(access_token)
 
     @property
-    def access_token(self):
-        """str: Returns the access token used to authenticate requests to the Xanadu Cloud."""
+    def access_token(self) -> "Optional[str]":
+        """Optional[str]: Returns the access token used to authenticate requests to the
+        Xanadu Cloud, ``None`` until one is fetched."""
         return self._token[0]
 
     @property
-    def api_version(self):
+    def api_version(self) -> str:
         """str: Returns the "Accept-Version" header included in requests to the Xanadu Cloud."""
         return self._headers.get("Accept-Version", _DEFAULT_API_VERSION)
 
     @property
-    def headers(self):
+    def headers(self) -> "Dict[str, str]":
         """Dict[str, str]: Returns the headers included in requests to the Xanadu Cloud."""
         return {
             "Accept-Version": self.api_version,
@@ -2383,36 +2514,36 @@ class Connection:
         }
 
     @property
-    def host(self):
+    def host(self) -> str:
         """str: Returns the host of the URL used to send requests to the Xanadu Cloud."""
         return self._host
 
     @property
-    def port(self):
+    def port(self) -> int:
         """int: Returns the port of the URL used to send requests to the Xanadu Cloud."""
         return self._port
 
     @property
-    def refresh_token(self):
-        """str: Returns the refresh token used to fetch access tokens."""
+    def refresh_token(self) -> "Optional[str]":
+        """Optional[str]: Returns the refresh token used to fetch access tokens."""
         return self._refresh_token
 
     @property
-    def scheme(self):
+    def scheme(self) -> str:
         """str: Returns the scheme of the URL used to send requests to the Xanadu Cloud."""
         return "https" if self._tls else "http"
 
     @property
-    def tls(self):
+    def tls(self) -> bool:
         """bool: Returns whether HTTPS is used for the connection to the Xanadu Cloud."""
         return self._tls
 
     @property
-    def user_agent(self):
+    def user_agent(self) -> str:
         """str: Returns the "User-Agent" header included in requests to the Xanadu Cloud."""
         return self._headers.get("User-Agent", f"XCC/{__version__} (API)")
 
-    def ping(self):
+    def ping(self) -> "Response":
         """Pings the Xanadu Cloud.
 
         Returns:
@@ -2427,19 +2558,19 @@ class Connection:
 
     def request(
         self,
-        method,
-        path,
+        method: str,
+        path: str,
         *,
-        headers=None,
-        params=None,
-        data=None,
-        json=None,
-        timeout=10,
-        stream=False,
-        allow_redirects=True,
-        verify=True,
-        proxies=None,
-    ):
+        headers: "Optional[Mapping[str, Union[str, bytes, None]]]" = None,
+        params: "Union[None, str, bytes, _Pairs]" = None,
+        data: "Union[None, bytes, bytearray, memoryview, str, IO[Any], _Pairs]" = None,
+        json: "Any" = None,
+        timeout: "Union[None, float, Tuple[Optional[float], Optional[float]]]" = 10,
+        stream: bool = False,
+        allow_redirects: bool = True,
+        verify: "Union[bool, str, os.PathLike[str]]" = True,
+        proxies: "Optional[Mapping[str, Optional[str]]]" = None,
+    ) -> "Response":
         """Sends an HTTP request to the Xanadu Cloud.
 
         The keyword arguments mean what they mean to ``requests.request()``. Everything is
@@ -2448,22 +2579,24 @@ class Connection:
         Args:
             method (str): HTTP request method, such as ``"GET"``
             path (str): HTTP request path, such as ``"/jobs"``; it cannot change the host
-            headers (Mapping[str, str], optional): headers merged case-insensitively over
-                :attr:`headers`; a ``None`` value removes a header
-            params (Mapping or Sequence[Tuple], optional): query parameters; a ``None``
-                value is left out and a list value repeats the key
-            data (bytes, str, Mapping or Sequence[Tuple], optional): the body; a mapping or
-                pairs are form-encoded
+            headers (Mapping[str, Optional[str]], optional): headers merged
+                case-insensitively over :attr:`headers`; a ``None`` value removes a header
+                (a ``bytes`` value is read as Latin-1)
+            params (str, bytes, Mapping or Sequence[Tuple], optional): query parameters; a
+                ``None`` value is left out and a list value repeats the key
+            data (bytes, str, file, Mapping or Sequence[Tuple], optional): the body; a
+                mapping or pairs are form-encoded, a binary or text file is read whole
             json (object, optional): a body serialised as JSON (without NaN or Infinity)
             timeout (float or Tuple[float, float], optional): seconds to wait for the
                 server, or a ``(connect, read)`` pair; ``None`` waits forever
             stream (bool): whether to leave the body unread until :meth:`Response.iter_content`
                 or :attr:`Response.content` is used
             allow_redirects (bool): whether to follow redirects (up to 30)
-            verify (bool or str): whether to verify the server's TLS certificate, or the
-                path of a CA bundle file or directory to verify it with
-            proxies (Mapping[str, str], optional): proxy URLs by scheme, such as
-                ``{"https": "http://proxy:3128"}``; by default the ``*_PROXY`` variables
+            verify (bool, str or os.PathLike): whether to verify the server's TLS
+                certificate, or the path of a CA bundle file or directory to verify it with
+            proxies (Mapping[str, Optional[str]], optional): proxy URLs by scheme, such as
+                ``{"https": "http://proxy:3128"}`` (``None``: no proxy); by default the
+                ``*_PROXY`` variables
 
         Returns:
             Response: HTTP response to the HTTP request
@@ -2521,7 +2654,7 @@ class Connection:
             raise
         return response
 
-    def update_access_token(self):
+    def update_access_token(self) -> None:
         """Updates the access token of a connection using its refresh token.
 
         Raises:
@@ -2538,7 +2671,7 @@ class Connection:
             _mask(exc, (self._refresh_token, self.access_token))
             raise
 
-    def url(self, path=""):
+    def url(self, path: str = "") -> str:
         """Returns the URL to a Xanadu Cloud endpoint.
 
         Args:
@@ -2550,7 +2683,7 @@ class Connection:
         return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
 
     @classmethod
-    def load(cls, **overrides):
+    def load(cls: "Type[_Connection]", **overrides: "Any") -> "_Connection":
         """Returns a connection with the settings that the original client's ``xcc config``
         saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
         ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
@@ -2571,17 +2704,17 @@ class Connection:
         settings.update(overrides)
         return cls(**settings)
 
-    def close(self):
+    def close(self) -> None:
         """Closes the idle sockets to this connection's server. The connection stays usable."""
         _POOL.close(self._origin)
 
-    def __enter__(self):
+    def __enter__(self: "_Self") -> "_Self":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         tokens = ", ".join(
             f"{name}={'<set>' if value else None}"
             for name, value in (
@@ -2591,7 +2724,16 @@ class Connection:
         )
         return f"<{type(self).__name__}: {tokens}, url={self.url()}>"
 
-    def _send(self, method, target, extra, body, content_type, token, options):
+    def _send(
+        self,
+        method: str,
+        target: str,
+        extra: "List[Tuple[str, Optional[str]]]",
+        body: "Optional[bytes]",
+        content_type: "Optional[str]",
+        token: "Optional[str]",
+        options: "_Options",
+    ) -> "Response":
         """Sends a request with ``token`` and the per-request headers ``extra``."""
         if token not in options.secrets:  # the stale token too, after a refresh
             options.secrets += (self._refresh_token, token)
@@ -2607,7 +2749,7 @@ class Connection:
             headers["Content-Type"] = content_type
         return _send(method, self._origin, target, headers, body, options)
 
-    def _refresh(self, stale, options):
+    def _refresh(self, stale: "Optional[str]", options: "_Options") -> "Optional[str]":
         """Replaces the access token ``stale`` and returns the new one.
 
         Threads that saw the same stale token share one token request: those that waited
@@ -2618,7 +2760,7 @@ class Connection:
         failures = self._failed_refresh[0]
         settings = (options.timeouts, options.verify, options.proxies)
         connect_timeout, read_timeout = options.timeouts
-        wait = -1
+        wait = -1.0
         if connect_timeout is not None and read_timeout is not None:
             wait = min(connect_timeout + read_timeout, threading.TIMEOUT_MAX)
         lock = self._refresh_lock()
@@ -2648,7 +2790,7 @@ class Connection:
         finally:
             lock.release()
 
-    def _update_access_token(self, options):
+    def _update_access_token(self, options: "_Options") -> None:
         """Fetches a new access token; the caller holds the refresh lock."""
         if self._refresh_token is None:
             raise ValueError(
@@ -2688,9 +2830,9 @@ class Connection:
         self._set_access_token(token, fetched=True)
         _debug("Got a new access token, valid until %s", _utc(self._token[1]))
 
-    def _set_access_token(self, token, fetched=False):
+    def _set_access_token(self, token: "Optional[str]", fetched: bool = False) -> None:
         """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
-        expiry = token and _jwt_expiry(token)
+        expiry = _jwt_expiry(token) if token else None
         if fetched and expiry is not None and expiry <= time.time():
             # This machine's clock runs ahead of the server's: let the server judge the new
             # token, rather than fetch another before every request.
@@ -2698,7 +2840,7 @@ class Connection:
         # One tuple, so that a thread never sees a new token with the old expiry.
         self._token = (token, expiry)
 
-    def _refresh_lock(self):
+    def _refresh_lock(self) -> "threading.Lock":
         """Returns the lock that one token refresh at a time holds; a forked child makes its
         own, as the parent's may have been held by another thread at the fork."""
         if self._lock_pid != os.getpid():
@@ -2709,7 +2851,7 @@ class Connection:
 # -------------------------------------------------------------------------- command line
 
 
-def main(argv=None):
+def main(argv: "Optional[List[str]]" = None) -> int:
     """Runs the command line: ``ping`` or ``request METHOD PATH``; returns the exit status.
 
     Args:
@@ -2723,7 +2865,7 @@ def main(argv=None):
     import json
 
     class Parser(argparse.ArgumentParser):
-        def error(self, message):
+        def error(self, message: str) -> "NoReturn":
             self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     parser = Parser(
