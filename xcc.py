@@ -38,6 +38,8 @@ from collections.abc import MutableMapping
 # imported for it alone (mypy and pyright take this name as typing.TYPE_CHECKING): at run
 # time ``import typing`` would cost as much as ``import xcc`` itself (over 10 ms on 3.6).
 TYPE_CHECKING = False
+
+
 if TYPE_CHECKING:
     import ipaddress
     import logging
@@ -77,9 +79,9 @@ if TYPE_CHECKING:
 else:
     _HeadersBase = MutableMapping  # collections.abc is not subscriptable before 3.9
 
+
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
 # argparse) are imported where they are used, so that ``import xcc`` stays cheap.
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -97,2315 +99,10 @@ __all__ = [
     "__version__",
 ]
 
-# ----------------------------------------------------------------------------- constants
-
 _DEFAULT_HOST = "platform.strawberryfields.ai"
-_DEFAULT_API_VERSION = "0.4.0"
-_TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-# Sent with every request, the token request too; the module decodes these encodings.
-_TRANSPORT_HEADERS = [("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*")]
-
-_MAX_REDIRECTS = 30  # as requests
-_REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
-# Credentials that must not follow a redirect to another origin (RFC 9110 §15.4).
-_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
-# Methods that may be sent again when a kept-alive socket turns out dead (RFC 9110 §9.2.2).
-_IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
-
-_MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_maxsize
-_MAX_POOLS = 10  # servers whose idle sockets are kept, as urllib3's PoolManager(num_pools)
-_MAX_IDLE_SECONDS = 60.0  # an idle socket older than this is closed, not reused
-_SWEEP_SECONDS = 5.0  # how often the pool checks every idle socket at most
-# The longest timeout accepted: poll() takes an int of milliseconds, and a longer timeout
-# either overflows (OverflowError after the socket is open) or wraps around.
-_MAX_TIMEOUT = 2147483  # seconds, about 24.8 days: INT_MAX milliseconds
-_MAX_LINE = 65536  # longest chunk-size or trailer line accepted, as http.client's lines
-_MAX_HEADERS = 100  # most header lines accepted, folded ones included, as http.client
-# The whole response head, status line and folded lines included. http.client bounds only
-# each line (100 of 64 KiB: 6.4 MB) and h11 the head to 16 KiB; 64 KiB holds any real
-# answer's cookies and policies, and a head is read and checked in time linear in it.
-_MAX_HEAD = 65536
-_MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each one a head)
-_MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
-_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
-_MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
-_MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
-
-_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-# The advice for a certificate that no trusted CA signed; the command line, which has no
-# verify=, leaves out _VERIFY_ADVICE.
-_VERIFY_ADVICE = "pass verify='/path/to/ca.pem' or "
-_CA_ADVICE = (
-    "if a proxy or a private CA signs this server's certificate, {}set REQUESTS_CA_BUNDLE,"
-    " CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR to that CA's bundle"
-)
-# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) of the causes that another CA cannot help.
-_NOT_YET_VALID, _EXPIRED = 9, 10
-_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 62, 64
-_NAME_MISMATCH = frozenset((_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH))
-
-_SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
-_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
-_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
-
-_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_DIGITS = frozenset("0123456789")
-_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
-# A JWT is Base64URL segments joined by dots (RFC 7519 §3).
-_JWT_CHARS = frozenset(_ALPHANUMERIC + "-_.")
-# The characters of a method or a header name (RFC 9110 §5.6.2).
-_TOKEN_CHARS = frozenset(_ALPHANUMERIC + "!#$%&'*+-.^_`|~")
-_HOST_CHARS = frozenset(_ALPHANUMERIC + "-._:")
-_CONTROL_CHARS = frozenset([chr(code) for code in range(32)] + ["\x7f"])
-_FIELD_CONTROL_CHARS = _CONTROL_CHARS - {"\t"}  # a header value may hold a tab
-# The same two sets as bytes, for bytes.translate() to check a response's lines at C speed.
-_TOKEN_BYTES = "".join(sorted(_TOKEN_CHARS)).encode("ascii")
-_FIELD_CONTROL_BYTES = "".join(sorted(_FIELD_CONTROL_CHARS)).encode("ascii")
-_HEAD_CONTROL_BYTES = _FIELD_CONTROL_BYTES.replace(b"\n", b"")  # CR: as CRLF only
-# What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
-_UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
-_PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
-_PATH_CHARS = _UNRESERVED | _PATH_SAFE
-_FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
-_PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
-
-# --------------------------------------------------------------------------- diagnostics
-
-_LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is imported
-
-
-def _log_enabled() -> bool:
-    """Returns whether the ``xcc`` logger would emit a DEBUG record now.
-
-    ``import logging`` costs milliseconds, so ``import xcc`` does not pay it: a program
-    that has not imported ``logging`` cannot have configured a handler, so there is nothing
-    to log to. Once it has, the logger is made with a ``NullHandler``, as libraries do, and
-    the check is the logger's own cached ``isEnabledFor``.
-    """
-    global _LOGGER
-    if _LOGGER is None:
-        logging = sys.modules.get("logging")
-        if logging is None:
-            return False
-        logger = logging.getLogger("xcc")
-        if not logger.handlers:
-            logger.addHandler(logging.NullHandler())
-        _LOGGER = logger
-    return _LOGGER.isEnabledFor(10)  # logging.DEBUG
-
-
-def _debug(message: str, *args: object) -> None:
-    """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
-    or a proxy password: a URL that a server sent is masked where it is read (see
-    :func:`_exchange`), as a log line goes wherever the program sends its logs."""
-    if _log_enabled():
-        assert _LOGGER is not None  # _log_enabled() made it
-        _LOGGER.debug(message, *args)
-
-
-# What a terminal or a log reader may act on: C0, DEL, C1 and the Unicode line and
-# paragraph separators. A server's words are shown with these escaped, as ascii() would.
-_UNPRINTABLE = {code: f"\\x{code:02x}" for code in list(range(32)) + list(range(127, 160))}
-_UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
-
-
-def _printable(text: str, limit: "Optional[int]" = None) -> str:
-    """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
-    ``limit`` characters if given."""
-    text = text.translate(_UNPRINTABLE)
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + "..."
-    return text
-
-
-# ---------------------------------------------------------------------------- exceptions
-
-
-class RequestException(OSError):
-    """Base of every error raised for an I/O or HTTP problem, as in ``requests``.
-
-    Args:
-        message (str): what went wrong
-        response (Response, optional): the response that the error is about, if any
-    """
-
-    def __init__(self, message: str = "", response: "Optional[Response]" = None) -> None:
-        super().__init__(message)
-        self.response = response
-
-
-class HTTPError(RequestException):
-    """The server answered with a 4XX or 5XX status code."""
-
-
-class ConnectionError(RequestException):  # shadows the builtin here, as in requests
-    """The server could not be reached, or the connection broke before a whole response."""
-
-
-class ProxyError(ConnectionError):
-    """The proxy refused the connection or the tunnel, or wants other credentials (407)."""
-
-
-class SSLError(ConnectionError):
-    """The TLS handshake failed, for example because the certificate did not verify."""
-
-
-class Timeout(RequestException):
-    """The server did not connect or answer within the timeout."""
-
-
-class ConnectTimeout(ConnectionError, Timeout):
-    """Connecting to the server took longer than the connect timeout."""
-
-
-class ReadTimeout(Timeout):
-    """The server sent nothing for longer than the read timeout."""
-
-
-class TooManyRedirects(RequestException):
-    """The request was redirected more than 30 times."""
-
-
-class _StaleSocket(Exception):
-    """A kept-alive socket was dead before the server sent a byte of the response."""
-
-
-# ------------------------------------------------------------------------ private helpers
-
-
-def _check_token(name: str, token: object) -> "Optional[str]":
-    """Returns ``token`` if it can be a JWT, never echoing it in an error.
-
-    Args:
-        name (str): which token, for the error message
-        token (str, optional): the token
-
-    Returns:
-        str, optional: the token
-
-    Raises:
-        TypeError: if the token is not a string
-        ValueError: if the token is empty or holds a character that no JWT holds
-    """
-    if token is None:
-        return None
-    if not isinstance(token, str):
-        raise TypeError(f"The {name} must be a string, not {type(token).__name__}")
-    if not token or not _JWT_CHARS.issuperset(token):
-        raise ValueError(
-            f"The {name} is not a JWT: it is empty or holds whitespace, control characters or"
-            " characters outside Base64URL and '.'"
-        )
-    return token
-
-
-def _jwt_expiry(token: str) -> "Optional[float]":
-    """Returns the ``exp`` claim of a JWT in Unix seconds, or ``None`` if it has none.
-
-    The signature is not checked (the server does that); the expiry only spares a request
-    that would be answered with 401.
-    """
-    import base64
-    import json
-
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        expiry = claims["exp"]
-    except (IndexError, KeyError, TypeError, ValueError):
-        return None
-    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
-        return None
-    return expiry
-
-
-def _check_method(method: object) -> str:
-    """Returns the upper-cased HTTP method, refusing anything but an RFC 9110 token."""
-    if not isinstance(method, str):
-        raise TypeError(f"The method must be a string, not {type(method).__name__}")
-    if not method or not _TOKEN_CHARS.issuperset(method):
-        raise ValueError(f"Invalid HTTP method {method!r}: a method is a token such as 'GET'")
-    return method.upper()
-
-
-def _check_header(name: object, value: object) -> "Tuple[str, str]":
-    """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
-
-    A CR, LF or other control character would let a value start a new header or request
-    (RFC 9110 §5.5), so it is refused here rather than left to ``http.client``, whose checks
-    differ between Python builds. The value is never echoed: it may be a credential.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"A header name must be a string, not {type(name).__name__}")
-    if not name or not _TOKEN_CHARS.issuperset(name):
-        raise ValueError(f"Invalid header name {name!r}")
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    elif not isinstance(value, str):
-        raise TypeError(f"Header {name!r} must be a string or bytes, not {type(value).__name__}")
-    if not _FIELD_CONTROL_CHARS.isdisjoint(value):
-        raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"Header {name!r} holds a character outside Latin-1") from exc
-    return name, value.strip(" \t")
-
-
-def _quote(text: "Union[str, bytes]", safe: "AbstractSet[str]" = frozenset()) -> str:
-    """Percent-encodes the UTF-8 bytes of ``text`` except unreserved characters and ``safe``."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return "".join(
-        chr(byte) if chr(byte) in _UNRESERVED or chr(byte) in safe else _PERCENT_ENCODED[byte]
-        for byte in data
-    )
-
-
-def _requote(path: str) -> str:
-    """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
-
-    Valid ``%XX`` escapes are kept as they are, so a path that is already encoded is sent
-    unchanged, as requests' ``requote_uri`` does.
-    """
-    if _PATH_CHARS.issuperset(path):
-        return path
-    first, *rest = path.split("%")
-    pieces = [_quote(first, _PATH_SAFE)]
-    for piece in rest:
-        if _HEX_DIGITS.issuperset(piece[:2]) and len(piece) >= 2:
-            pieces.append("%" + piece[:2] + _quote(piece[2:], _PATH_SAFE))
-        else:
-            pieces.append("%25" + _quote(piece, _PATH_SAFE))
-    return "".join(pieces)
-
-
-def _form_value(value: object) -> str:
-    """Returns the form-encoded text of a key or value (``+`` for space, as urlencode)."""
-    if not isinstance(value, (str, bytes)):
-        value = str(value)
-    return _quote(value, _FORM_SAFE).replace(" ", "+")
-
-
-def _encode_pairs(pairs: "_Pairs") -> str:
-    """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``.
-
-    A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
-    ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
-    """
-    if hasattr(pairs, "items"):
-        items = pairs.items()
-    else:
-        items = list(pairs)
-        for item in items:
-            # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    encoded: List[str] = []
-    for key, value in items:
-        values = (
-            value
-            if hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
-            else (value,)
-        )
-        encoded.extend(
-            _form_value(key) + "=" + _form_value(item) for item in values if item is not None
-        )
-    return "&".join(encoded)
-
-
-def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
-    """Returns the query string for a request's ``params`` (already encoded if a string)."""
-    if isinstance(params, (str, bytes)):
-        text = params.decode("utf-8") if isinstance(params, bytes) else params
-        if not _CONTROL_CHARS.isdisjoint(text):
-            raise ValueError("params holds a control character such as CR, LF or NUL")
-        return _requote(text)
-    try:
-        return _encode_pairs(params)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "params must be a mapping or a sequence of (key, value) pairs, not"
-            f" {type(params).__name__}"  # not its value: it may hold an API key
-        ) from exc
-
-
-def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
-    """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
-
-    ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
-    form-encoded, ``bytes`` are sent as they are, ``str`` as UTF-8, and a file (anything
-    with ``read()``) is read once, whole: the body must be there to be sent again after a
-    401 or a 307. Anything else, an iterator of chunks included, is refused rather than
-    form-encoded into garbage. ``json`` is serialised strictly (NaN and Infinity are not
-    JSON, RFC 8259 §6).
-    """
-    if not data and json_body is not None:
-        import json
-
-        try:
-            text = json.dumps(json_body, allow_nan=False)
-        except ValueError as exc:
-            raise ValueError(f"json is not valid JSON: {exc}") from exc
-        return text.encode("utf-8"), "application/json"
-    if not data:
-        return None, None
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data), None
-    if isinstance(data, str):
-        return data.encode("utf-8"), None
-    if hasattr(data, "read"):
-        content = data.read()
-        if isinstance(content, str):
-            return content.encode("utf-8"), None
-        if isinstance(content, (bytes, bytearray)):
-            return bytes(content), None
-        raise TypeError(f"data.read() must return bytes or a string, not {type(content).__name__}")
-    message = (
-        "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
-        f" not {type(data).__name__}"
-    )
-    if not (hasattr(data, "items") or isinstance(data, (list, tuple))):
-        raise TypeError(message)
-    try:
-        return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{message} ({exc})") from exc
-
-
-def _check_timeout(timeout: "Any") -> "_Timeouts":
-    """Returns ``(connect, read)`` seconds from a requests-style ``timeout`` (``None``: forever)."""
-    pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
-    for value in pair:
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(
-                f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
-                f" not {timeout!r}"
-            )
-        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
-            raise ValueError(
-                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
-                f" wait forever, not {timeout!r}"
-            )
-    return pair
-
-
-def _valid_host(host: str) -> bool:
-    """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
-    no space, no control character, nothing that could end a request line or a header."""
-    if not host or not _HOST_CHARS.issuperset(host):
-        return False
-    return ":" not in host or _ip_network(host) is not None
-
-
-def _netloc(host: str, port: int) -> str:
-    """Returns ``host:port`` for a URL, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _url(origin: "_Origin", target: str) -> str:
-    """Returns the absolute URL of ``target`` (path and query) at ``origin``."""
-    scheme, host, port = origin
-    return f"{scheme}://{_netloc(host, port)}{target}"
-
-
-def _split_url(url: str) -> "Tuple[_Origin, str]":
-    """Returns ``(origin, target)`` of an absolute http(s) URL; ``origin`` is a tuple
-    ``(scheme, lower-cased host, port)`` with the scheme's default port filled in."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"not an http or https URL: {url!r}")
-    port = parts.port
-    if port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
-        raise ValueError(f"invalid port 0 in {url!r}")
-    port = port or _DEFAULT_PORTS[scheme]
-    host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
-    if not _valid_host(host):  # the idna codec lets spaces and control characters through
-        raise ValueError(f"invalid host {host!r}")
-    target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
-    return (scheme, host, port), target
-
-
-def _should_strip_auth(old: "_Origin", new: "_Origin") -> bool:
-    """Returns whether a redirect from origin ``old`` to origin ``new`` must drop credentials.
-
-    Origins are ``(scheme, lower-cased host, port)`` with default ports filled in, so
-    ``https://h/`` and ``https://h:443/`` are one origin. As in requests, an upgrade from
-    ``http`` on port 80 to ``https`` on port 443 of the same host keeps them.
-    """
-    if old == new:
-        return False
-    upgrade = old[0] == "http" and old[2] == 80 and new[0] == "https" and new[2] == 443
-    return not (upgrade and old[1] == new[1])
-
-
-def _redirect_method(status: int, method: str) -> str:
-    """Returns the method to follow a redirect with, by requests' rules (RFC 9110 §15.4)."""
-    if status in (302, 303) and method != "HEAD":
-        return "GET"
-    if status == 301 and method == "POST":
-        return "GET"
-    return method
-
-
-def _environ_proxies(environ: "Mapping[str, str]", schemes: "Iterable[str]") -> "Dict[str, str]":
-    """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
-    environment, with the precedence of ``urllib.request.getproxies_environment()``.
-
-    Either case is read and lower case wins, so an empty ``https_proxy`` unsets
-    ``HTTPS_PROXY``; under CGI, ``HTTP_PROXY`` is ignored, as the client may have set it
-    through a ``Proxy:`` header (CVE-2016-1000110, "httpoxy"). Only the variables asked for
-    are looked up: a request does not pay for a scan of the whole environment.
-    """
-    proxies = {}
-    for scheme in schemes:
-        value = environ.get(scheme + "_proxy")
-        if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
-            value = environ.get(scheme.upper() + "_PROXY")
-        if value:
-            proxies[scheme] = value
-    return proxies
-
-
-def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]":
-    """Returns the ``ipaddress`` network (a single address is a /32 or /128) of ``text``,
-    or ``None`` if it is not an IP literal or CIDR range."""
-    import ipaddress
-
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-
-
-def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
-    """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""  # a bare IPv6 address or range
-    return host, int(port) if port else None
-
-
-def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
-    """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
-    or ``None``.
-
-    The rules are curl's, the same on every Python version: entries are separated by
-    commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
-    with or without a leading dot, never a mere suffix (``example.com`` does not match
-    ``badexample.com``); an optional ``:port`` must match; an IP literal or CIDR range
-    matches addresses. No DNS look-up is made.
-    """
-    host = host.lower()
-    address = None
-    for entry in no_proxy.lower().split(","):
-        entry = entry.strip()
-        if entry == "*":
-            return entry
-        try:
-            name, entry_port = _split_host_port(entry)
-        except ValueError:
-            continue  # an unreadable port: the entry matches nothing
-        if not name or entry_port not in (None, port):
-            continue
-        if ":" in name or name[0] in "0123456789":
-            network = _ip_network(name)
-            address = address or _ip_network(host)
-            if network is not None and address is not None:
-                if address.version == network.version and address.network_address in network:
-                    return entry
-                continue
-        name = name[2:] if name.startswith("*.") else name.lstrip(".")
-        if host == name or host.endswith("." + name):
-            return entry
-    return None
-
-
-_NO_PROXY_SET = ("none", None)  # why a request goes direct when nothing names a proxy
-
-
-def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
-    """Returns the URL of the proxy for ``scheme`` in the system's settings, as
-    ``urllib.request.getproxies()`` gives them, or ``None``.
-
-    A registry value without a scheme (``proxy:3128``) is an HTTP proxy. Windows' proxies
-    are HTTP proxies, whatever protocol they carry: Python 3.6 to 3.9 turn the registry's
-    ``proxy:3128`` and ``https=proxy:3128`` into ``https://proxy:3128`` (bpo-42627), which
-    names the protocol, not the proxy's, so that becomes ``http://proxy:3128``.
-    """
-    value = (settings.get(scheme) or "").strip()
-    if not value:
-        return None
-    if "://" not in value:
-        return "http://" + value
-    if windows and value[:8].lower() == "https://":
-        return "http://" + value[8:]
-    return value
-
-
-def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
-    Internet Options, macOS's network settings), read by ``urllib.request`` as requests
-    reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
-    import urllib.request
-
-    url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
-    if url is None:
-        return None, _NO_PROXY_SET
-    if urllib.request.proxy_bypass(host):
-        return None, ("system bypass", None)
-    return url, ("system", None)
-
-
-# Platform shim: Windows and macOS keep a system-wide proxy setting that requests honours
-# when no proxy variable is set; elsewhere the environment is all there is, and neither
-# urllib.request nor a look-up is paid for.
-_SYSTEM_PROXY = _system_proxy if sys.platform in ("win32", "darwin") else None
-
-
-def _proxy_url(
-    origin: "_Origin",
-    proxies: "Optional[Mapping[str, Optional[str]]]",
-    environ: "Mapping[str, str]" = os.environ,
-    system: "Optional[Callable[[str, str], Tuple[Optional[str], _Source]]]" = _SYSTEM_PROXY,
-) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
-    to go direct), and why, for the log.
-
-    An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
-    ``all://host``, ``all``; a ``None`` or empty value means no proxy); then the proxy
-    variables of ``environ`` for the scheme, unless ``NO_PROXY`` exempts the host; where
-    none of them is set, ``system(scheme, host)`` (see :data:`_SYSTEM_PROXY`), if given.
-    """
-    scheme, host, port = origin
-    if proxies:
-        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
-            if key in proxies:
-                return proxies[key] or None, ("proxies", key)
-    found = _environ_proxies(environ, (scheme, "all", "no"))
-    if not found and system is not None:
-        return system(scheme, host)
-    key = scheme if found.get(scheme) else "all"
-    if not found.get(key):
-        return None, _NO_PROXY_SET
-    entry = _bypass_proxy(host, port, found.get("no", ""))
-    if entry is not None:
-        return None, ("NO_PROXY", entry)
-    return found[key], ("environment", key)
-
-
-def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
-    """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
-    the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
-    kind, detail = source
-    shown = "direct"
-    if proxy is not None:
-        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
-    if kind == "proxies":
-        return f"{shown}, from proxies[{detail!r}]"
-    if kind == "environment":  # lower case wins, as in _environ_proxies
-        assert detail is not None  # the variable's scheme
-        names = (detail + "_proxy", detail.upper() + "_PROXY")
-        return f"{shown}, from " + next((name for name in names if os.environ.get(name)), names[1])
-    if kind == "system":
-        return f"{shown}, from the system settings"
-    if kind == "NO_PROXY":
-        return f"direct: the NO_PROXY entry {detail!r} matches"
-    if kind == "system bypass":
-        return "direct: the system settings exempt this host"
-    return "direct: no proxy variable or setting"
-
-
-class _Proxy:
-    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
-
-    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
-    and no response read from one, holds the password.
-    """
-
-    def __init__(self, url: str) -> None:
-        from urllib.parse import unquote, urlsplit
-
-        # Say nothing of a URL that does not parse, not even in a chained cause: it may
-        # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
-        # authority early, so the "@" that closes them is left in what follows
-        # ("http://user:pw#1@proxy" would make "pw" the port, "user" the host).
-        try:
-            parts = urlsplit(url if "://" in url else "http://" + url)
-            scheme = parts.scheme.lower()
-            self.host, self.port = parts.hostname, parts.port or 80
-            unreadable = "@" in parts.path + parts.query + parts.fragment
-        except ValueError:
-            unreadable = True
-        if unreadable:
-            raise ProxyError(
-                "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
-                " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
-                " it may hold a password"
-            ) from None
-        self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
-        self.key = (self.display, object())  # one per proxy URL, as _proxy() caches them
-        if scheme != "http":
-            raise ProxyError(
-                f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
-                " to the server is encrypted end to end through them)"
-            )
-        if not self.host:
-            raise ProxyError(f"Invalid proxy URL: no host in {self.display}")
-        self.authorization = None
-        if parts.username is not None:
-            import base64
-
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            try:
-                raw = credentials.encode("latin-1")  # as requests
-            except UnicodeEncodeError:
-                raw = credentials.encode("utf-8")
-            self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
-
-    def masked(self, text: str) -> str:
-        """Returns a proxy's words ``text`` without the Base64 credentials it may echo."""
-        if self.authorization:
-            text = text.replace(self.authorization[6:], "[credentials]")
-        return text
-
-
-_SSL_CONTEXTS: "Dict[_Verify, ssl.SSLContext]" = {}
-
-
-def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
-    """Returns ``(key, context)``: the shared SSL context for a ``verify`` setting.
-
-    ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
-    then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
-    A context is built once per setting: loading a CA bundle costs milliseconds.
-    """
-    verify, source = _ca_bundle(verify)
-    context = _SSL_CONTEXTS.get(verify)
-    if context is None:
-        context = _SSL_CONTEXTS.setdefault(verify, _new_ssl_context(verify, source))
-    return verify, context
-
-
-def _ca_bundle(verify: "_Verify") -> "Tuple[_Verify, str]":
-    """Returns ``(verify, source)``: ``verify`` with ``True`` replaced by the path in
-    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` if one is set, and where that came from."""
-    if verify is True:
-        for name in _CA_BUNDLE_VARIABLES:
-            if os.environ.get(name):
-                return os.environ[name], name
-    return verify, "verify"
-
-
-def _ca_source(verify: "_Verify") -> str:
-    """Returns what the log says of the CAs that a ``verify`` setting trusts, and why."""
-    verify, source = _ca_bundle(verify)
-    if verify is False:
-        return "no CA: verify=False, the certificate is not checked"
-    if verify is not True:
-        return f"the CA bundle {verify!r}, from {source}"
-    import ssl
-
-    paths = ssl.get_default_verify_paths()
-    chosen = [
-        f"{name} {path!r}" + (f" (from {variable})" if variable in os.environ else "")
-        for name, path, variable in (
-            ("file", paths.cafile, paths.openssl_cafile_env),
-            ("directory", paths.capath, paths.openssl_capath_env),
-        )
-        if path
-    ]
-    if sys.platform == "win32":
-        chosen.append("the Windows certificate store")
-    return "the system's CAs: " + (", ".join(chosen) or "none found")
-
-
-def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
-    """Builds the SSL context for :func:`_ssl_context`; ``source`` names where a path came from."""
-    import ssl
-
-    try:
-        if verify is True:
-            context = ssl.create_default_context()
-        elif verify is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif os.path.isdir(verify):
-            context = ssl.create_default_context(capath=verify)
-        elif os.path.isfile(verify):
-            context = ssl.create_default_context(cafile=verify)
-        else:
-            raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
-    except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
-        raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
-    # Verify what requests verifies, the chain and the host name: Python 3.13 switched on
-    # VERIFY_X509_STRICT, which refuses CAs that OpenSSL and requests accept, such as
-    # corporate inspection CAs whose basicConstraints is not marked critical.
-    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
-    # Version shim: with OpenSSL 3, a server that closes without close_notify makes Python
-    # 3.6 and 3.7 raise an SSLError where 3.8+ see the end of the stream (bpo-43794); treat
-    # it as the end everywhere. The framing checks still catch a body cut short.
-    if ssl.OPENSSL_VERSION_INFO >= (3,):
-        context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7)
-    return context
-
-
-def _json_object(response: "Response") -> "Dict[str, Any]":
-    """Returns the JSON object in a response's body, or ``{}`` if there is none."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
-    """Returns the messages of a ``validation-error`` body's ``meta``, in order.
-
-    Each value of ``meta`` is a list of messages or a mapping whose values are lists:
-    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
-    """
-    messages: List[str] = []
-    for value in meta.values():
-        for group in value.values() if isinstance(value, dict) else (value,):
-            messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
-    return messages
-
-
-def _http_error(response: "Response") -> "HTTPError":
-    """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
-    the messages of a validation error, else the ``detail``, else requests' wording.
-
-    The server's words are repeated: :func:`_mask` takes the tokens out of them.
-    """
-    body = _json_object(response)
-    meta = body.get("meta")
-    if response.status_code == 400 and body.get("code") == "validation-error" and meta:
-        message = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
-    elif "detail" in body:
-        message = str(body["detail"])
-    else:
-        message = response._status_message()
-    return HTTPError(message, response=response)
-
-
-def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
-    """Returns ``text`` with each of ``secrets`` (tokens; ``None`` is skipped) as ``[token]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[token]")
-    return text
-
-
-def _mask(error: "Optional[BaseException]", secrets: "Iterable[Optional[str]]") -> None:
-    """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
-    user can read of ``error``: its message, those of its chained causes and contexts, and
-    the reason, URL, header values and body of its response.
-
-    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Set-Cookie``), and a
-    server may repeat what it was sent, such as the form of the token request with the API
-    key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
-    every :class:`RequestException` they raise through here; a URL is masked earlier, where
-    :func:`_exchange` reads it, as a streamed body's errors come after ``request()``.
-    """
-    tokens = [secret for secret in secrets if secret]
-    pending: List[Optional[BaseException]] = [error]
-    seen: Set[int] = set()
-    while pending and len(seen) < _MAX_CHAIN:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        # An OSError with an errno keeps its numbers: only its strings are the server's.
-        error.args = tuple(
-            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in error.args
-        )
-        response = getattr(error, "response", None)
-        if isinstance(response, Response):
-            response.reason, response.url = (
-                _masked(response.reason, tokens),
-                _masked(response.url, tokens),
-            )
-            for name, value in list(response.headers.items()):
-                response.headers[name] = _masked(value, tokens)
-            if response._content is not None:
-                for secret in tokens:
-                    response._content = response._content.replace(
-                        secret.encode("utf-8"), b"[token]"
-                    )
-        pending.extend((error.__cause__, error.__context__))
-
-
-def _settings_path() -> str:
-    """Returns the ``.env`` file where the original client's ``xcc config`` saves settings
-    (``appdirs.user_config_dir("xanadu-cloud", "Xanadu")`` + ``.env``)."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-        return os.path.join(base, "Xanadu", "xanadu-cloud", ".env")
-    if sys.platform == "darwin":
-        return os.path.expanduser("~/Library/Application Support/xanadu-cloud/.env")
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(base, "xanadu-cloud", ".env")
-
-
-def _read_dotenv(path: str) -> "Dict[str, str]":
-    """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
-
-    It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
-    ``"`` or bare, ``export`` prefixes, comments and blank lines.
-    """
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except FileNotFoundError:
-        return {}
-    values = {}
-    for line in lines:
-        line = line.strip()
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep or line.startswith("#"):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = value
-    return values
-
-
-def _load_settings() -> "Dict[str, Any]":
-    """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
-    environment variables over the same keys in the settings file."""
-    path = _settings_path()
-    saved = _read_dotenv(path)
-    settings: Dict[str, Any] = {}
-    for key in _SETTINGS:
-        name = "XANADU_CLOUD_" + key
-        if name in os.environ:
-            value, source = os.environ[name], f"the environment variable {name}"
-        elif name in saved:
-            value, source = saved[name], path
-        else:
-            continue
-        _debug("Setting %s from %s", name, source)
-        if key == "PORT":
-            try:
-                settings["port"] = int(value)
-                if not 0 < settings["port"] < 65536:
-                    raise ValueError(value)
-            except ValueError as exc:
-                raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
-        elif key == "TLS":
-            if value.lower() not in _TRUE | _FALSE:
-                raise ValueError(f"{name}={value!r} (from {source}) is not true or false")
-            settings["tls"] = value.lower() in _TRUE
-        elif value or key == "HOST":
-            settings[key.lower()] = value
-    return settings
-
-
-class _Headers(_HeadersBase):
-    """HTTP header fields: a dict whose keys compare case-insensitively, as requests'
-    ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
-
-    def __init__(self, fields: "Iterable[Tuple[str, str]]" = ()) -> None:
-        self._fields: Dict[str, Tuple[str, str]] = {}
-        self.update(fields)
-
-    def __setitem__(self, name: str, value: str) -> None:
-        self._fields[name.lower()] = (name, value)
-
-    def __getitem__(self, name: str) -> str:
-        return self._fields[name.lower()][1]
-
-    def __delitem__(self, name: str) -> None:
-        del self._fields[name.lower()]
-
-    def __iter__(self) -> "Iterator[str]":
-        return (name for name, _ in self._fields.values())
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __contains__(self, name: "Any") -> bool:  # faster than Mapping's: no KeyError
-        return name.lower() in self._fields
-
-    def get(self, name: str, default: "Any" = None) -> "Any":
-        """Returns the value of header ``name``, or ``default``."""
-        field = self._fields.get(name.lower())
-        return default if field is None else field[1]
-
-    def __repr__(self) -> str:
-        return repr(dict(self.items()))
-
-    def copy(self) -> "_Headers":
-        """Returns a shallow copy."""
-        headers = _Headers()
-        headers._fields = self._fields.copy()
-        return headers
-
-
-class _Decoder:
-    """Decodes one content coding, ``gzip`` or ``deflate`` (RFC 9110 §8.4.1), as the body
-    arrives and in pieces no larger than asked for, so that a small body that inflates to
-    gigabytes (a decompression bomb, as urllib3's CVE-2025-66471) streams in flat memory.
-
-    The body is decoded whole or refused: a stream that stops short, or goes on after its
-    end with anything but another gzip member (RFC 1952 §2.2, as ``gzip`` reads them), is a
-    :class:`ConnectionError`.
-    """
-
-    def __init__(self, coding: str, label: str) -> None:
-        import zlib
-
-        self._zlib = zlib
-        self._coding = coding
-        self._label = label
-        self._head = b""  # the first bytes of a deflate stream, until its format is known
-        self._decompressor = None
-
-    def decode(self, pieces: "Iterable[bytes]", size: "Optional[int]") -> "Iterator[bytes]":
-        """Yields the decoded bytes of the body's ``pieces`` in pieces of at most ``size``
-        bytes (``None``: as they come), then checks that the stream ended."""
-        limit = size or 0  # zlib's max_length; 0: no limit
-        for data in pieces:
-            more: Union[bool, int] = True
-            while more:
-                decompressor = self._decompressor
-                if decompressor is None or decompressor.eof:
-                    decompressor, data = self._start(data)
-                    if decompressor is None:
-                        break
-                try:
-                    piece = decompressor.decompress(data, limit)
-                except self._zlib.error as exc:
-                    raise self._corrupt(exc) from exc
-                if piece:
-                    yield piece
-                if decompressor.eof:
-                    data = decompressor.unused_data  # the next gzip member, if any
-                    more = bool(data)
-                else:
-                    # At the limit, zlib may hold more output of the input it took.
-                    data = decompressor.unconsumed_tail
-                    more = bool(data) or limit and len(piece) == limit
-        if self._head or self._decompressor is not None and not self._decompressor.eof:
-            raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
-
-    def _start(self, data: bytes) -> "Tuple[Optional[zlib._Decompress], bytes]":
-        """Returns a decompressor for the stream (or gzip member) that begins with ``data``,
-        and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
-        zlib = self._zlib
-        if self._coding == "gzip":
-            self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-            return self._decompressor, data
-        if self._decompressor is not None:
-            raise self._corrupt("data after the end of the stream")
-        data, self._head = self._head + data, b""
-        if len(data) < 2:
-            self._head = data
-            return None, b""
-        # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
-        # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
-        # accepts both.
-        wbits = zlib.MAX_WBITS
-        if data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
-            wbits = -zlib.MAX_WBITS
-        self._decompressor = zlib.decompressobj(wbits)
-        return self._decompressor, data
-
-    def _corrupt(self, cause: object) -> "ConnectionError":
-        return ConnectionError(f"{self._label} failed: corrupt {self._coding} body ({cause})")
-
-
-# ------------------------------------------------------------------------------ Response
-
-
-class Response:
-    """The server's answer to a request: the members of ``requests.Response`` that code
-    written for the Xanadu Cloud Client uses.
-
-    Attributes:
-        status_code (int): the HTTP status code, such as ``200``
-        reason (str): the reason phrase, such as ``"OK"``
-        headers (MutableMapping[str, str]): the header fields; names are case-insensitive
-        url (str): the URL that answered, after redirects
-    """
-
-    def __init__(
-        self,
-        status_code: int,
-        reason: str,
-        headers: "MutableMapping[str, str]",
-        url: str,
-        body: "_Body",
-    ) -> None:
-        self.status_code = status_code
-        self.reason = reason
-        self.headers = headers
-        self.url = url
-        self._body = body
-        self._content: Optional[bytes] = None
-        self._consumed = False
-        # Whether the request that got this answer carried the connection's credentials:
-        # false after a redirect to another origin (see _send).
-        self._credentials_sent = True
-
-    def __repr__(self) -> str:
-        return f"<Response [{self.status_code}]>"
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __enter__(self: "_Self") -> "_Self":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def ok(self) -> bool:
-        """bool: whether the status code is below 400."""
-        return self.status_code < 400
-
-    @property
-    def content(self) -> bytes:
-        """bytes: the whole body, decoded if it was sent with gzip or deflate.
-
-        It is held in memory whole, by definition: a compressed body of a megabyte may
-        decode to gigabytes. To read a body of unknown size in bounded memory, request it
-        with ``stream=True`` and read it with :meth:`iter_content`.
-
-        Raises:
-            ConnectionError: if the connection broke before the end of the body
-            Timeout: if the server stopped sending for longer than the read timeout
-            RuntimeError: if :meth:`iter_content` already consumed the body
-        """
-        if self._content is None:
-            if self._consumed:
-                raise RuntimeError("The content of this response was already consumed")
-            self._consumed = True
-            if "Content-Encoding" in self.headers:
-                self._content = b"".join(self._decoded(None))
-            else:  # the common case, without the generators: 3 % of a request
-                self._content = self._body.read()
-        return self._content
-
-    @property
-    def text(self) -> str:
-        """str: the body decoded with the charset of ``Content-Type``, else UTF-8."""
-        charset = "utf-8"
-        for parameter in self.headers.get("Content-Type", "").split(";")[1:]:
-            name, _, value = parameter.partition("=")
-            if name.strip().lower() == "charset" and value.strip(" \"'"):
-                charset = value.strip(" \"'")
-        try:
-            return self.content.decode(charset, errors="replace")
-        except (LookupError, UnicodeError):  # the idna codec refuses errors="replace"
-            return self.content.decode("utf-8", errors="replace")
-
-    def json(self, **kwargs: "Any") -> "Any":
-        """Returns the body parsed as JSON.
-
-        Args:
-            **kwargs: keyword arguments of ``json.loads()``
-
-        Raises:
-            ValueError: if the body is not JSON
-        """
-        import json
-
-        return json.loads(self.content, **kwargs)
-
-    def raise_for_status(self) -> None:
-        """Raises :class:`HTTPError` if the status code is 4XX or 5XX, worded as requests
-        words it: ``"404 Client Error: Not Found for url: ..."``."""
-        if 400 <= self.status_code < 600:
-            raise HTTPError(self._status_message(), response=self)
-
-    def iter_content(self, chunk_size: "Optional[int]" = 1) -> "Iterator[bytes]":
-        """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
-        was sent with gzip or deflate (a decoded piece is never larger than ``chunk_size``).
-        With ``stream=True`` the pieces are read from the socket as they are asked for, so
-        memory stays flat for any body size, a decompression bomb's included.
-
-        Args:
-            chunk_size (int, optional): bytes read per piece; ``None`` for 64 KiB
-
-        Raises:
-            ConnectionError: (while iterating) if the connection broke before the end
-            Timeout: (while iterating) if the server stopped sending for longer than the
-                read timeout
-            RuntimeError: if the body was already consumed by an earlier iteration
-        """
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
-        size = chunk_size or 65536
-        if self._content is not None:
-            return (self._content[i : i + size] for i in range(0, len(self._content), size))
-        if self._consumed:
-            raise RuntimeError("The content of this response was already consumed")
-        self._consumed = True
-        return self._decoded(size)
-
-    def close(self) -> None:
-        """Releases the connection; one not read to the end of its body is closed, not reused."""
-        self._body.close()
-
-    def _decoded(self, size: "Optional[int]") -> "Iterator[bytes]":
-        """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
-        pieces of at most ``size`` bytes if it was sent compressed."""
-        try:
-            pieces = iter(lambda: self._body.read(size), b"")
-            for decoder in self._decoders():
-                pieces = decoder.decode(pieces, size)
-            yield from pieces
-        except RequestException:
-            self._body.close()  # a corrupt body leaves the socket in an unknown state
-            raise
-
-    def _decoders(self) -> "List[_Decoder]":
-        """Returns the decoders of the body's ``Content-Encoding``, the last coding applied
-        first. A body only in codings the module does not ask for (``br``) is handed over
-        as sent, as requests does; one that could be decoded only in part is refused."""
-        value = self.headers.get("Content-Encoding")
-        if not value:
-            return []
-        codings = []
-        for coding in value.lower().split(","):
-            coding = coding.strip()
-            if coding and coding != "identity":
-                codings.append("gzip" if coding == "x-gzip" else coding)
-        if "gzip" not in codings and "deflate" not in codings:
-            return []
-        if len(codings) > _MAX_CODINGS or not {"gzip", "deflate"}.issuperset(codings):
-            raise ConnectionError(
-                f"{self._body.label} failed: cannot decode Content-Encoding {value!r} (gzip"
-                f" and deflate only, at most {_MAX_CODINGS})"
-            )
-        return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
-
-    def _discard(self) -> None:
-        """Drops the body; a short one is read to its end so that its socket is reused."""
-        if not self._consumed:
-            try:
-                self._body.drain(_DRAIN_LIMIT)
-            except RequestException:
-                pass  # the socket is closed; the response was answered anyway
-        self.close()
-
-    def _status_message(self) -> str:
-        """Returns requests' wording of an error status."""
-        kind = "Client" if self.status_code < 500 else "Server"
-        reason = _printable(self.reason)  # UTF-8 may hold a C1 control or U+2028
-        return f"{self.status_code} {kind} Error: {reason} for url: {self.url}"
-
-
-# ----------------------------------------------------------------------------- transport
-
-# Version shim: before Python 3.10, socket.timeout and the TimeoutError of a kernel
-# ETIMEDOUT are two classes; both mean the same thing here.
-_TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
-
-# Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
-# descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
-if hasattr(select, "poll"):
-
-    def _readable(sock: "socket.socket") -> bool:
-        """Returns whether ``sock`` has something to read (or was closed) right now."""
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-
-else:
-
-    def _readable(sock: "socket.socket") -> bool:
-        """Returns whether ``sock`` has something to read (or was closed) right now."""
-        return bool(select.select([sock], [], [], 0)[0])
-
-
-def _failure(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
-    """Returns the exception to raise for an error ``exc`` of the socket, TLS or codec
-    layer while ``label`` was under way, so that no ``socket``, ``ssl`` or codec error ever
-    reaches the caller."""
-    if isinstance(exc, _TIMEOUT_ERRORS):
-        return (ConnectTimeout if connecting else ReadTimeout)(f"{label} timed out")
-    return ConnectionError(f"{label} failed: {exc}")
-
-
-def _remaining(deadline: "Optional[float]") -> "Optional[float]":
-    """Returns the seconds left before ``deadline`` (``None``: no limit)."""
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise socket.timeout("timed out")
-    return left
-
-
-def _connect(
-    addresses: "Iterable[Tuple[Any, ...]]", deadline: "Optional[float]"
-) -> "socket.socket":
-    """Opens a TCP connection to the first of ``addresses`` (``getaddrinfo()`` entries)
-    that accepts before ``deadline``.
-
-    Unlike ``socket.create_connection``, which gives each address the whole timeout, the
-    one budget covers every address the host resolves to.
-    """
-    error = OSError("the host name resolved to no address")
-    for family, kind, protocol, _, address in addresses:
-        sock = None
-        try:
-            sock = socket.socket(family, kind, protocol)  # fails if the family is not built in
-            sock.settimeout(_remaining(deadline))
-            sock.connect(address)
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            error = exc
-            continue
-        # Headers and body go out in one write; Nagle's algorithm would only delay them.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    raise error
-
-
-def _read_exactly(rfile: "IO[bytes]", size: int) -> bytes:
-    """Returns ``size`` bytes from ``rfile``, fewer only if the peer closed first.
-
-    Pieces of at most 1 MiB: a server that announces a terabyte gets an error when it stops
-    sending, not a terabyte buffer allocated up front.
-    """
-    if size <= _MAX_READ:
-        return rfile.read(size)
-    pieces = []
-    while size > 0:
-        piece = rfile.read(min(size, _MAX_READ))
-        if not piece:
-            break
-        pieces.append(piece)
-        size -= len(piece)
-    return b"".join(pieces)
-
-
-def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Fields]":
-    """Reads a response's status line and header fields (RFC 9112 §4-§5), refusing what a
-    strict parser refuses: a field that an intermediary on the path may read differently
-    is how responses get smuggled.
-
-    Returns:
-        tuple: ``(version, status, reason, fields)``, ``fields`` a list of pairs
-
-    Raises:
-        _StaleSocket: if the connection ended before the first byte
-        ConnectionError: if the head is not HTTP/1.x, is cut short, is larger than
-            ``_MAX_HEAD`` bytes or ``_MAX_HEADERS`` lines, or holds a status outside
-            100-599, a field name that is not a token (``Name : value``) or a control
-            character other than a tab (CR, NUL: RFC 9110 §5.5)
-    """
-    line = rfile.readline(_MAX_HEAD + 1)
-    if not line:
-        raise _StaleSocket("the server closed the connection without a response")
-    parts = line.split(None, 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
-    code = parts[1]
-    if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
-        raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
-    left = _MAX_HEAD - len(line)
-    lines = [line]
-    names = []
-    fields: _Fields = []
-    # index in fields -> the pieces of a folded value, joined once at the end
-    folds: Dict[int, List[str]] = {}
-    for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
-        line = rfile.readline(left + 1)
-        left -= len(line)
-        if line in (b"\r\n", b"\n") and left >= 0:
-            break
-        if left < 0 or not line.endswith(b"\n"):
-            problem = f"larger than {_MAX_HEAD} bytes" if left < 0 else "cut short"
-            raise ConnectionError(f"{label} failed: the response head is {problem}")
-        lines.append(line)
-        name, colon, value = line.partition(b":")
-        if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
-            folds.setdefault(len(fields) - 1, [fields[-1][1]]).append(
-                line.strip().decode("latin-1")
-            )
-        elif colon and name:
-            names.append(name)
-            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        else:
-            raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
-    else:
-        raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
-    # The whole head at once, in C: a check of each line would cost a request 8 % more.
-    head = b"".join(lines).replace(b"\r\n", b"\n")
-    controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
-    if controls or b"".join(names).translate(None, _TOKEN_BYTES):
-        raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
-    for index, pieces in folds.items():
-        fields[index] = (fields[index][0], " ".join(pieces))
-    raw_reason = parts[2].strip() if len(parts) == 3 else b""
-    try:
-        reason = raw_reason.decode("utf-8")
-    except UnicodeDecodeError:
-        reason = raw_reason.decode("latin-1")
-    return parts[0], int(code), reason, fields
-
-
-def _bad_line(lines: "List[bytes]") -> bytes:
-    """Returns the first of a head's ``lines`` that holds a control character (but a tab)
-    or a field name that is not a token, shortened for an error message."""
-    for index, line in enumerate(lines):
-        text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        name = text.partition(b":")[0] if index and line[0] not in b" \t" else b""
-        if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text) or name.translate(
-            None, _TOKEN_BYTES
-        ):
-            return text[:40]
-    return b""
-
-
-def _framing(
-    method: str, version: bytes, status: int, headers: "_Headers", label: str
-) -> "Tuple[Optional[int], bool, bool]":
-    """Returns ``(length, chunked, keep_alive)`` for a response body (RFC 9112 §6.3).
-
-    ``length`` is the body's size, or ``None`` if it is chunked or ends when the server
-    closes the connection; ``keep_alive`` tells whether the socket may carry another request.
-    """
-    tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
-    keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
-    if status == 101:  # the socket now speaks another protocol, which nobody asked for
-        return 0, False, False
-    if method == "HEAD" or status in (204, 304) or status < 200:
-        # A 204 or 304 that announces a body may well send one, which would be read as the
-        # next response: do not reuse the socket then.
-        announced = headers.get("Content-Length", "0").strip() != "0"
-        if status in (204, 304) and (announced or "Transfer-Encoding" in headers):
-            keep_alive = False
-        return 0, False, keep_alive
-    coding = headers.get("Transfer-Encoding")
-    if coding is not None:
-        # Chunked is the only transfer coding read, as h11 reads: a body under another one
-        # (gzip, chunked) would be handed over still encoded, as if it were whole.
-        if coding.strip().lower() != "chunked":
-            raise ConnectionError(f"{label} failed: unsupported Transfer-Encoding {coding!r}")
-        # A Content-Length beside Transfer-Encoding is how requests get smuggled
-        # (RFC 9112 §6.1): read this body, but do not trust the socket afterwards.
-        return None, True, keep_alive and "Content-Length" not in headers
-    values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
-    if values == {""}:
-        return None, False, False
-    length = values.pop()
-    if values or not length or not _DIGITS.issuperset(length):
-        raise ConnectionError(
-            f"{label} failed: invalid Content-Length {headers['Content-Length']!r}"
-        )
-    return int(length), False, keep_alive
-
-
-class _SocketReader(io.RawIOBase):
-    """The socket under a connection's read buffer, as ``sock.makefile()`` has it. While
-    ``probing``, a read returns only bytes that have already arrived (decrypted ones that
-    OpenSSL holds) and never waits, so that ``peek()`` on the buffer tells at once whether
-    bytes beyond the response just read are there."""
-
-    probing = False
-
-    def __init__(self, sock: "socket.socket") -> None:
-        io.RawIOBase.__init__(self)
-        self._sock = sock
-        self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: "Any") -> "Optional[int]":
-        """Receives into ``buffer``; returns the byte count, or ``None`` for nothing yet."""
-        # pending() is an ssl.SSLSocket's, called only if self._tls.
-        if self.probing and not (self._tls and self._sock.pending()):  # type: ignore[attr-defined]
-            return None
-        return self._sock.recv_into(buffer)
-
-
-def _read_beyond(conn: "_Conn") -> bool:
-    """Returns whether bytes beyond the response just read wait in ``conn``'s read buffer or
-    TLS layer. (Bytes still in the kernel are seen before the socket is reused:
-    :meth:`_Conn.alive` refuses a socket that is readable while idle.)"""
-    raw = conn.rfile.raw
-    raw.probing = True
-    try:
-        return bool(conn.rfile.peek(1))
-    except (OSError, ValueError):  # a TLS error while reading what OpenSSL holds
-        return True
-    finally:
-        raw.probing = False
-
-
-class _Body:
-    """Reads one response body as it is framed (RFC 9112 §6-§7), then gives the socket back
-    to the pool, or closes it if the server will not reuse it.
-
-    A body that ends early (the server closed before ``Content-Length`` bytes, or inside a
-    chunk) raises :class:`ConnectionError`: a short body is never passed off as whole.
-    """
-
-    def __init__(
-        self, conn: "_Conn", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
-    ) -> None:
-        self.label = label
-        self.done = False
-        self._conn = conn
-        self._left = 0 if chunked else length  # of the body, or of the current chunk
-        self._chunked = chunked
-        self._keep_alive = keep_alive
-        if length == 0:
-            self._finish()
-
-    def read(self, amount: "Optional[int]" = None) -> bytes:
-        """Returns the next bytes of the body, ``b""`` at its end: ``amount`` bytes (fewer at
-        the end, or up to the end of the current chunk), or all that is left if ``None``."""
-        if self.done:
-            return b""
-        try:
-            return self._read_chunked(amount) if self._chunked else self._read_plain(amount)
-        except RequestException:
-            self.close()
-            raise
-        except (OSError, ValueError) as exc:
-            self.close()
-            raise _failure(exc, self.label) from exc
-
-    def drain(self, limit: int) -> None:
-        """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
-        while not self.done and limit > 0:
-            limit -= len(self.read(min(limit, 16384)))
-        self.close()
-
-    def close(self) -> None:
-        """Closes the socket unless the body was read to its end."""
-        if not self.done:
-            self.done = True
-            self._conn.close()
-
-    def _finish(self) -> None:
-        """Marks the end of the body and releases the socket: to the pool only if nothing
-        beyond the body has arrived, since those bytes would be read as the next request's
-        answer (a server counting characters for bytes, a body on a 204, an attack)."""
-        self.done = True
-        if self._keep_alive and not _read_beyond(self._conn):
-            _POOL.put(self._conn)
-        else:
-            self._conn.close()
-
-    def _read_plain(self, amount: "Optional[int]") -> bytes:
-        """Reads a body framed by ``Content-Length``, or by the end of the connection."""
-        rfile = self._conn.rfile
-        if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
-            data = rfile.read() if amount is None else _read_exactly(rfile, amount)
-            if amount is None or not data:
-                self._finish()
-            return data
-        wanted = self._left if amount is None else min(amount, self._left)
-        data = _read_exactly(rfile, wanted)
-        self._left -= len(data)
-        if len(data) < wanted:
-            raise ConnectionError(
-                f"{self.label} failed: the server closed the connection {self._left} bytes"
-                " before the end of the body"
-            )
-        if not self._left:
-            self._finish()
-        return data
-
-    def _read_chunked(self, amount: "Optional[int]") -> bytes:
-        """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
-        current chunk, so that a stream yields each chunk as soon as it arrives."""
-        rfile = self._conn.rfile
-        pieces: List[bytes] = []
-        while True:
-            if not self._left:
-                line = rfile.readline(_MAX_LINE + 1)
-                size = line.split(b";", 1)[0].strip().decode("latin-1")
-                if not line.endswith(b"\n") or not 0 < len(size) <= 16:
-                    raise self._broken_chunk()
-                if not _HEX_DIGITS.issuperset(size):
-                    raise self._broken_chunk()
-                self._left = int(size, 16)
-                if not self._left:
-                    self._skip_trailers(rfile)
-                    self._finish()
-                    return b"".join(pieces)
-            wanted = self._left if amount is None else min(amount, self._left)
-            data = _read_exactly(rfile, wanted)
-            if len(data) < wanted:
-                raise self._broken_chunk()
-            pieces.append(data)
-            self._left -= wanted
-            if not self._left and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
-                raise self._broken_chunk()
-            if amount is not None:
-                return b"".join(pieces)
-
-    def _skip_trailers(self, rfile: "IO[bytes]") -> None:
-        """Reads the trailer fields after the last chunk; nothing uses them."""
-        for _ in range(_MAX_HEADERS + 1):
-            line = rfile.readline(_MAX_LINE + 1)
-            if line in (b"\r\n", b"\n"):
-                return
-            if not line.endswith(b"\n"):
-                break
-        raise self._broken_chunk()
-
-    def _broken_chunk(self) -> "ConnectionError":
-        return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
-
-
-class _Conn:
-    """One HTTP/1.1 connection to a server, direct or through a proxy's tunnel. It carries
-    one request at a time and waits in the pool between requests."""
-
-    def __init__(self, key: "_Key", sock: "socket.socket") -> None:
-        self.key = key
-        self.sock = sock
-        self.rfile = io.BufferedReader(_SocketReader(sock))
-        self.pid = os.getpid()
-
-    @classmethod
-    def open(
-        cls,
-        key: "_Key",
-        proxy: "Optional[_Proxy]",
-        context: "Optional[ssl.SSLContext]",
-        timeouts: "_Timeouts",
-        label: str,
-    ) -> "_Conn":
-        """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
-        ``context`` is given, all within the connect timeout.
-
-        Raises:
-            ConnectionError: if the host does not resolve or refuses the connection
-            ConnectTimeout: if connecting took longer than the connect timeout
-            ProxyError: if the proxy refused the connection or the tunnel
-            SSLError: if the TLS handshake failed
-        """
-        (_, host, port), _, _ = key
-        connect_timeout, read_timeout = timeouts
-        deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
-        where = (host, port) if proxy is None else (proxy.host, proxy.port)
-        try:
-            addresses = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: not an IDNA name
-            message = f"Failed to resolve hostname '{where[0]}'"
-            if proxy is not None:
-                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {message}") from exc
-            raise ConnectionError(message) from exc
-        try:
-            sock = _connect(addresses, deadline)
-        except OSError as exc:
-            if proxy is not None and not isinstance(exc, _TIMEOUT_ERRORS):
-                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {exc}") from exc
-            raise _failure(exc, label, connecting=True) from exc
-        try:
-            if context is not None:
-                if proxy is not None:
-                    _tunnel(sock, host, port, proxy, deadline)
-                sock = _wrap_tls(sock, key[0], proxy, context, deadline, label)
-            sock.settimeout(read_timeout)
-        except RequestException:
-            sock.close()
-            raise
-        except (OSError, ValueError) as exc:
-            sock.close()
-            raise _failure(exc, label, connecting=True) from exc
-        return cls(key, sock)
-
-    def alive(self) -> bool:
-        """Returns whether an idle socket can carry another request: a readable idle socket
-        means the server closed it (or sent bytes nobody asked for)."""
-        try:
-            return not _readable(self.sock)
-        except (OSError, ValueError):
-            return False
-
-    def close(self) -> None:
-        """Closes the socket."""
-        self.rfile.close()
-        self.sock.close()
-
-
-def _tunnel(
-    sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "Optional[float]"
-) -> None:
-    """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
-
-    The ``Host`` header goes out on every Python version, and ``Proxy-Authorization`` on
-    the CONNECT only: the server at the end of the tunnel never sees the proxy's password.
-    """
-    authority = _netloc(host, port)
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if proxy.authorization:
-        lines.append(f"Proxy-Authorization: {proxy.authorization}")
-    sock.settimeout(_remaining(deadline))
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-    label = f"CONNECT to {authority} through proxy {proxy.display}"
-    with sock.makefile("rb") as rfile:
-        try:
-            _, status, reason, _ = _read_head(rfile, label)
-        except _StaleSocket as exc:
-            raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
-        except ConnectionError as exc:  # its line may echo the credentials
-            exc.args = (proxy.masked(str(exc)),)
-            raise ProxyError(str(exc)) from exc
-    if not 200 <= status < 300:
-        raise ProxyError(
-            f"Proxy {proxy.display} refused the tunnel to {authority}: {status}"
-            f" {_printable(proxy.masked(reason))}"
-        )
-
-
-def _utc(seconds: "Optional[float]") -> str:
-    """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
-    if seconds is None:
-        return "an unknown time"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-
-
-def _der_items(data: bytes, start: int, end: int) -> "Iterator[Tuple[int, int, int]]":
-    """Yields ``(tag, content start, content end)`` of the DER elements in ``data[start:end]``
-    (X.690 §8.1: a tag byte, a length, the content); a bad length raises ``IndexError``."""
-    while start < end:
-        tag, length, start = data[start], data[start + 1], start + 2
-        if length & 0x80:  # the long form: the next (length & 0x7F) bytes hold the length
-            count = length & 0x7F
-            length, start = int.from_bytes(data[start : start + count], "big"), start + count
-        if start + length > end:
-            raise IndexError("a DER length runs past its container")
-        yield tag, start, start + length
-        start += length
-
-
-# The attributes of a distinguished name that a message shows (RFC 5280 §4.1.2.4).
-_NAME_ATTRIBUTES = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}
-_SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # the OID 2.5.29.17
-_MAX_SHOWN_NAMES = 5  # subjectAltNames a message lists
-_MAX_SHOWN_CHARS = 200  # characters of a name (or all of a subject) a message shows
-
-
-def _certificate_facts(der: "Optional[bytes]") -> "Optional[Dict[str, Any]]":
-    """Returns what a message or a log line says of a DER certificate: ``subject``,
-    ``issuer``, ``not_before`` and ``not_after`` (Unix seconds) and ``names`` (its
-    subjectAltName DNS names and IP addresses), or ``None`` if it cannot be read.
-
-    The certificate is only read, never trusted (RFC 5280 §4.1): this names the cause of a
-    failed verification, and the ``ssl`` module decodes only certificates that verified.
-    """
-    import calendar
-    import ipaddress
-
-    if der is None:  # getpeercert() gives None when there was no handshake
-        return None
-
-    def children(span: "Tuple[Optional[int], int, int]") -> "List[Tuple[int, int, int]]":
-        return list(_der_items(der, span[1], span[2]))
-
-    def name(span: "Tuple[int, int, int]") -> str:
-        parts = []
-        for _, *rdn in children(span):
-            for _, *pair in _der_items(der, *rdn):
-                (_, *oid), (_, *value) = _der_items(der, *pair)
-                label = _NAME_ATTRIBUTES.get(der[oid[0] : oid[1]])
-                if label:
-                    parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
-        return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
-
-    def seconds(span: "Tuple[int, int, int]") -> int:
-        text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
-        if span[0] == 0x17:  # UTCTime: YYMMDDHHMMSS, 1950-2049 (RFC 5280 §4.1.2.5.1)
-            text = ("19" if text[:2] >= "50" else "20") + text
-        return calendar.timegm(time.strptime(text, "%Y%m%d%H%M%S"))
-
-    try:
-        certificate = children((None, 0, len(der)))[0]
-        fields = children(children(certificate)[0])  # the TBSCertificate
-        fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
-        issuer, validity, subject = fields[2], fields[3], fields[4]
-        not_before, not_after = children(validity)
-        names: List[str] = []
-        for extensions in (field for field in fields[6:] if field[0] == 0xA3):
-            for extension in children(children(extensions)[0]):
-                oid, *_, value = children(extension)
-                if der[oid[1] : oid[2]] != _SUBJECT_ALT_NAME:
-                    continue
-                for tag, first, last in children(children(value)[0]):
-                    if len(names) == _MAX_SHOWN_NAMES:
-                        names.append("...")
-                        break
-                    if tag == 0x82:  # dNSName
-                        text = der[first:last].decode("ascii", "replace")
-                        names.append(_printable(text, _MAX_SHOWN_CHARS))
-                    elif tag == 0x87:  # iPAddress
-                        names.append(str(ipaddress.ip_address(der[first:last])))
-        return {
-            "subject": name(subject),
-            "issuer": name(issuer),
-            "not_before": seconds(not_before),
-            "not_after": seconds(not_after),
-            "names": names,
-        }
-    except (IndexError, ValueError):
-        return None
-
-
-def _peer_certificate(
-    peer: "Tuple[int, Any]",
-    host: str,
-    port: int,
-    proxy: "Optional[_Proxy]",
-    deadline: "Optional[float]",
-) -> "Optional[bytes]":
-    """Returns the DER certificate that the server at ``peer`` (``(family, address)``,
-    through ``proxy``'s tunnel if given) shows for ``host``, fetched with a handshake that
-    verifies nothing, or ``None``. Nothing is sent on it; it only names a failure's cause."""
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.socket(peer[0], socket.SOCK_STREAM) as sock:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(peer[1])
-            if proxy is not None:
-                _tunnel(sock, host, port, proxy, deadline)
-            with context.wrap_socket(sock, server_hostname=host) as tls:
-                return tls.getpeercert(binary_form=True)
-    except (OSError, ValueError, RequestException):
-        return None
-
-
-def _verification_error(
-    exc: Exception, host: str, label: str, certificate: "Optional[bytes]"
-) -> "SSLError":
-    """Returns the :class:`SSLError` for a certificate that did not verify, naming its
-    cause: an unknown issuer (with the CA advice), dates (with this machine's clock), or a
-    host name that the certificate does not hold (with the names it holds).
-
-    The cause is OpenSSL's verification code where ``ssl`` gives it (Python 3.7+); Python
-    3.6 raises ``CertificateError`` for a wrong name and says only "certificate verify
-    failed" otherwise, so there the certificate's dates tell.
-    """
-    import ssl
-
-    facts = _certificate_facts(certificate)
-    code = getattr(exc, "verify_code", None)
-    # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
-    # the code; 3.6 raises it, without one, only for a wrong name.
-    if code is None and isinstance(exc, ssl.CertificateError):
-        code = _HOSTNAME_MISMATCH
-    now = time.time()
-    if facts and code is None:
-        if now > facts["not_after"]:
-            code = _EXPIRED
-        elif now < facts["not_before"]:
-            code = _NOT_YET_VALID
-    failed = f"{label} failed: the TLS certificate of {host!r}"
-    if code in (_EXPIRED, _NOT_YET_VALID):
-        cause = "has expired" if code == _EXPIRED else "is not valid yet"
-        if facts and not facts["not_before"] <= now <= facts["not_after"]:
-            dates = f"it is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
-            cause += f": {dates}, and"
-        else:  # a certificate of the chain, not the server's own
-            cause = f"has a CA certificate in its chain that {cause}:"
-        return SSLError(f"{failed} {cause} this machine's clock says {_utc(now)} ({exc})")
-    if code in _NAME_MISMATCH:
-        held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
-        return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
-    # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
-    # above: the advice that was always given.
-    issuer = f" (issued by {facts['issuer']})" if facts else ""
-    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
-    return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
-
-
-def _wrap_tls(
-    sock: "socket.socket",
-    origin: "_Origin",
-    proxy: "Optional[_Proxy]",
-    context: "ssl.SSLContext",
-    deadline: "Optional[float]",
-    label: str,
-) -> "ssl.SSLSocket":
-    """Returns ``sock`` wrapped in TLS for the host of ``origin``, its certificate checked by
-    ``context``; ``proxy`` is the one whose tunnel ``sock`` is, if any."""
-    import ssl
-
-    _, host, port = origin
-    sock.settimeout(_remaining(deadline))
-    peer = (sock.family, sock.getpeername())
-    try:
-        sock = context.wrap_socket(sock, server_hostname=host)
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        # Python 3.6 raises CertificateError for a wrong host name, after the handshake.
-        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, ssl.CertificateError):
-            certificate = _peer_certificate(peer, host, port, proxy, deadline)
-            raise _verification_error(exc, host, label, certificate) from exc
-        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
-    if _log_enabled():
-        facts = _certificate_facts(sock.getpeercert(binary_form=True) or b"") or {}
-        _debug(
-            "%s with %r: certificate of %s, issued by %s, valid until %s",
-            sock.version(),
-            host,
-            facts.get("subject"),
-            facts.get("issuer"),
-            _utc(facts.get("not_after")),
-        )
-    return sock
-
-
-class _Pool:
-    """Idle kept-alive connections, per server and settings, shared by every
-    :class:`Connection` of the process.
-
-    It is thread-safe (a connection is handed to one request at a time), bounded as
-    urllib3's ``PoolManager`` is (10 idle sockets per server, 10 servers: the least recently
-    used server's sockets are closed when an 11th comes), drops sockets that idled for a
-    minute or that their server closed, and is fork-safe: a child process never reuses its
-    parent's sockets, since two processes writing to one TCP stream would interleave requests.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # key -> [(idle since, conn)], least recently used first
-        self._idle: OrderedDict[_Key, List[Tuple[float, _Conn]]] = OrderedDict()
-        self._pid = os.getpid()
-        self._next_sweep = 0.0
-
-    def get(self, key: "_Key") -> "Optional[_Conn]":
-        """Returns an idle connection for ``key`` that is still open, or ``None``. The order of
-        the least recently used servers changes on :meth:`put` only."""
-        self._check_fork()
-        while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                if not idle:
-                    return None
-                since, conn = idle.pop()  # the most recently used: the least likely closed
-            if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
-                return conn
-            _debug("Dropping a kept-alive connection that the server closed while idle")
-            conn.close()
-
-    def put(self, conn: "_Conn") -> None:
-        """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
-        self._check_fork()
-        if conn.pid != self._pid:
-            conn.close()
-            return
-        now = time.monotonic()
-        dropped: List[_Conn] = []
-        with self._lock:
-            idle = self._idle.get(conn.key)
-            new_server = idle is None
-            if idle is None:
-                idle = self._idle[conn.key] = []
-                while len(self._idle) > _MAX_POOLS:
-                    _, evicted = self._idle.popitem(last=False)
-                    dropped.extend(old for _, old in evicted)
-            else:
-                self._idle.move_to_end(conn.key)
-            if len(idle) < _MAX_IDLE_PER_SERVER:
-                idle.append((now, conn))
-            else:
-                dropped.append(conn)
-            # A process that goes from server to server (redirects do) checks the sockets
-            # it keeps before it adds another server's, not only every few seconds.
-            if new_server or now >= self._next_sweep:
-                dropped.extend(self._sweep(now))
-        for old in dropped:
-            old.close()
-
-    def close(self, origin: "_Origin") -> None:
-        """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
-        self._check_fork()
-        with self._lock:
-            keys = [key for key in self._idle if key[0] == origin]
-            conns = [conn for key in keys for _, conn in self._idle.pop(key)]
-        for conn in conns:
-            conn.close()
-
-    def _sweep(self, now: float) -> "List[_Conn]":
-        """Takes out and returns the idle connections that idled too long or that their
-        server closed; the caller holds the lock. A socket is checked whatever server it
-        belongs to, so that no dead socket stays open until its server is asked again."""
-        self._next_sweep = now + _SWEEP_SECONDS
-        dropped: List[_Conn] = []
-        for key, idle in list(self._idle.items()):
-            kept = []
-            for since, conn in idle:
-                if now - since < _MAX_IDLE_SECONDS and conn.alive():
-                    kept.append((since, conn))
-                else:
-                    dropped.append(conn)
-            if kept:
-                self._idle[key] = kept
-            else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
-                del self._idle[key]
-        return dropped
-
-    def _check_fork(self) -> None:
-        """In a child process, forgets the parent's sockets and lock."""
-        if self._pid == os.getpid():
-            return
-        # The parent's lock may have been held by another of its threads at the fork.
-        # Closing the inherited sockets here only closes this process's descriptors.
-        inherited, self._idle = self._idle, OrderedDict()
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        for conns in inherited.values():
-            for _, conn in conns:
-                conn.close()
-
-
-_POOL = _Pool()
-
-_PROXIES: "Dict[str, _Proxy]" = {}
-
-
-def _proxy(url: str) -> "_Proxy":
-    """Returns the parsed :class:`_Proxy` for a proxy URL, parsed once per URL."""
-    proxy = _PROXIES.get(url)
-    if proxy is None:
-        proxy = _PROXIES.setdefault(url, _Proxy(url))
-    return proxy
-
-
-def _serialize(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    proxy: "Optional[_Proxy]",
-) -> bytes:
-    """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
-    scheme, host, port = origin
-    forwarding = proxy if scheme == "http" else None  # the proxy that reads the request
-    if forwarding is not None:
-        target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
-        if forwarding.authorization and "Proxy-Authorization" in headers:
-            # One Proxy-Authorization (RFC 9110 §11.7.1): the proxy URL's wins, as in requests.
-            headers = headers.copy()
-            del headers["Proxy-Authorization"]
-    lines = [f"{method} {target} HTTP/1.1"]
-    if "Host" not in headers:
-        authority = _netloc(host, port)
-        lines.append(
-            "Host: "
-            + (authority.rsplit(":", 1)[0] if port == _DEFAULT_PORTS[scheme] else authority)
-        )
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    elif method not in ("GET", "HEAD"):
-        lines.append("Content-Length: 0")
-    if forwarding is not None and forwarding.authorization:
-        lines.append(f"Proxy-Authorization: {forwarding.authorization}")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
-
-
-def _roundtrip(
-    conn: "_Conn",
-    head: bytes,
-    body: "Optional[bytes]",
-    method: str,
-    url: str,
-    label: str,
-    options: "_Options",
-) -> "Response":
-    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read
-    (and the body too, unless ``options.stream``).
-
-    Raises:
-        _StaleSocket: if the socket failed before a byte of the response came back
-    """
-    sent = True
-    try:
-        # A pooled socket still has the read timeout of the request that opened it; setting
-        # it costs a system call, so only when it differs.
-        if conn.sock.gettimeout() != options.timeouts[1]:
-            conn.sock.settimeout(options.timeouts[1])
-        try:
-            try:
-                if body is not None and len(body) <= 65536:
-                    conn.sock.sendall(head + body)
-                else:
-                    conn.sock.sendall(head)
-                    if body is not None:
-                        conn.sock.sendall(body)
-            except OSError:
-                # A server may answer before it has read the whole body (a 413, or a 401 to
-                # a large upload) and close the connection (RFC 9112 §9.5): its answer is
-                # then waiting to be read. Without one, the socket just died.
-                if conn.alive():
-                    raise
-                sent = False
-            version, status, reason, fields = _read_head(conn.rfile, label)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
-            raise _StaleSocket(str(exc)) from exc
-        for _ in range(_MAX_INTERIM + 1):
-            if not 100 <= status < 200 or status == 101:
-                break
-            try:  # an interim response (RFC 9110 §15.2): the final one follows
-                version, status, reason, fields = _read_head(conn.rfile, label)
-            except _StaleSocket as exc:  # not stale: the server did answer
-                raise ConnectionError(f"{label} failed: {exc} after a {status}") from exc
-        else:
-            raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
-        headers = _Headers()
-        combined = headers._fields  # filled here: through __setitem__, 4 % of a request
-        for name, value in fields:
-            key = name.lower()
-            if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
-                value = combined[key][1] + ", " + value
-            combined[key] = (name, value)
-        length, chunked, keep_alive = _framing(method, version, status, headers, label)
-    except _StaleSocket:
-        raise
-    except RequestException:
-        conn.close()
-        raise
-    except (OSError, ValueError) as exc:
-        conn.close()
-        raise _failure(exc, label) from exc
-    response = Response(
-        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
-    )
-    if not options.stream:
-        response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
-    return response
-
-
-def _response_text(
-    origin: "_Origin", target: str, method: str, response: "Response", started: float
-) -> str:
-    """Returns the log line of a response, worded as urllib3's, with the body's size and the
-    milliseconds since ``started`` (connecting included)."""
-    if response._content is not None:
-        size = f"{len(response._content)} bytes"
-    else:
-        size = "streamed, Content-Length " + response.headers.get("Content-Length", "not given")
-    request_line = f"{method} {target} HTTP/1.1"
-    elapsed = (time.monotonic() - started) * 1000
-    return f'{_url(origin, "")} "{request_line}" {response.status_code} {size} {elapsed:.0f} ms'
-
-
-def _exchange(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    options: "_Options",
-) -> "Response":
-    """Sends one request over a pooled or a new socket and returns its :class:`Response`.
-
-    An idle socket can die between the pool's check and the request; if it fails before a
-    byte of the response, an idempotent request is sent once more on a new socket, but a
-    POST or PATCH is never sent twice (the server may have acted on it).
-    """
-    # A redirect's Location may hold a token the server echoed: the URL that the response,
-    # the label of its errors (a streamed body's, after request() returned) and the log
-    # show is masked here, once.
-    shown_target = _masked(target, options.secrets)
-    url = _url(origin, shown_target)
-    label = f"{method} request to '{url}'"
-    proxy_url, proxy_source = _proxy_url(origin, options.proxies)
-    proxy = _proxy(proxy_url) if proxy_url else None
-    verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
-    key = (origin, None if proxy is None else proxy.key, verify)
-    head = _serialize(method, origin, target, headers, body, proxy)
-    logging_on = _log_enabled()
-    started = time.monotonic()  # for the log only
-    if logging_on:
-        _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
-    conn = _POOL.get(key)
-    response = None
-    if conn is not None:
-        if logging_on:
-            _debug("Reusing a kept-alive connection for %s", label)
-        try:
-            response = _roundtrip(conn, head, body, method, url, label, options)
-        except _StaleSocket as exc:
-            conn.close()
-            again = "sent again on a new one" if method in _IDEMPOTENT_METHODS else "not sent twice"
-            _debug("The kept-alive connection was dead (%s): %s is %s", exc, label, again)
-            if method not in _IDEMPOTENT_METHODS:
-                raise ConnectionError(
-                    f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
-                    " not sent twice)"
-                ) from exc
-    if response is None:
-        if logging_on:
-            _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
-            if context is not None:
-                _debug("Verifying TLS with %s", _ca_source(options.verify))
-        conn = _Conn.open(key, proxy, context, options.timeouts, label)
-        try:
-            response = _roundtrip(conn, head, body, method, url, label, options)
-        except _StaleSocket as exc:
-            conn.close()
-            raise ConnectionError(f"{label} failed: {exc}") from exc
-    if logging_on:
-        _debug("%s", _response_text(origin, shown_target, method, response, started))
-    if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
-        response._discard()
-        response.reason = proxy.masked(response.reason)
-        for name, value in list(response.headers.items()):
-            response.headers[name] = proxy.masked(value)
-        raise ProxyError(
-            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}",
-            response=response,
-        )
-    return response
-
-
-def _send(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    options: "_Options",
-) -> "Response":
-    """Sends a request, follows its redirects as requests does, and returns the last
-    :class:`Response`.
-
-    Up to 30 redirects are followed (RFC 9110 §15.4): 302 and 303 turn any method but
-    HEAD into GET, 301 turns POST into GET, and all but 307 and 308 drop the body.
-    Credentials are dropped when a redirect leaves the origin, and not restored if a later
-    redirect comes back.
-    """
-    credentials_sent = True
-    for _ in range(_MAX_REDIRECTS + 1):
-        response = _exchange(method, origin, target, headers, body, options)
-        response._credentials_sent = credentials_sent
-        location = response.headers.get("Location")
-        if (
-            not options.allow_redirects
-            or response.status_code not in _REDIRECT_CODES
-            or not location
-        ):
-            return response
-        response._discard()
-        from urllib.parse import urljoin
-
-        try:  # servers send UTF-8 in a header that HTTP reads as Latin-1 (RFC 9110 §5.5)
-            location = location.encode("latin-1").decode("utf-8")
-        except UnicodeError:
-            pass
-        try:  # response.url is masked: the real URL is the base
-            next_origin, target = _split_url(urljoin(_url(origin, target), location))
-        except ValueError as exc:
-            raise RequestException(
-                f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
-                response=response,
-            ) from exc
-        shown = _url(next_origin, _masked(target, options.secrets))
-        _debug("%s redirect to %s", response.status_code, shown)
-        if credentials_sent and _should_strip_auth(origin, next_origin):
-            _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
-            credentials_sent = False
-            headers = headers.copy()
-            for name in _CREDENTIAL_HEADERS + ("Host",):
-                headers.pop(name, None)
-        if response.status_code not in (307, 308):
-            headers = headers.copy()
-            headers.pop("Content-Type", None)
-            body = None
-        method = _redirect_method(response.status_code, method)
-        origin = next_origin
-    raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
-
-
-class _Options:
-    """The settings of one :meth:`Connection.request` call, shared by each of its
-    redirects and by the token refresh it may make; checked before anything is sent."""
-
-    __slots__ = ("allow_redirects", "proxies", "secrets", "stream", "timeouts", "verify")
-
-    def __init__(
-        self,
-        timeout: "Any" = 10,
-        verify: "Any" = True,
-        proxies: "Any" = None,
-        stream: bool = False,
-        allow_redirects: bool = True,
-    ) -> None:
-        self.timeouts = _check_timeout(timeout)
-        if not isinstance(verify, (bool, str)):
-            try:
-                verify = os.fspath(verify)
-            except TypeError as exc:
-                raise TypeError(
-                    f"verify must be True, False or the path of a CA bundle, not {verify!r}"
-                ) from exc
-        if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
-            raise TypeError(
-                f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
-            )
-        self.verify = verify
-        self.proxies = proxies
-        self.stream = bool(stream)
-        self.allow_redirects = bool(allow_redirects)
-        # The tokens that a URL a server sent is masked of (see _exchange).
-        self.secrets: Tuple[Optional[str], ...] = ()
 
 
 # ---------------------------------------------------------------------------- Connection
-
-
-def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
-    """Returns the validated ``(name, value)`` pairs of a headers mapping.
-
-    ``Content-Length`` is left out (it is counted from the body) and ``Transfer-Encoding``
-    refused (the body is never sent in chunks); with ``allow_none``, a ``None`` value
-    removes that header, as in requests.
-    """
-    if headers is None:
-        return []
-    if not hasattr(headers, "items"):
-        raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
-    checked: List[Tuple[str, Any]] = []
-    for name, value in headers.items():
-        if value is None and allow_none:
-            checked.append((_check_header(name, "")[0], None))
-            continue
-        name, value = _check_header(name, value)
-        if name.lower() == "transfer-encoding":
-            raise ValueError("The Transfer-Encoding header is not supported: bodies are sent whole")
-        if name.lower() != "content-length":
-            checked.append((name, value))
-    return checked
 
 
 class Connection:
@@ -2639,14 +336,18 @@ class Connection:
                     "The access token is %s: refreshing it first", "expired" if token else "missing"
                 )
                 token = self._refresh(token, options)
-            response = self._send(method, target, extra, body, content_type, token, options)
+            response = self._send_with_token(
+                method, target, extra, body, content_type, token, options
+            )
             if response.status_code == 401 and self._refresh_token and response._credentials_sent:
                 _debug(
                     "401 for %s %s: refreshing the access token and sending it again", method, path
                 )
                 response._discard()
                 token = self._refresh(token, options)
-                response = self._send(method, target, extra, body, content_type, token, options)
+                response = self._send_with_token(
+                    method, target, extra, body, content_type, token, options
+                )
             if response.status_code >= 400:
                 raise _http_error(response)
         except RequestException as exc:
@@ -2724,7 +425,7 @@ class Connection:
         )
         return f"<{type(self).__name__}: {tokens}, url={self.url()}>"
 
-    def _send(
+    def _send_with_token(
         self,
         method: str,
         target: str,
@@ -2747,7 +448,7 @@ class Connection:
                 headers[name] = value
         if content_type and "Content-Type" not in headers:
             headers["Content-Type"] = content_type
-        return _send(method, self._origin, target, headers, body, options)
+        return _send_following_redirects(method, self._origin, target, headers, body, options)
 
     def _refresh(self, stale: "Optional[str]", options: "_Options") -> "Optional[str]":
         """Replaces the access token ``stale`` and returns the new one.
@@ -2812,7 +513,9 @@ class Connection:
         # The refresh token never follows a redirect: it is the key to the account.
         options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
         _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
-        response = _send("POST", self._origin, _TOKEN_PATH, headers, body, options)
+        response = _send_following_redirects(
+            "POST", self._origin, _TOKEN_PATH, headers, body, options
+        )
         if response.status_code == 400 and _json_object(response).get("error") == "invalid_grant":
             raise HTTPError(
                 "Refresh token (e.g., Xanadu Cloud API key) is invalid", response=response
@@ -2846,6 +549,2317 @@ class Connection:
         if self._lock_pid != os.getpid():
             self._lock, self._lock_pid = threading.Lock(), os.getpid()
         return self._lock
+
+
+# ------------------------------------------------------------------------------ Response
+
+
+class Response:
+    """The server's answer to a request: the members of ``requests.Response`` that code
+    written for the Xanadu Cloud Client uses.
+
+    Attributes:
+        status_code (int): the HTTP status code, such as ``200``
+        reason (str): the reason phrase, such as ``"OK"``
+        headers (MutableMapping[str, str]): the header fields; names are case-insensitive
+        url (str): the URL that answered, after redirects
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: str,
+        headers: "MutableMapping[str, str]",
+        url: str,
+        body: "_Body",
+    ) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+        self.url = url
+        self._body = body
+        self._content: Optional[bytes] = None
+        self._consumed = False
+        # Whether the request that got this answer carried the connection's credentials:
+        # false after a redirect to another origin (see _send_following_redirects).
+        self._credentials_sent = True
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __enter__(self: "_Self") -> "_Self":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def ok(self) -> bool:
+        """bool: whether the status code is below 400."""
+        return self.status_code < 400
+
+    @property
+    def content(self) -> bytes:
+        """bytes: the whole body, decoded if it was sent with gzip or deflate.
+
+        It is held in memory whole, by definition: a compressed body of a megabyte may
+        decode to gigabytes. To read a body of unknown size in bounded memory, request it
+        with ``stream=True`` and read it with :meth:`iter_content`.
+
+        Raises:
+            ConnectionError: if the connection broke before the end of the body
+            Timeout: if the server stopped sending for longer than the read timeout
+            RuntimeError: if :meth:`iter_content` already consumed the body
+        """
+        if self._content is None:
+            if self._consumed:
+                raise RuntimeError("The content of this response was already consumed")
+            self._consumed = True
+            if "Content-Encoding" in self.headers:
+                self._content = b"".join(self._decoded(None))
+            else:  # the common case, without the generators: 3 % of a request
+                self._content = self._body.read()
+        return self._content
+
+    @property
+    def text(self) -> str:
+        """str: the body decoded with the charset of ``Content-Type``, else UTF-8."""
+        charset = "utf-8"
+        for parameter in self.headers.get("Content-Type", "").split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset" and value.strip(" \"'"):
+                charset = value.strip(" \"'")
+        try:
+            return self.content.decode(charset, errors="replace")
+        except (LookupError, UnicodeError):  # the idna codec refuses errors="replace"
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs: "Any") -> "Any":
+        """Returns the body parsed as JSON.
+
+        Args:
+            **kwargs: keyword arguments of ``json.loads()``
+
+        Raises:
+            ValueError: if the body is not JSON
+        """
+        import json
+
+        return json.loads(self.content, **kwargs)
+
+    def raise_for_status(self) -> None:
+        """Raises :class:`HTTPError` if the status code is 4XX or 5XX, worded as requests
+        words it: ``"404 Client Error: Not Found for url: ..."``."""
+        if 400 <= self.status_code < 600:
+            raise HTTPError(self._status_message(), response=self)
+
+    def iter_content(self, chunk_size: "Optional[int]" = 1) -> "Iterator[bytes]":
+        """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
+        was sent with gzip or deflate (a decoded piece is never larger than ``chunk_size``).
+        With ``stream=True`` the pieces are read from the socket as they are asked for, so
+        memory stays flat for any body size, a decompression bomb's included.
+
+        Args:
+            chunk_size (int, optional): bytes read per piece; ``None`` for 64 KiB
+
+        Raises:
+            ConnectionError: (while iterating) if the connection broke before the end
+            Timeout: (while iterating) if the server stopped sending for longer than the
+                read timeout
+            RuntimeError: if the body was already consumed by an earlier iteration
+        """
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
+        size = chunk_size or 65536
+        if self._content is not None:
+            return (self._content[i : i + size] for i in range(0, len(self._content), size))
+        if self._consumed:
+            raise RuntimeError("The content of this response was already consumed")
+        self._consumed = True
+        return self._decoded(size)
+
+    def close(self) -> None:
+        """Releases the connection; one not read to the end of its body is closed, not reused."""
+        self._body.close()
+
+    def _decoded(self, size: "Optional[int]") -> "Iterator[bytes]":
+        """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
+        pieces of at most ``size`` bytes if it was sent compressed."""
+        try:
+            pieces = iter(lambda: self._body.read(size), b"")
+            for decoder in self._decoders():
+                pieces = decoder.decode(pieces, size)
+            yield from pieces
+        except RequestException:
+            self._body.close()  # a corrupt body leaves the socket in an unknown state
+            raise
+
+    def _decoders(self) -> "List[_Decoder]":
+        """Returns the decoders of the body's ``Content-Encoding``, the last coding applied
+        first. A body only in codings the module does not ask for (``br``) is handed over
+        as sent, as requests does; one that could be decoded only in part is refused."""
+        value = self.headers.get("Content-Encoding")
+        if not value:
+            return []
+        codings = []
+        for coding in value.lower().split(","):
+            coding = coding.strip()
+            if coding and coding != "identity":
+                codings.append("gzip" if coding == "x-gzip" else coding)
+        if "gzip" not in codings and "deflate" not in codings:
+            return []
+        if len(codings) > _MAX_CODINGS or not {"gzip", "deflate"}.issuperset(codings):
+            raise ConnectionError(
+                f"{self._body.label} failed: cannot decode Content-Encoding {value!r} (gzip"
+                f" and deflate only, at most {_MAX_CODINGS})"
+            )
+        return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
+
+    def _discard(self) -> None:
+        """Drops the body; a short one is read to its end so that its socket is reused."""
+        if not self._consumed:
+            try:
+                self._body.drain(_DRAIN_LIMIT)
+            except RequestException:
+                pass  # the socket is closed; the response was answered anyway
+        self.close()
+
+    def _status_message(self) -> str:
+        """Returns requests' wording of an error status."""
+        kind = "Client" if self.status_code < 500 else "Server"
+        reason = _printable(self.reason)  # UTF-8 may hold a C1 control or U+2028
+        return f"{self.status_code} {kind} Error: {reason} for url: {self.url}"
+
+
+# ---------------------------------------------------------------------------- exceptions
+
+
+class RequestException(OSError):
+    """Base of every error raised for an I/O or HTTP problem, as in ``requests``.
+
+    Args:
+        message (str): what went wrong
+        response (Response, optional): the response that the error is about, if any
+    """
+
+    def __init__(self, message: str = "", response: "Optional[Response]" = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class HTTPError(RequestException):
+    """The server answered with a 4XX or 5XX status code."""
+
+
+class ConnectionError(RequestException):  # shadows the builtin here, as in requests
+    """The server could not be reached, or the connection broke before a whole response."""
+
+
+class ProxyError(ConnectionError):
+    """The proxy refused the connection or the tunnel, or wants other credentials (407)."""
+
+
+class SSLError(ConnectionError):
+    """The TLS handshake failed, for example because the certificate did not verify."""
+
+
+class Timeout(RequestException):
+    """The server did not connect or answer within the timeout."""
+
+
+class ConnectTimeout(ConnectionError, Timeout):
+    """Connecting to the server took longer than the connect timeout."""
+
+
+class ReadTimeout(Timeout):
+    """The server sent nothing for longer than the read timeout."""
+
+
+class TooManyRedirects(RequestException):
+    """The request was redirected more than 30 times."""
+
+
+# ========================================================================================
+# End of the public API. Below it, the internals, in the order a request flows through
+# them: checking the request, the proxy, TLS, the pool and the connection, writing the
+# request and reading the response, redirects, errors and tokens, settings; the command
+# line last.
+# ========================================================================================
+
+
+# ----------------------------------------------------------------------------- constants
+
+_DEFAULT_API_VERSION = "0.4.0"
+_TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Sent with every request, the token request too; the module decodes these encodings.
+_TRANSPORT_HEADERS = [("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*")]
+
+_MAX_REDIRECTS = 30  # as requests
+_REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
+# Credentials that must not follow a redirect to another origin (RFC 9110 §15.4).
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+# Methods that may be sent again when a kept-alive socket turns out dead (RFC 9110 §9.2.2).
+_IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
+
+_MAX_IDLE_PER_SERVER = 10  # idle sockets kept per server, as requests' pool_maxsize
+_MAX_POOLS = 10  # servers whose idle sockets are kept, as urllib3's PoolManager(num_pools)
+_MAX_IDLE_SECONDS = 60.0  # an idle socket older than this is closed, not reused
+_SWEEP_SECONDS = 5.0  # how often the pool checks every idle socket at most
+# The longest timeout accepted: poll() takes an int of milliseconds, and a longer timeout
+# either overflows (OverflowError after the socket is open) or wraps around.
+_MAX_TIMEOUT = 2147483  # seconds, about 24.8 days: INT_MAX milliseconds
+_MAX_LINE = 65536  # longest chunk-size or trailer line accepted, as http.client's lines
+_MAX_HEADERS = 100  # most header lines accepted, folded ones included, as http.client
+# The whole response head, status line and folded lines included. http.client bounds only
+# each line (100 of 64 KiB: 6.4 MB) and h11 the head to 16 KiB; 64 KiB holds any real
+# answer's cookies and policies, and a head is read and checked in time linear in it.
+_MAX_HEAD = 65536
+_MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each one a head)
+_MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
+_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
+_MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
+_MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
+
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# The advice for a certificate that no trusted CA signed; the command line, which has no
+# verify=, leaves out _VERIFY_ADVICE.
+_VERIFY_ADVICE = "pass verify='/path/to/ca.pem' or "
+_CA_ADVICE = (
+    "if a proxy or a private CA signs this server's certificate, {}set REQUESTS_CA_BUNDLE,"
+    " CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR to that CA's bundle"
+)
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) of the causes that another CA cannot help.
+_NOT_YET_VALID, _EXPIRED = 9, 10
+_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 62, 64
+_NAME_MISMATCH = frozenset((_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH))
+
+_SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
+_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
+_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+
+_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_DIGITS = frozenset("0123456789")
+_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
+# A JWT is Base64URL segments joined by dots (RFC 7519 §3).
+_JWT_CHARS = frozenset(_ALPHANUMERIC + "-_.")
+# The characters of a method or a header name (RFC 9110 §5.6.2).
+_TOKEN_CHARS = frozenset(_ALPHANUMERIC + "!#$%&'*+-.^_`|~")
+_HOST_CHARS = frozenset(_ALPHANUMERIC + "-._:")
+_CONTROL_CHARS = frozenset([chr(code) for code in range(32)] + ["\x7f"])
+_FIELD_CONTROL_CHARS = _CONTROL_CHARS - {"\t"}  # a header value may hold a tab
+# The same two sets as bytes, for bytes.translate() to check a response's lines at C speed.
+_TOKEN_BYTES = "".join(sorted(_TOKEN_CHARS)).encode("ascii")
+_FIELD_CONTROL_BYTES = "".join(sorted(_FIELD_CONTROL_CHARS)).encode("ascii")
+_HEAD_CONTROL_BYTES = _FIELD_CONTROL_BYTES.replace(b"\n", b"")  # CR: as CRLF only
+# What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
+_UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
+_PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
+_PATH_CHARS = _UNRESERVED | _PATH_SAFE
+_FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
+_PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+_LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is imported
+
+
+def _log_enabled() -> bool:
+    """Returns whether the ``xcc`` logger would emit a DEBUG record now.
+
+    ``import logging`` costs milliseconds, so ``import xcc`` does not pay it: a program
+    that has not imported ``logging`` cannot have configured a handler, so there is nothing
+    to log to. Once it has, the logger is made with a ``NullHandler``, as libraries do, and
+    the check is the logger's own cached ``isEnabledFor``.
+    """
+    global _LOGGER
+    if _LOGGER is None:
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return False
+        logger = logging.getLogger("xcc")
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        _LOGGER = logger
+    return _LOGGER.isEnabledFor(10)  # logging.DEBUG
+
+
+def _debug(message: str, *args: object) -> None:
+    """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
+    or a proxy password: a URL that a server sent is masked where it is read (see
+    :func:`_exchange`), as a log line goes wherever the program sends its logs."""
+    if _log_enabled():
+        assert _LOGGER is not None  # _log_enabled() made it
+        _LOGGER.debug(message, *args)
+
+
+# What a terminal or a log reader may act on: C0, DEL, C1 and the Unicode line and
+# paragraph separators. A server's words are shown with these escaped, as ascii() would.
+_UNPRINTABLE = {code: f"\\x{code:02x}" for code in list(range(32)) + list(range(127, 160))}
+_UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def _printable(text: str, limit: "Optional[int]" = None) -> str:
+    """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
+    ``limit`` characters if given."""
+    text = text.translate(_UNPRINTABLE)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return text
+
+
+# ------------------------------------------------------- checking and encoding a request
+
+
+def _check_token(name: str, token: object) -> "Optional[str]":
+    """Returns ``token`` (``None`` stays ``None``) if it can be a JWT; ``name`` says which
+    token an error is about, since the error never echoes the token itself."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"The {name} must be a string, not {type(token).__name__}")
+    if not token or not _JWT_CHARS.issuperset(token):
+        raise ValueError(
+            f"The {name} is not a JWT: it is empty or holds whitespace, control characters or"
+            " characters outside Base64URL and '.'"
+        )
+    return token
+
+
+def _check_method(method: object) -> str:
+    """Returns the upper-cased HTTP method, refusing anything but an RFC 9110 token."""
+    if not isinstance(method, str):
+        raise TypeError(f"The method must be a string, not {type(method).__name__}")
+    if not method or not _TOKEN_CHARS.issuperset(method):
+        raise ValueError(f"Invalid HTTP method {method!r}: a method is a token such as 'GET'")
+    return method.upper()
+
+
+def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
+    """Returns the validated ``(name, value)`` pairs of a headers mapping.
+
+    ``Content-Length`` is left out (it is counted from the body) and ``Transfer-Encoding``
+    refused (the body is never sent in chunks); with ``allow_none``, a ``None`` value
+    removes that header, as in requests.
+    """
+    if headers is None:
+        return []
+    if not hasattr(headers, "items"):
+        raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
+    checked: List[Tuple[str, Any]] = []
+    for name, value in headers.items():
+        if value is None and allow_none:
+            checked.append((_check_header(name, "")[0], None))
+            continue
+        name, value = _check_header(name, value)
+        if name.lower() == "transfer-encoding":
+            raise ValueError("The Transfer-Encoding header is not supported: bodies are sent whole")
+        if name.lower() != "content-length":
+            checked.append((name, value))
+    return checked
+
+
+def _check_header(name: object, value: object) -> "Tuple[str, str]":
+    """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
+
+    A CR, LF or other control character would let a value start a new header or request
+    (RFC 9110 §5.5), so it is refused here rather than left to ``http.client``, whose checks
+    differ between Python builds. The value is never echoed: it may be a credential.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"A header name must be a string, not {type(name).__name__}")
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        raise ValueError(f"Invalid header name {name!r}")
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    elif not isinstance(value, str):
+        raise TypeError(f"Header {name!r} must be a string or bytes, not {type(value).__name__}")
+    if not _FIELD_CONTROL_CHARS.isdisjoint(value):
+        raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"Header {name!r} holds a character outside Latin-1") from exc
+    return name, value.strip(" \t")
+
+
+def _quote(text: "Union[str, bytes]", safe: "AbstractSet[str]" = frozenset()) -> str:
+    """Percent-encodes the UTF-8 bytes of ``text`` except unreserved characters and ``safe``."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return "".join(
+        chr(byte) if chr(byte) in _UNRESERVED or chr(byte) in safe else _PERCENT_ENCODED[byte]
+        for byte in data
+    )
+
+
+def _requote(path: str) -> str:
+    """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
+
+    Valid ``%XX`` escapes are kept as they are, so a path that is already encoded is sent
+    unchanged, as requests' ``requote_uri`` does.
+    """
+    if _PATH_CHARS.issuperset(path):
+        return path
+    first, *rest = path.split("%")
+    pieces = [_quote(first, _PATH_SAFE)]
+    for piece in rest:
+        if _HEX_DIGITS.issuperset(piece[:2]) and len(piece) >= 2:
+            pieces.append("%" + piece[:2] + _quote(piece[2:], _PATH_SAFE))
+        else:
+            pieces.append("%25" + _quote(piece, _PATH_SAFE))
+    return "".join(pieces)
+
+
+def _form_value(value: object) -> str:
+    """Returns the form-encoded text of a key or value (``+`` for space, as urlencode)."""
+    if not isinstance(value, (str, bytes)):
+        value = str(value)
+    return _quote(value, _FORM_SAFE).replace(" ", "+")
+
+
+def _encode_pairs(pairs: "_Pairs") -> str:
+    """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``.
+
+    A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
+    ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
+    """
+    if hasattr(pairs, "items"):
+        items = pairs.items()
+    else:
+        items = list(pairs)
+        for item in items:
+            # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
+    encoded: List[str] = []
+    for key, value in items:
+        values = (
+            value
+            if hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+            else (value,)
+        )
+        encoded.extend(
+            _form_value(key) + "=" + _form_value(item) for item in values if item is not None
+        )
+    return "&".join(encoded)
+
+
+def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
+    """Returns the query string for a request's ``params`` (already encoded if a string)."""
+    if isinstance(params, (str, bytes)):
+        text = params.decode("utf-8") if isinstance(params, bytes) else params
+        if not _CONTROL_CHARS.isdisjoint(text):
+            raise ValueError("params holds a control character such as CR, LF or NUL")
+        return _requote(text)
+    try:
+        return _encode_pairs(params)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "params must be a mapping or a sequence of (key, value) pairs, not"
+            f" {type(params).__name__}"  # not its value: it may hold an API key
+        ) from exc
+
+
+def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
+    """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
+
+    ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
+    form-encoded, ``bytes`` are sent as they are, ``str`` as UTF-8, and a file (anything
+    with ``read()``) is read once, whole: the body must be there to be sent again after a
+    401 or a 307. Anything else, an iterator of chunks included, is refused rather than
+    form-encoded into garbage. ``json`` is serialised strictly (NaN and Infinity are not
+    JSON, RFC 8259 §6).
+    """
+    if not data and json_body is not None:
+        import json
+
+        try:
+            text = json.dumps(json_body, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"json is not valid JSON: {exc}") from exc
+        return text.encode("utf-8"), "application/json"
+    if not data:
+        return None, None
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), None
+    if isinstance(data, str):
+        return data.encode("utf-8"), None
+    if hasattr(data, "read"):
+        content = data.read()
+        if isinstance(content, str):
+            return content.encode("utf-8"), None
+        if isinstance(content, (bytes, bytearray)):
+            return bytes(content), None
+        raise TypeError(f"data.read() must return bytes or a string, not {type(content).__name__}")
+    message = (
+        "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
+        f" not {type(data).__name__}"
+    )
+    if not (hasattr(data, "items") or isinstance(data, (list, tuple))):
+        raise TypeError(message)
+    try:
+        return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{message} ({exc})") from exc
+
+
+def _check_timeout(timeout: "Any") -> "_Timeouts":
+    """Returns ``(connect, read)`` seconds from a requests-style ``timeout`` (``None``: forever)."""
+    pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
+    for value in pair:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(
+                f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
+                f" not {timeout!r}"
+            )
+        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
+            raise ValueError(
+                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
+                f" wait forever, not {timeout!r}"
+            )
+    return pair
+
+
+class _Options:
+    """The settings of one :meth:`Connection.request` call, shared by each of its
+    redirects and by the token refresh it may make; checked before anything is sent."""
+
+    __slots__ = ("allow_redirects", "proxies", "secrets", "stream", "timeouts", "verify")
+
+    def __init__(
+        self,
+        timeout: "Any" = 10,
+        verify: "Any" = True,
+        proxies: "Any" = None,
+        stream: bool = False,
+        allow_redirects: bool = True,
+    ) -> None:
+        self.timeouts = _check_timeout(timeout)
+        if not isinstance(verify, (bool, str)):
+            try:
+                verify = os.fspath(verify)
+            except TypeError as exc:
+                raise TypeError(
+                    f"verify must be True, False or the path of a CA bundle, not {verify!r}"
+                ) from exc
+        if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
+            raise TypeError(
+                f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
+            )
+        self.verify = verify
+        self.proxies = proxies
+        self.stream = bool(stream)
+        self.allow_redirects = bool(allow_redirects)
+        # The tokens that a URL a server sent is masked of (see _exchange).
+        self.secrets: Tuple[Optional[str], ...] = ()
+
+
+def _valid_host(host: str) -> bool:
+    """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
+    no space, no control character, nothing that could end a request line or a header."""
+    if not host or not _HOST_CHARS.issuperset(host):
+        return False
+    return ":" not in host or _ip_network(host) is not None
+
+
+def _netloc(host: str, port: int) -> str:
+    """Returns ``host:port`` for a URL, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _url(origin: "_Origin", target: str) -> str:
+    """Returns the absolute URL of ``target`` (path and query) at ``origin``."""
+    scheme, host, port = origin
+    return f"{scheme}://{_netloc(host, port)}{target}"
+
+
+def _split_url(url: str) -> "Tuple[_Origin, str]":
+    """Returns ``(origin, target)`` of an absolute http(s) URL; ``origin`` is a tuple
+    ``(scheme, lower-cased host, port)`` with the scheme's default port filled in."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http or https URL: {url!r}")
+    port = parts.port
+    if port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
+        raise ValueError(f"invalid port 0 in {url!r}")
+    port = port or _DEFAULT_PORTS[scheme]
+    host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
+    if not _valid_host(host):  # the idna codec lets spaces and control characters through
+        raise ValueError(f"invalid host {host!r}")
+    target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
+    return (scheme, host, port), target
+
+
+# -------------------------------------------------------------------- choosing the proxy
+
+
+def _environ_proxies(environ: "Mapping[str, str]", schemes: "Iterable[str]") -> "Dict[str, str]":
+    """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
+    environment, with the precedence of ``urllib.request.getproxies_environment()``.
+
+    Either case is read and lower case wins, so an empty ``https_proxy`` unsets
+    ``HTTPS_PROXY``; under CGI, ``HTTP_PROXY`` is ignored, as the client may have set it
+    through a ``Proxy:`` header (CVE-2016-1000110, "httpoxy"). Only the variables asked for
+    are looked up: a request does not pay for a scan of the whole environment.
+    """
+    proxies = {}
+    for scheme in schemes:
+        value = environ.get(scheme + "_proxy")
+        if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
+            value = environ.get(scheme.upper() + "_PROXY")
+        if value:
+            proxies[scheme] = value
+    return proxies
+
+
+def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]":
+    """Returns the ``ipaddress`` network (a single address is a /32 or /128) of ``text``,
+    or ``None`` if it is not an IP literal or CIDR range."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
+    """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""  # a bare IPv6 address or range
+    return host, int(port) if port else None
+
+
+def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
+    """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
+    or ``None``.
+
+    The rules are curl's, the same on every Python version: entries are separated by
+    commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
+    with or without a leading dot, never a mere suffix (``example.com`` does not match
+    ``badexample.com``); an optional ``:port`` must match; an IP literal or CIDR range
+    matches addresses. No DNS look-up is made.
+    """
+    host = host.lower()
+    address = None
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return entry
+        try:
+            name, entry_port = _split_host_port(entry)
+        except ValueError:
+            continue  # an unreadable port: the entry matches nothing
+        if not name or entry_port not in (None, port):
+            continue
+        if ":" in name or name[0] in "0123456789":
+            network = _ip_network(name)
+            address = address or _ip_network(host)
+            if network is not None and address is not None:
+                if address.version == network.version and address.network_address in network:
+                    return entry
+                continue
+        name = name[2:] if name.startswith("*.") else name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return entry
+    return None
+
+
+_NO_PROXY_SET = ("none", None)  # why a request goes direct when nothing names a proxy
+
+
+def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
+    """Returns the URL of the proxy for ``scheme`` in the system's settings, as
+    ``urllib.request.getproxies()`` gives them, or ``None``.
+
+    A registry value without a scheme (``proxy:3128``) is an HTTP proxy. Windows' proxies
+    are HTTP proxies, whatever protocol they carry: Python 3.6 to 3.9 turn the registry's
+    ``proxy:3128`` and ``https=proxy:3128`` into ``https://proxy:3128`` (bpo-42627), which
+    names the protocol, not the proxy's, so that becomes ``http://proxy:3128``.
+    """
+    value = (settings.get(scheme) or "").strip()
+    if not value:
+        return None
+    if "://" not in value:
+        return "http://" + value
+    if windows and value[:8].lower() == "https://":
+        return "http://" + value[8:]
+    return value
+
+
+def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
+    """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
+    Internet Options, macOS's network settings), read by ``urllib.request`` as requests
+    reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
+    import urllib.request
+
+    url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
+    if url is None:
+        return None, _NO_PROXY_SET
+    if urllib.request.proxy_bypass(host):
+        return None, ("system bypass", None)
+    return url, ("system", None)
+
+
+# Platform shim: Windows and macOS keep a system-wide proxy setting that requests honours
+# when no proxy variable is set; elsewhere the environment is all there is, and neither
+# urllib.request nor a look-up is paid for.
+_SYSTEM_PROXY = _system_proxy if sys.platform in ("win32", "darwin") else None
+
+
+def _proxy_url(
+    origin: "_Origin",
+    proxies: "Optional[Mapping[str, Optional[str]]]",
+    environ: "Mapping[str, str]" = os.environ,
+    system: "Optional[Callable[[str, str], Tuple[Optional[str], _Source]]]" = _SYSTEM_PROXY,
+) -> "Tuple[Optional[str], _Source]":
+    """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
+    to go direct), and why, for the log.
+
+    An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
+    ``all://host``, ``all``; a ``None`` or empty value means no proxy); then the proxy
+    variables of ``environ`` for the scheme, unless ``NO_PROXY`` exempts the host; where
+    none of them is set, ``system(scheme, host)`` (see :data:`_SYSTEM_PROXY`), if given.
+    """
+    scheme, host, port = origin
+    if proxies:
+        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
+            if key in proxies:
+                return proxies[key] or None, ("proxies", key)
+    found = _environ_proxies(environ, (scheme, "all", "no"))
+    if not found and system is not None:
+        return system(scheme, host)
+    key = scheme if found.get(scheme) else "all"
+    if not found.get(key):
+        return None, _NO_PROXY_SET
+    entry = _bypass_proxy(host, port, found.get("no", ""))
+    if entry is not None:
+        return None, ("NO_PROXY", entry)
+    return found[key], ("environment", key)
+
+
+def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
+    """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
+    the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
+    kind, detail = source
+    shown = "direct"
+    if proxy is not None:
+        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
+    if kind == "proxies":
+        return f"{shown}, from proxies[{detail!r}]"
+    if kind == "environment":  # lower case wins, as in _environ_proxies
+        assert detail is not None  # the variable's scheme
+        names = (detail + "_proxy", detail.upper() + "_PROXY")
+        return f"{shown}, from " + next((name for name in names if os.environ.get(name)), names[1])
+    if kind == "system":
+        return f"{shown}, from the system settings"
+    if kind == "NO_PROXY":
+        return f"direct: the NO_PROXY entry {detail!r} matches"
+    if kind == "system bypass":
+        return "direct: the system settings exempt this host"
+    return "direct: no proxy variable or setting"
+
+
+class _Proxy:
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
+
+    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
+    and no response read from one, holds the password.
+    """
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import unquote, urlsplit
+
+        # Say nothing of a URL that does not parse, not even in a chained cause: it may
+        # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
+        # authority early, so the "@" that closes them is left in what follows
+        # ("http://user:pw#1@proxy" would make "pw" the port, "user" the host).
+        try:
+            parts = urlsplit(url if "://" in url else "http://" + url)
+            scheme = parts.scheme.lower()
+            self.host, self.port = parts.hostname, parts.port or 80
+            unreadable = "@" in parts.path + parts.query + parts.fragment
+        except ValueError:
+            unreadable = True
+        if unreadable:
+            raise ProxyError(
+                "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
+                " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
+                " it may hold a password"
+            ) from None
+        self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        self.key = (self.display, object())  # one per proxy URL, as _proxy() caches them
+        if scheme != "http":
+            raise ProxyError(
+                f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
+                " to the server is encrypted end to end through them)"
+            )
+        if not self.host:
+            raise ProxyError(f"Invalid proxy URL: no host in {self.display}")
+        self.authorization = None
+        if parts.username is not None:
+            import base64
+
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            try:
+                raw = credentials.encode("latin-1")  # as requests
+            except UnicodeEncodeError:
+                raw = credentials.encode("utf-8")
+            self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
+
+    def masked(self, text: str) -> str:
+        """Returns a proxy's words ``text`` without the Base64 credentials it may echo."""
+        if self.authorization:
+            text = text.replace(self.authorization[6:], "[credentials]")
+        return text
+
+
+_PROXIES: "Dict[str, _Proxy]" = {}
+
+
+def _proxy(url: str) -> "_Proxy":
+    """Returns the parsed :class:`_Proxy` for a proxy URL, parsed once per URL."""
+    proxy = _PROXIES.get(url)
+    if proxy is None:
+        proxy = _PROXIES.setdefault(url, _Proxy(url))
+    return proxy
+
+
+# ----------------------------------------------------------------------- the TLS context
+
+_SSL_CONTEXTS: "Dict[_Verify, ssl.SSLContext]" = {}
+
+
+def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
+    """Returns ``(key, context)``: the shared SSL context for a ``verify`` setting.
+
+    ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
+    then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
+    A context is built once per setting: loading a CA bundle costs milliseconds.
+    """
+    verify, source = _ca_bundle(verify)
+    context = _SSL_CONTEXTS.get(verify)
+    if context is None:
+        context = _SSL_CONTEXTS.setdefault(verify, _new_ssl_context(verify, source))
+    return verify, context
+
+
+def _ca_bundle(verify: "_Verify") -> "Tuple[_Verify, str]":
+    """Returns ``(verify, source)``: ``verify`` with ``True`` replaced by the path in
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` if one is set, and where that came from."""
+    if verify is True:
+        for name in _CA_BUNDLE_VARIABLES:
+            if os.environ.get(name):
+                return os.environ[name], name
+    return verify, "verify"
+
+
+def _ca_source(verify: "_Verify") -> str:
+    """Returns what the log says of the CAs that a ``verify`` setting trusts, and why."""
+    verify, source = _ca_bundle(verify)
+    if verify is False:
+        return "no CA: verify=False, the certificate is not checked"
+    if verify is not True:
+        return f"the CA bundle {verify!r}, from {source}"
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    chosen = [
+        f"{name} {path!r}" + (f" (from {variable})" if variable in os.environ else "")
+        for name, path, variable in (
+            ("file", paths.cafile, paths.openssl_cafile_env),
+            ("directory", paths.capath, paths.openssl_capath_env),
+        )
+        if path
+    ]
+    if sys.platform == "win32":
+        chosen.append("the Windows certificate store")
+    return "the system's CAs: " + (", ".join(chosen) or "none found")
+
+
+def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
+    """Builds the SSL context for :func:`_ssl_context`; ``source`` names where a path came from."""
+    import ssl
+
+    try:
+        if verify is True:
+            context = ssl.create_default_context()
+        elif verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif os.path.isdir(verify):
+            context = ssl.create_default_context(capath=verify)
+        elif os.path.isfile(verify):
+            context = ssl.create_default_context(cafile=verify)
+        else:
+            raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
+    except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
+        raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
+    # Verify what requests verifies, the chain and the host name: Python 3.13 switched on
+    # VERIFY_X509_STRICT, which refuses CAs that OpenSSL and requests accept, such as
+    # corporate inspection CAs whose basicConstraints is not marked critical.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    # Version shim: with OpenSSL 3, a server that closes without close_notify makes Python
+    # 3.6 and 3.7 raise an SSLError where 3.8+ see the end of the stream (bpo-43794); treat
+    # it as the end everywhere. The framing checks still catch a body cut short.
+    if ssl.OPENSSL_VERSION_INFO >= (3,):
+        context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7)
+    return context
+
+
+# ----------------------------------------------------------- the pool and the connection
+
+
+class _StaleSocket(Exception):
+    """A kept-alive socket was dead before the server sent a byte of the response."""
+
+
+# Version shim: before Python 3.10, socket.timeout and the TimeoutError of a kernel
+# ETIMEDOUT are two classes; both mean the same thing here.
+_TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
+
+
+# Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
+# descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
+if hasattr(select, "poll"):
+
+    def _readable(sock: "socket.socket") -> bool:
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+else:
+
+    def _readable(sock: "socket.socket") -> bool:
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
+        return bool(select.select([sock], [], [], 0)[0])
+
+
+def _failure(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
+    """Returns the exception to raise for an error ``exc`` of the socket, TLS or codec
+    layer while ``label`` was under way, so that no ``socket``, ``ssl`` or codec error ever
+    reaches the caller."""
+    if isinstance(exc, _TIMEOUT_ERRORS):
+        return (ConnectTimeout if connecting else ReadTimeout)(f"{label} timed out")
+    return ConnectionError(f"{label} failed: {exc}")
+
+
+def _remaining(deadline: "Optional[float]") -> "Optional[float]":
+    """Returns the seconds left before ``deadline`` (``None``: no limit)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("timed out")
+    return left
+
+
+class _Pool:
+    """Idle kept-alive connections, per server and settings, shared by every
+    :class:`Connection` of the process.
+
+    It is thread-safe (a connection is handed to one request at a time), bounded as
+    urllib3's ``PoolManager`` is (10 idle sockets per server, 10 servers: the least recently
+    used server's sockets are closed when an 11th comes), drops sockets that idled for a
+    minute or that their server closed, and is fork-safe: a child process never reuses its
+    parent's sockets, since two processes writing to one TCP stream would interleave requests.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # key -> [(idle since, conn)], least recently used first
+        self._idle: OrderedDict[_Key, List[Tuple[float, _Conn]]] = OrderedDict()
+        self._pid = os.getpid()
+        self._next_sweep = 0.0
+
+    def get(self, key: "_Key") -> "Optional[_Conn]":
+        """Returns an idle connection for ``key`` that is still open, or ``None``. The order of
+        the least recently used servers changes on :meth:`put` only."""
+        self._check_fork()
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                since, conn = idle.pop()  # the most recently used: the least likely closed
+            if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
+                return conn
+            _debug("Dropping a kept-alive connection that the server closed while idle")
+            conn.close()
+
+    def put(self, conn: "_Conn") -> None:
+        """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
+        self._check_fork()
+        if conn.pid != self._pid:
+            conn.close()
+            return
+        now = time.monotonic()
+        dropped: List[_Conn] = []
+        with self._lock:
+            idle = self._idle.get(conn.key)
+            new_server = idle is None
+            if idle is None:
+                idle = self._idle[conn.key] = []
+                while len(self._idle) > _MAX_POOLS:
+                    _, evicted = self._idle.popitem(last=False)
+                    dropped.extend(old for _, old in evicted)
+            else:
+                self._idle.move_to_end(conn.key)
+            if len(idle) < _MAX_IDLE_PER_SERVER:
+                idle.append((now, conn))
+            else:
+                dropped.append(conn)
+            # A process that goes from server to server (redirects do) checks the sockets
+            # it keeps before it adds another server's, not only every few seconds.
+            if new_server or now >= self._next_sweep:
+                dropped.extend(self._sweep(now))
+        for old in dropped:
+            old.close()
+
+    def close(self, origin: "_Origin") -> None:
+        """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
+        self._check_fork()
+        with self._lock:
+            keys = [key for key in self._idle if key[0] == origin]
+            conns = [conn for key in keys for _, conn in self._idle.pop(key)]
+        for conn in conns:
+            conn.close()
+
+    def _sweep(self, now: float) -> "List[_Conn]":
+        """Takes out and returns the idle connections that idled too long or that their
+        server closed; the caller holds the lock. A socket is checked whatever server it
+        belongs to, so that no dead socket stays open until its server is asked again."""
+        self._next_sweep = now + _SWEEP_SECONDS
+        dropped: List[_Conn] = []
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for since, conn in idle:
+                if now - since < _MAX_IDLE_SECONDS and conn.alive():
+                    kept.append((since, conn))
+                else:
+                    dropped.append(conn)
+            if kept:
+                self._idle[key] = kept
+            else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
+                del self._idle[key]
+        return dropped
+
+    def _check_fork(self) -> None:
+        """In a child process, forgets the parent's sockets and lock."""
+        if self._pid == os.getpid():
+            return
+        # The parent's lock may have been held by another of its threads at the fork.
+        # Closing the inherited sockets here only closes this process's descriptors.
+        inherited, self._idle = self._idle, OrderedDict()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        for conns in inherited.values():
+            for _, conn in conns:
+                conn.close()
+
+
+_POOL = _Pool()
+
+
+class _Conn:
+    """One HTTP/1.1 connection to a server, direct or through a proxy's tunnel. It carries
+    one request at a time and waits in the pool between requests."""
+
+    def __init__(self, key: "_Key", sock: "socket.socket") -> None:
+        self.key = key
+        self.sock = sock
+        self.rfile = io.BufferedReader(_SocketReader(sock))
+        self.pid = os.getpid()
+
+    @classmethod
+    def open(
+        cls,
+        key: "_Key",
+        proxy: "Optional[_Proxy]",
+        context: "Optional[ssl.SSLContext]",
+        timeouts: "_Timeouts",
+        label: str,
+    ) -> "_Conn":
+        """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
+        ``context`` is given, all within the connect timeout. Every failure is a
+        :class:`ConnectionError` (``ProxyError``, ``SSLError``) or a :class:`ConnectTimeout`."""
+        (_, host, port), _, _ = key
+        connect_timeout, read_timeout = timeouts
+        deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
+        where = (host, port) if proxy is None else (proxy.host, proxy.port)
+        try:
+            addresses = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: not an IDNA name
+            message = f"Failed to resolve hostname '{where[0]}'"
+            if proxy is not None:
+                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {message}") from exc
+            raise ConnectionError(message) from exc
+        try:
+            sock = _connect(addresses, deadline)
+        except OSError as exc:
+            if proxy is not None and not isinstance(exc, _TIMEOUT_ERRORS):
+                raise ProxyError(f"Cannot connect to proxy {proxy.display}: {exc}") from exc
+            raise _failure(exc, label, connecting=True) from exc
+        try:
+            if context is not None:
+                if proxy is not None:
+                    _tunnel(sock, host, port, proxy, deadline)
+                sock = _wrap_tls(sock, key[0], proxy, context, deadline, label)
+            sock.settimeout(read_timeout)
+        except RequestException:
+            sock.close()
+            raise
+        except (OSError, ValueError) as exc:
+            sock.close()
+            raise _failure(exc, label, connecting=True) from exc
+        return cls(key, sock)
+
+    def alive(self) -> bool:
+        """Returns whether an idle socket can carry another request: a readable idle socket
+        means the server closed it (or sent bytes nobody asked for)."""
+        try:
+            return not _readable(self.sock)
+        except (OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        """Closes the socket."""
+        self.rfile.close()
+        self.sock.close()
+
+
+def _connect(
+    addresses: "Iterable[Tuple[Any, ...]]", deadline: "Optional[float]"
+) -> "socket.socket":
+    """Opens a TCP connection to the first of ``addresses`` (``getaddrinfo()`` entries)
+    that accepts before ``deadline``.
+
+    Unlike ``socket.create_connection``, which gives each address the whole timeout, the
+    one budget covers every address the host resolves to.
+    """
+    error = OSError("the host name resolved to no address")
+    for family, kind, protocol, _, address in addresses:
+        sock = None
+        try:
+            sock = socket.socket(family, kind, protocol)  # fails if the family is not built in
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            error = exc
+            continue
+        # Headers and body go out in one write; Nagle's algorithm would only delay them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+def _tunnel(
+    sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "Optional[float]"
+) -> None:
+    """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
+
+    The ``Host`` header goes out on every Python version, and ``Proxy-Authorization`` on
+    the CONNECT only: the server at the end of the tunnel never sees the proxy's password.
+    """
+    authority = _netloc(host, port)
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.settimeout(_remaining(deadline))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+    label = f"CONNECT to {authority} through proxy {proxy.display}"
+    with sock.makefile("rb") as rfile:
+        try:
+            _, status, reason, _ = _read_head(rfile, label)
+        except _StaleSocket as exc:
+            raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
+        except ConnectionError as exc:  # its line may echo the credentials
+            exc.args = (proxy.masked(str(exc)),)
+            raise ProxyError(str(exc)) from exc
+    if not 200 <= status < 300:
+        raise ProxyError(
+            f"Proxy {proxy.display} refused the tunnel to {authority}: {status}"
+            f" {_printable(proxy.masked(reason))}"
+        )
+
+
+def _wrap_tls(
+    sock: "socket.socket",
+    origin: "_Origin",
+    proxy: "Optional[_Proxy]",
+    context: "ssl.SSLContext",
+    deadline: "Optional[float]",
+    label: str,
+) -> "ssl.SSLSocket":
+    """Returns ``sock`` wrapped in TLS for the host of ``origin``, its certificate checked by
+    ``context``; ``proxy`` is the one whose tunnel ``sock`` is, if any."""
+    import ssl
+
+    _, host, port = origin
+    sock.settimeout(_remaining(deadline))
+    peer = (sock.family, sock.getpeername())
+    try:
+        sock = context.wrap_socket(sock, server_hostname=host)
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        # Python 3.6 raises CertificateError for a wrong host name, after the handshake.
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, ssl.CertificateError):
+            certificate = _peer_certificate(peer, host, port, proxy, deadline)
+            raise _verification_error(exc, host, label, certificate) from exc
+        raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
+    if _log_enabled():
+        facts = _certificate_facts(sock.getpeercert(binary_form=True) or b"") or {}
+        _debug(
+            "%s with %r: certificate of %s, issued by %s, valid until %s",
+            sock.version(),
+            host,
+            facts.get("subject"),
+            facts.get("issuer"),
+            _utc(facts.get("not_after")),
+        )
+    return sock
+
+
+def _utc(seconds: "Optional[float]") -> str:
+    """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
+    if seconds is None:
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def _der_items(data: bytes, start: int, end: int) -> "Iterator[Tuple[int, int, int]]":
+    """Yields ``(tag, content start, content end)`` of the DER elements in ``data[start:end]``
+    (X.690 §8.1: a tag byte, a length, the content); a bad length raises ``IndexError``."""
+    while start < end:
+        tag, length, start = data[start], data[start + 1], start + 2
+        if length & 0x80:  # the long form: the next (length & 0x7F) bytes hold the length
+            count = length & 0x7F
+            length, start = int.from_bytes(data[start : start + count], "big"), start + count
+        if start + length > end:
+            raise IndexError("a DER length runs past its container")
+        yield tag, start, start + length
+        start += length
+
+
+# The attributes of a distinguished name that a message shows (RFC 5280 §4.1.2.4).
+_NAME_ATTRIBUTES = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}
+_SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # the OID 2.5.29.17
+_MAX_SHOWN_NAMES = 5  # subjectAltNames a message lists
+_MAX_SHOWN_CHARS = 200  # characters of a name (or all of a subject) a message shows
+
+
+def _certificate_facts(der: "Optional[bytes]") -> "Optional[Dict[str, Any]]":
+    """Returns what a message or a log line says of a DER certificate: ``subject``,
+    ``issuer``, ``not_before`` and ``not_after`` (Unix seconds) and ``names`` (its
+    subjectAltName DNS names and IP addresses), or ``None`` if it cannot be read.
+
+    The certificate is only read, never trusted (RFC 5280 §4.1): this names the cause of a
+    failed verification, and the ``ssl`` module decodes only certificates that verified.
+    """
+    import calendar
+    import ipaddress
+
+    if der is None:  # getpeercert() gives None when there was no handshake
+        return None
+
+    def children(span: "Tuple[Optional[int], int, int]") -> "List[Tuple[int, int, int]]":
+        return list(_der_items(der, span[1], span[2]))
+
+    def name(span: "Tuple[int, int, int]") -> str:
+        parts = []
+        for _, *rdn in children(span):
+            for _, *pair in _der_items(der, *rdn):
+                (_, *oid), (_, *value) = _der_items(der, *pair)
+                label = _NAME_ATTRIBUTES.get(der[oid[0] : oid[1]])
+                if label:
+                    parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
+        return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
+
+    def seconds(span: "Tuple[int, int, int]") -> int:
+        text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
+        if span[0] == 0x17:  # UTCTime: YYMMDDHHMMSS, 1950-2049 (RFC 5280 §4.1.2.5.1)
+            text = ("19" if text[:2] >= "50" else "20") + text
+        return calendar.timegm(time.strptime(text, "%Y%m%d%H%M%S"))
+
+    try:
+        certificate = children((None, 0, len(der)))[0]
+        fields = children(children(certificate)[0])  # the TBSCertificate
+        fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
+        issuer, validity, subject = fields[2], fields[3], fields[4]
+        not_before, not_after = children(validity)
+        names: List[str] = []
+        for extensions in (field for field in fields[6:] if field[0] == 0xA3):
+            for extension in children(children(extensions)[0]):
+                oid, *_, value = children(extension)
+                if der[oid[1] : oid[2]] != _SUBJECT_ALT_NAME:
+                    continue
+                for tag, first, last in children(children(value)[0]):
+                    if len(names) == _MAX_SHOWN_NAMES:
+                        names.append("...")
+                        break
+                    if tag == 0x82:  # dNSName
+                        text = der[first:last].decode("ascii", "replace")
+                        names.append(_printable(text, _MAX_SHOWN_CHARS))
+                    elif tag == 0x87:  # iPAddress
+                        names.append(str(ipaddress.ip_address(der[first:last])))
+        return {
+            "subject": name(subject),
+            "issuer": name(issuer),
+            "not_before": seconds(not_before),
+            "not_after": seconds(not_after),
+            "names": names,
+        }
+    except (IndexError, ValueError):
+        return None
+
+
+def _peer_certificate(
+    peer: "Tuple[int, Any]",
+    host: str,
+    port: int,
+    proxy: "Optional[_Proxy]",
+    deadline: "Optional[float]",
+) -> "Optional[bytes]":
+    """Returns the DER certificate that the server at ``peer`` (``(family, address)``,
+    through ``proxy``'s tunnel if given) shows for ``host``, fetched with a handshake that
+    verifies nothing, or ``None``. Nothing is sent on it; it only names a failure's cause."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.socket(peer[0], socket.SOCK_STREAM) as sock:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(peer[1])
+            if proxy is not None:
+                _tunnel(sock, host, port, proxy, deadline)
+            with context.wrap_socket(sock, server_hostname=host) as tls:
+                return tls.getpeercert(binary_form=True)
+    except (OSError, ValueError, RequestException):
+        return None
+
+
+def _verification_error(
+    exc: Exception, host: str, label: str, certificate: "Optional[bytes]"
+) -> "SSLError":
+    """Returns the :class:`SSLError` for a certificate that did not verify, naming its
+    cause: an unknown issuer (with the CA advice), dates (with this machine's clock), or a
+    host name that the certificate does not hold (with the names it holds).
+
+    The cause is OpenSSL's verification code where ``ssl`` gives it (Python 3.7+); Python
+    3.6 raises ``CertificateError`` for a wrong name and says only "certificate verify
+    failed" otherwise, so there the certificate's dates tell.
+    """
+    import ssl
+
+    facts = _certificate_facts(certificate)
+    code = getattr(exc, "verify_code", None)
+    # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
+    # the code; 3.6 raises it, without one, only for a wrong name.
+    if code is None and isinstance(exc, ssl.CertificateError):
+        code = _HOSTNAME_MISMATCH
+    now = time.time()
+    if facts and code is None:
+        if now > facts["not_after"]:
+            code = _EXPIRED
+        elif now < facts["not_before"]:
+            code = _NOT_YET_VALID
+    failed = f"{label} failed: the TLS certificate of {host!r}"
+    if code in (_EXPIRED, _NOT_YET_VALID):
+        cause = "has expired" if code == _EXPIRED else "is not valid yet"
+        if facts and not facts["not_before"] <= now <= facts["not_after"]:
+            dates = f"it is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
+            cause += f": {dates}, and"
+        else:  # a certificate of the chain, not the server's own
+            cause = f"has a CA certificate in its chain that {cause}:"
+        return SSLError(f"{failed} {cause} this machine's clock says {_utc(now)} ({exc})")
+    if code in _NAME_MISMATCH:
+        held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
+        return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
+    # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
+    # above: the advice that was always given.
+    issuer = f" (issued by {facts['issuer']})" if facts else ""
+    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
+    return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
+
+
+# --------------------------------------------- writing the request, reading the response
+
+
+def _exchange(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    options: "_Options",
+) -> "Response":
+    """Sends one request over a pooled or a new socket and returns its :class:`Response`.
+
+    An idle socket can die between the pool's check and the request; if it fails before a
+    byte of the response, an idempotent request is sent once more on a new socket, but a
+    POST or PATCH is never sent twice (the server may have acted on it).
+    """
+    # A redirect's Location may hold a token the server echoed: the URL that the response,
+    # the label of its errors (a streamed body's, after request() returned) and the log
+    # show is masked here, once.
+    shown_target = _masked(target, options.secrets)
+    url = _url(origin, shown_target)
+    label = f"{method} request to '{url}'"
+    proxy_url, proxy_source = _proxy_url(origin, options.proxies)
+    proxy = _proxy(proxy_url) if proxy_url else None
+    verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
+    key = (origin, None if proxy is None else proxy.key, verify)
+    head = _serialize(method, origin, target, headers, body, proxy)
+    logging_on = _log_enabled()
+    started = time.monotonic()  # for the log only
+    if logging_on:
+        _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
+    conn = _POOL.get(key)
+    response = None
+    if conn is not None:
+        if logging_on:
+            _debug("Reusing a kept-alive connection for %s", label)
+        try:
+            response = _roundtrip(conn, head, body, method, url, label, options)
+        except _StaleSocket as exc:
+            conn.close()
+            again = "sent again on a new one" if method in _IDEMPOTENT_METHODS else "not sent twice"
+            _debug("The kept-alive connection was dead (%s): %s is %s", exc, label, again)
+            if method not in _IDEMPOTENT_METHODS:
+                raise ConnectionError(
+                    f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
+                    " not sent twice)"
+                ) from exc
+    if response is None:
+        if logging_on:
+            _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
+            if context is not None:
+                _debug("Verifying TLS with %s", _ca_source(options.verify))
+        conn = _Conn.open(key, proxy, context, options.timeouts, label)
+        try:
+            response = _roundtrip(conn, head, body, method, url, label, options)
+        except _StaleSocket as exc:
+            conn.close()
+            raise ConnectionError(f"{label} failed: {exc}") from exc
+    if logging_on:
+        _debug("%s", _response_text(origin, shown_target, method, response, started))
+    if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
+        response._discard()
+        response.reason = proxy.masked(response.reason)
+        for name, value in list(response.headers.items()):
+            response.headers[name] = proxy.masked(value)
+        raise ProxyError(
+            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}",
+            response=response,
+        )
+    return response
+
+
+def _serialize(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    proxy: "Optional[_Proxy]",
+) -> bytes:
+    """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
+    scheme, host, port = origin
+    forwarding = proxy if scheme == "http" else None  # the proxy that reads the request
+    if forwarding is not None:
+        target = _url(origin, target)  # absolute form, for the proxy (RFC 9112 §3.2.2)
+        if forwarding.authorization and "Proxy-Authorization" in headers:
+            # One Proxy-Authorization (RFC 9110 §11.7.1): the proxy URL's wins, as in requests.
+            headers = headers.copy()
+            del headers["Proxy-Authorization"]
+    lines = [f"{method} {target} HTTP/1.1"]
+    if "Host" not in headers:
+        authority = _netloc(host, port)
+        lines.append(
+            "Host: "
+            + (authority.rsplit(":", 1)[0] if port == _DEFAULT_PORTS[scheme] else authority)
+        )
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    elif method not in ("GET", "HEAD"):
+        lines.append("Content-Length: 0")
+    if forwarding is not None and forwarding.authorization:
+        lines.append(f"Proxy-Authorization: {forwarding.authorization}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _roundtrip(
+    conn: "_Conn",
+    head: bytes,
+    body: "Optional[bytes]",
+    method: str,
+    url: str,
+    label: str,
+    options: "_Options",
+) -> "Response":
+    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read
+    (and the body too, unless ``options.stream``); raises :class:`_StaleSocket` if the
+    socket failed before a byte of the response came back."""
+    sent = True
+    try:
+        # A pooled socket still has the read timeout of the request that opened it; setting
+        # it costs a system call, so only when it differs.
+        if conn.sock.gettimeout() != options.timeouts[1]:
+            conn.sock.settimeout(options.timeouts[1])
+        try:
+            try:
+                if body is not None and len(body) <= 65536:
+                    conn.sock.sendall(head + body)
+                else:
+                    conn.sock.sendall(head)
+                    if body is not None:
+                        conn.sock.sendall(body)
+            except OSError:
+                # A server may answer before it has read the whole body (a 413, or a 401 to
+                # a large upload) and close the connection (RFC 9112 §9.5): its answer is
+                # then waiting to be read. Without one, the socket just died.
+                if conn.alive():
+                    raise
+                sent = False
+            version, status, reason, fields = _read_head(conn.rfile, label)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+            raise _StaleSocket(str(exc)) from exc
+        for _ in range(_MAX_INTERIM + 1):
+            if not 100 <= status < 200 or status == 101:
+                break
+            try:  # an interim response (RFC 9110 §15.2): the final one follows
+                version, status, reason, fields = _read_head(conn.rfile, label)
+            except _StaleSocket as exc:  # not stale: the server did answer
+                raise ConnectionError(f"{label} failed: {exc} after a {status}") from exc
+        else:
+            raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
+        headers = _Headers()
+        combined = headers._fields  # filled here: through __setitem__, 4 % of a request
+        for name, value in fields:
+            key = name.lower()
+            if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
+                value = combined[key][1] + ", " + value
+            combined[key] = (name, value)
+        length, chunked, keep_alive = _framing(method, version, status, headers, label)
+    except _StaleSocket:
+        raise
+    except RequestException:
+        conn.close()
+        raise
+    except (OSError, ValueError) as exc:
+        conn.close()
+        raise _failure(exc, label) from exc
+    response = Response(
+        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
+    )
+    if not options.stream:
+        response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
+    return response
+
+
+def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Fields]":
+    """Reads a response's head: ``(version, status, reason, fields)`` (RFC 9112 §4-§5).
+
+    It refuses what a strict parser refuses, since a field that an intermediary on the path
+    may read differently is how responses get smuggled: a head that is not HTTP/1.x, cut
+    short, larger than ``_MAX_HEAD`` bytes or ``_MAX_HEADERS`` lines, a status outside
+    100-599, a field name that is not a token (``Name : value``), or a control character
+    other than a tab (CR, NUL: RFC 9110 §5.5). A connection that ends before the first
+    byte raises :class:`_StaleSocket`, so that the request may be sent again.
+    """
+    line = rfile.readline(_MAX_HEAD + 1)
+    if not line:
+        raise _StaleSocket("the server closed the connection without a response")
+    parts = line.split(None, 2)
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
+        raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
+    left = _MAX_HEAD - len(line)
+    lines = [line]
+    names = []
+    fields: _Fields = []
+    # index in fields -> the pieces of a folded value, joined once at the end
+    folds: Dict[int, List[str]] = {}
+    for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
+        line = rfile.readline(left + 1)
+        left -= len(line)
+        if line in (b"\r\n", b"\n") and left >= 0:
+            break
+        if left < 0 or not line.endswith(b"\n"):
+            problem = f"larger than {_MAX_HEAD} bytes" if left < 0 else "cut short"
+            raise ConnectionError(f"{label} failed: the response head is {problem}")
+        lines.append(line)
+        name, colon, value = line.partition(b":")
+        if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
+            folds.setdefault(len(fields) - 1, [fields[-1][1]]).append(
+                line.strip().decode("latin-1")
+            )
+        elif colon and name:
+            names.append(name)
+            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        else:
+            raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
+    else:
+        raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
+    # The whole head at once, in C: a check of each line would cost a request 8 % more.
+    head = b"".join(lines).replace(b"\r\n", b"\n")
+    controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
+    if controls or b"".join(names).translate(None, _TOKEN_BYTES):
+        raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
+    for index, pieces in folds.items():
+        fields[index] = (fields[index][0], " ".join(pieces))
+    raw_reason = parts[2].strip() if len(parts) == 3 else b""
+    try:
+        reason = raw_reason.decode("utf-8")
+    except UnicodeDecodeError:
+        reason = raw_reason.decode("latin-1")
+    return parts[0], int(code), reason, fields
+
+
+def _bad_line(lines: "List[bytes]") -> bytes:
+    """Returns the first of a head's ``lines`` that holds a control character (but a tab)
+    or a field name that is not a token, shortened for an error message."""
+    for index, line in enumerate(lines):
+        text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        name = text.partition(b":")[0] if index and line[0] not in b" \t" else b""
+        if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text) or name.translate(
+            None, _TOKEN_BYTES
+        ):
+            return text[:40]
+    return b""
+
+
+def _framing(
+    method: str, version: bytes, status: int, headers: "_Headers", label: str
+) -> "Tuple[Optional[int], bool, bool]":
+    """Returns ``(length, chunked, keep_alive)`` for a response body (RFC 9112 §6.3).
+
+    ``length`` is the body's size, or ``None`` if it is chunked or ends when the server
+    closes the connection; ``keep_alive`` tells whether the socket may carry another request.
+    """
+    tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
+    if status == 101:  # the socket now speaks another protocol, which nobody asked for
+        return 0, False, False
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        # A 204 or 304 that announces a body may well send one, which would be read as the
+        # next response: do not reuse the socket then.
+        announced = headers.get("Content-Length", "0").strip() != "0"
+        if status in (204, 304) and (announced or "Transfer-Encoding" in headers):
+            keep_alive = False
+        return 0, False, keep_alive
+    coding = headers.get("Transfer-Encoding")
+    if coding is not None:
+        # Chunked is the only transfer coding read, as h11 reads: a body under another one
+        # (gzip, chunked) would be handed over still encoded, as if it were whole.
+        if coding.strip().lower() != "chunked":
+            raise ConnectionError(f"{label} failed: unsupported Transfer-Encoding {coding!r}")
+        # A Content-Length beside Transfer-Encoding is how requests get smuggled
+        # (RFC 9112 §6.1): read this body, but do not trust the socket afterwards.
+        return None, True, keep_alive and "Content-Length" not in headers
+    values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
+    if values == {""}:
+        return None, False, False
+    length = values.pop()
+    if values or not length or not _DIGITS.issuperset(length):
+        raise ConnectionError(
+            f"{label} failed: invalid Content-Length {headers['Content-Length']!r}"
+        )
+    return int(length), False, keep_alive
+
+
+class _Headers(_HeadersBase):
+    """HTTP header fields: a dict whose keys compare case-insensitively, as requests'
+    ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
+
+    def __init__(self, fields: "Iterable[Tuple[str, str]]" = ()) -> None:
+        self._fields: Dict[str, Tuple[str, str]] = {}
+        self.update(fields)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._fields[name.lower()] = (name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()][1]
+
+    def __delitem__(self, name: str) -> None:
+        del self._fields[name.lower()]
+
+    def __iter__(self) -> "Iterator[str]":
+        return (name for name, _ in self._fields.values())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: "Any") -> bool:  # faster than Mapping's: no KeyError
+        return name.lower() in self._fields
+
+    def get(self, name: str, default: "Any" = None) -> "Any":
+        """Returns the value of header ``name``, or ``default``."""
+        field = self._fields.get(name.lower())
+        return default if field is None else field[1]
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def copy(self) -> "_Headers":
+        """Returns a shallow copy."""
+        headers = _Headers()
+        headers._fields = self._fields.copy()
+        return headers
+
+
+class _SocketReader(io.RawIOBase):
+    """The socket under a connection's read buffer, as ``sock.makefile()`` has it. While
+    ``probing``, a read returns only bytes that have already arrived (decrypted ones that
+    OpenSSL holds) and never waits, so that ``peek()`` on the buffer tells at once whether
+    bytes beyond the response just read are there."""
+
+    probing = False
+
+    def __init__(self, sock: "socket.socket") -> None:
+        io.RawIOBase.__init__(self)
+        self._sock = sock
+        self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "Any") -> "Optional[int]":
+        """Receives into ``buffer``; returns the byte count, or ``None`` for nothing yet."""
+        # pending() is an ssl.SSLSocket's, called only if self._tls.
+        if self.probing and not (self._tls and self._sock.pending()):  # type: ignore[attr-defined]
+            return None
+        return self._sock.recv_into(buffer)
+
+
+def _read_beyond(conn: "_Conn") -> bool:
+    """Returns whether bytes beyond the response just read wait in ``conn``'s read buffer or
+    TLS layer. (Bytes still in the kernel are seen before the socket is reused:
+    :meth:`_Conn.alive` refuses a socket that is readable while idle.)"""
+    raw = conn.rfile.raw
+    raw.probing = True
+    try:
+        return bool(conn.rfile.peek(1))
+    except (OSError, ValueError):  # a TLS error while reading what OpenSSL holds
+        return True
+    finally:
+        raw.probing = False
+
+
+def _read_exactly(rfile: "IO[bytes]", size: int) -> bytes:
+    """Returns ``size`` bytes from ``rfile``, fewer only if the peer closed first.
+
+    Pieces of at most 1 MiB: a server that announces a terabyte gets an error when it stops
+    sending, not a terabyte buffer allocated up front.
+    """
+    if size <= _MAX_READ:
+        return rfile.read(size)
+    pieces = []
+    while size > 0:
+        piece = rfile.read(min(size, _MAX_READ))
+        if not piece:
+            break
+        pieces.append(piece)
+        size -= len(piece)
+    return b"".join(pieces)
+
+
+class _Body:
+    """Reads one response body as it is framed (RFC 9112 §6-§7), then gives the socket back
+    to the pool, or closes it if the server will not reuse it.
+
+    A body that ends early (the server closed before ``Content-Length`` bytes, or inside a
+    chunk) raises :class:`ConnectionError`: a short body is never passed off as whole.
+    """
+
+    def __init__(
+        self, conn: "_Conn", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
+    ) -> None:
+        self.label = label
+        self.done = False
+        self._conn = conn
+        self._left = 0 if chunked else length  # of the body, or of the current chunk
+        self._chunked = chunked
+        self._keep_alive = keep_alive
+        if length == 0:
+            self._finish()
+
+    def read(self, amount: "Optional[int]" = None) -> bytes:
+        """Returns the next bytes of the body, ``b""`` at its end: ``amount`` bytes (fewer at
+        the end, or up to the end of the current chunk), or all that is left if ``None``."""
+        if self.done:
+            return b""
+        try:
+            return self._read_chunked(amount) if self._chunked else self._read_plain(amount)
+        except RequestException:
+            self.close()
+            raise
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise _failure(exc, self.label) from exc
+
+    def drain(self, limit: int) -> None:
+        """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
+        while not self.done and limit > 0:
+            limit -= len(self.read(min(limit, 16384)))
+        self.close()
+
+    def close(self) -> None:
+        """Closes the socket unless the body was read to its end."""
+        if not self.done:
+            self.done = True
+            self._conn.close()
+
+    def _finish(self) -> None:
+        """Marks the end of the body and releases the socket: to the pool only if nothing
+        beyond the body has arrived, since those bytes would be read as the next request's
+        answer (a server counting characters for bytes, a body on a 204, an attack)."""
+        self.done = True
+        if self._keep_alive and not _read_beyond(self._conn):
+            _POOL.put(self._conn)
+        else:
+            self._conn.close()
+
+    def _read_plain(self, amount: "Optional[int]") -> bytes:
+        """Reads a body framed by ``Content-Length``, or by the end of the connection."""
+        rfile = self._conn.rfile
+        if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
+            data = rfile.read() if amount is None else _read_exactly(rfile, amount)
+            if amount is None or not data:
+                self._finish()
+            return data
+        wanted = self._left if amount is None else min(amount, self._left)
+        data = _read_exactly(rfile, wanted)
+        self._left -= len(data)
+        if len(data) < wanted:
+            raise ConnectionError(
+                f"{self.label} failed: the server closed the connection {self._left} bytes"
+                " before the end of the body"
+            )
+        if not self._left:
+            self._finish()
+        return data
+
+    def _read_chunked(self, amount: "Optional[int]") -> bytes:
+        """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
+        current chunk, so that a stream yields each chunk as soon as it arrives."""
+        rfile = self._conn.rfile
+        pieces: List[bytes] = []
+        while True:
+            if not self._left:
+                line = rfile.readline(_MAX_LINE + 1)
+                size = line.split(b";", 1)[0].strip().decode("latin-1")
+                if not line.endswith(b"\n") or not 0 < len(size) <= 16:
+                    raise self._broken_chunk()
+                if not _HEX_DIGITS.issuperset(size):
+                    raise self._broken_chunk()
+                self._left = int(size, 16)
+                if not self._left:
+                    self._skip_trailers(rfile)
+                    self._finish()
+                    return b"".join(pieces)
+            wanted = self._left if amount is None else min(amount, self._left)
+            data = _read_exactly(rfile, wanted)
+            if len(data) < wanted:
+                raise self._broken_chunk()
+            pieces.append(data)
+            self._left -= wanted
+            if not self._left and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
+                raise self._broken_chunk()
+            if amount is not None:
+                return b"".join(pieces)
+
+    def _skip_trailers(self, rfile: "IO[bytes]") -> None:
+        """Reads the trailer fields after the last chunk; nothing uses them."""
+        for _ in range(_MAX_HEADERS + 1):
+            line = rfile.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                return
+            if not line.endswith(b"\n"):
+                break
+        raise self._broken_chunk()
+
+    def _broken_chunk(self) -> "ConnectionError":
+        return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
+
+
+class _Decoder:
+    """Decodes one content coding, ``gzip`` or ``deflate`` (RFC 9110 §8.4.1), as the body
+    arrives and in pieces no larger than asked for, so that a small body that inflates to
+    gigabytes (a decompression bomb, as urllib3's CVE-2025-66471) streams in flat memory.
+
+    The body is decoded whole or refused: a stream that stops short, or goes on after its
+    end with anything but another gzip member (RFC 1952 §2.2, as ``gzip`` reads them), is a
+    :class:`ConnectionError`.
+    """
+
+    def __init__(self, coding: str, label: str) -> None:
+        import zlib
+
+        self._zlib = zlib
+        self._coding = coding
+        self._label = label
+        self._head = b""  # the first bytes of a deflate stream, until its format is known
+        self._decompressor = None
+
+    def decode(self, pieces: "Iterable[bytes]", size: "Optional[int]") -> "Iterator[bytes]":
+        """Yields the decoded bytes of the body's ``pieces`` in pieces of at most ``size``
+        bytes (``None``: as they come), then checks that the stream ended."""
+        limit = size or 0  # zlib's max_length; 0: no limit
+        for data in pieces:
+            more: Union[bool, int] = True
+            while more:
+                decompressor = self._decompressor
+                if decompressor is None or decompressor.eof:
+                    decompressor, data = self._start(data)
+                    if decompressor is None:
+                        break
+                try:
+                    piece = decompressor.decompress(data, limit)
+                except self._zlib.error as exc:
+                    raise self._corrupt(exc) from exc
+                if piece:
+                    yield piece
+                if decompressor.eof:
+                    data = decompressor.unused_data  # the next gzip member, if any
+                    more = bool(data)
+                else:
+                    # At the limit, zlib may hold more output of the input it took.
+                    data = decompressor.unconsumed_tail
+                    more = bool(data) or limit and len(piece) == limit
+        if self._head or self._decompressor is not None and not self._decompressor.eof:
+            raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
+
+    def _start(self, data: bytes) -> "Tuple[Optional[zlib._Decompress], bytes]":
+        """Returns a decompressor for the stream (or gzip member) that begins with ``data``,
+        and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
+        zlib = self._zlib
+        if self._coding == "gzip":
+            self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            return self._decompressor, data
+        if self._decompressor is not None:
+            raise self._corrupt("data after the end of the stream")
+        data, self._head = self._head + data, b""
+        if len(data) < 2:
+            self._head = data
+            return None, b""
+        # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
+        # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
+        # accepts both.
+        wbits = zlib.MAX_WBITS
+        if data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
+            wbits = -zlib.MAX_WBITS
+        self._decompressor = zlib.decompressobj(wbits)
+        return self._decompressor, data
+
+    def _corrupt(self, cause: object) -> "ConnectionError":
+        return ConnectionError(f"{self._label} failed: corrupt {self._coding} body ({cause})")
+
+
+def _response_text(
+    origin: "_Origin", target: str, method: str, response: "Response", started: float
+) -> str:
+    """Returns the log line of a response, worded as urllib3's, with the body's size and the
+    milliseconds since ``started`` (connecting included)."""
+    if response._content is not None:
+        size = f"{len(response._content)} bytes"
+    else:
+        size = "streamed, Content-Length " + response.headers.get("Content-Length", "not given")
+    request_line = f"{method} {target} HTTP/1.1"
+    elapsed = (time.monotonic() - started) * 1000
+    return f'{_url(origin, "")} "{request_line}" {response.status_code} {size} {elapsed:.0f} ms'
+
+
+# ----------------------------------------------------------------------------- redirects
+
+
+def _send_following_redirects(
+    method: str,
+    origin: "_Origin",
+    target: str,
+    headers: "_Headers",
+    body: "Optional[bytes]",
+    options: "_Options",
+) -> "Response":
+    """Sends a request, follows its redirects as requests does, and returns the last
+    :class:`Response`.
+
+    Up to 30 redirects are followed (RFC 9110 §15.4): 302 and 303 turn any method but
+    HEAD into GET, 301 turns POST into GET, and all but 307 and 308 drop the body.
+    Credentials are dropped when a redirect leaves the origin, and not restored if a later
+    redirect comes back.
+    """
+    credentials_sent = True
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = _exchange(method, origin, target, headers, body, options)
+        response._credentials_sent = credentials_sent
+        location = response.headers.get("Location")
+        if (
+            not options.allow_redirects
+            or response.status_code not in _REDIRECT_CODES
+            or not location
+        ):
+            return response
+        response._discard()
+        from urllib.parse import urljoin
+
+        try:  # servers send UTF-8 in a header that HTTP reads as Latin-1 (RFC 9110 §5.5)
+            location = location.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+        try:  # response.url is masked: the real URL is the base
+            next_origin, target = _split_url(urljoin(_url(origin, target), location))
+        except ValueError as exc:
+            raise RequestException(
+                f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
+                response=response,
+            ) from exc
+        shown = _url(next_origin, _masked(target, options.secrets))
+        _debug("%s redirect to %s", response.status_code, shown)
+        if credentials_sent and _should_strip_auth(origin, next_origin):
+            _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
+            credentials_sent = False
+            headers = headers.copy()
+            for name in _CREDENTIAL_HEADERS + ("Host",):
+                headers.pop(name, None)
+        if response.status_code not in (307, 308):
+            headers = headers.copy()
+            headers.pop("Content-Type", None)
+            body = None
+        method = _redirect_method(response.status_code, method)
+        origin = next_origin
+    raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
+
+
+def _should_strip_auth(old: "_Origin", new: "_Origin") -> bool:
+    """Returns whether a redirect from origin ``old`` to origin ``new`` must drop credentials.
+
+    Origins are ``(scheme, lower-cased host, port)`` with default ports filled in, so
+    ``https://h/`` and ``https://h:443/`` are one origin. As in requests, an upgrade from
+    ``http`` on port 80 to ``https`` on port 443 of the same host keeps them.
+    """
+    if old == new:
+        return False
+    upgrade = old[0] == "http" and old[2] == 80 and new[0] == "https" and new[2] == 443
+    return not (upgrade and old[1] == new[1])
+
+
+def _redirect_method(status: int, method: str) -> str:
+    """Returns the method to follow a redirect with, by requests' rules (RFC 9110 §15.4)."""
+    if status in (302, 303) and method != "HEAD":
+        return "GET"
+    if status == 301 and method == "POST":
+        return "GET"
+    return method
+
+
+# --------------------------------------------------------------------- errors and tokens
+
+
+def _http_error(response: "Response") -> "HTTPError":
+    """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
+    the messages of a validation error, else the ``detail``, else requests' wording.
+
+    The server's words are repeated: :func:`_mask` takes the tokens out of them.
+    """
+    body = _json_object(response)
+    meta = body.get("meta")
+    if response.status_code == 400 and body.get("code") == "validation-error" and meta:
+        message = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
+    elif "detail" in body:
+        message = str(body["detail"])
+    else:
+        message = response._status_message()
+    return HTTPError(message, response=response)
+
+
+def _json_object(response: "Response") -> "Dict[str, Any]":
+    """Returns the JSON object in a response's body, or ``{}`` if there is none."""
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
+    """Returns the messages of a ``validation-error`` body's ``meta``, in order.
+
+    Each value of ``meta`` is a list of messages or a mapping whose values are lists:
+    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
+    """
+    messages: List[str] = []
+    for value in meta.values():
+        for group in value.values() if isinstance(value, dict) else (value,):
+            messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
+    return messages
+
+
+def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
+    """Returns ``text`` with each of ``secrets`` (tokens; ``None`` is skipped) as ``[token]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[token]")
+    return text
+
+
+def _mask(error: "Optional[BaseException]", secrets: "Iterable[Optional[str]]") -> None:
+    """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
+    user can read of ``error``: its message, those of its chained causes and contexts, and
+    the reason, URL, header values and body of its response.
+
+    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Set-Cookie``), and a
+    server may repeat what it was sent, such as the form of the token request with the API
+    key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
+    every :class:`RequestException` they raise through here; a URL is masked earlier, where
+    :func:`_exchange` reads it, as a streamed body's errors come after ``request()``.
+    """
+    tokens = [secret for secret in secrets if secret]
+    pending: List[Optional[BaseException]] = [error]
+    seen: Set[int] = set()
+    while pending and len(seen) < _MAX_CHAIN:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        # An OSError with an errno keeps its numbers: only its strings are the server's.
+        error.args = tuple(
+            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in error.args
+        )
+        response = getattr(error, "response", None)
+        if isinstance(response, Response):
+            response.reason, response.url = (
+                _masked(response.reason, tokens),
+                _masked(response.url, tokens),
+            )
+            for name, value in list(response.headers.items()):
+                response.headers[name] = _masked(value, tokens)
+            if response._content is not None:
+                for secret in tokens:
+                    response._content = response._content.replace(
+                        secret.encode("utf-8"), b"[token]"
+                    )
+        pending.extend((error.__cause__, error.__context__))
+
+
+def _jwt_expiry(token: str) -> "Optional[float]":
+    """Returns the ``exp`` claim of a JWT in Unix seconds, or ``None`` if it has none.
+
+    The signature is not checked (the server does that); the expiry only spares a request
+    that would be answered with 401.
+    """
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        expiry = claims["exp"]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        return None
+    return expiry
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def _settings_path() -> str:
+    """Returns the ``.env`` file where the original client's ``xcc config`` saves settings
+    (``appdirs.user_config_dir("xanadu-cloud", "Xanadu")`` + ``.env``)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "Xanadu", "xanadu-cloud", ".env")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Application Support/xanadu-cloud/.env")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(base, "xanadu-cloud", ".env")
+
+
+def _read_dotenv(path: str) -> "Dict[str, str]":
+    """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
+
+    It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
+    ``"`` or bare, ``export`` prefixes, comments and blank lines.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or line.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def _load_settings() -> "Dict[str, Any]":
+    """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
+    environment variables over the same keys in the settings file."""
+    path = _settings_path()
+    saved = _read_dotenv(path)
+    settings: Dict[str, Any] = {}
+    for key in _SETTINGS:
+        name = "XANADU_CLOUD_" + key
+        if name in os.environ:
+            value, source = os.environ[name], f"the environment variable {name}"
+        elif name in saved:
+            value, source = saved[name], path
+        else:
+            continue
+        _debug("Setting %s from %s", name, source)
+        if key == "PORT":
+            try:
+                settings["port"] = int(value)
+                if not 0 < settings["port"] < 65536:
+                    raise ValueError(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
+        elif key == "TLS":
+            if value.lower() not in _TRUE | _FALSE:
+                raise ValueError(f"{name}={value!r} (from {source}) is not true or false")
+            settings["tls"] = value.lower() in _TRUE
+        elif value or key == "HOST":
+            settings[key.lower()] = value
+    return settings
 
 
 # -------------------------------------------------------------------------- command line
