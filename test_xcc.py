@@ -4,7 +4,10 @@ Nothing here mocks ``http.client``, ``urllib``, ``socket`` or xcc's internals: e
 sends real bytes to a server of :mod:`loopback` (or the Xanadu Cloud stand-in of
 :mod:`standin`, or a real tinyproxy) and asserts what a user would observe: what reached
 the server, what came back, what was raised. A few tables call a small pure helper of xcc
-directly. The classes follow the sections of xcc.py. Run with ``python -m pytest``.
+directly. The classes follow the sections of xcc.py (the public surface, then the internals
+in the order a request flows through them); those that cross every section (secrets,
+logging, threads, randomised inputs, the original callers) and the command line come
+last. Run with ``python -m pytest``.
 """
 
 import base64
@@ -333,323 +336,704 @@ def tls_server(servers, tls_context):
     return servers.http(tls=tls_context)
 
 
-# ----------------------------------------------------------------------------- annotations
+# ---------------------------------------------------------------------------- Connection
 
 
-def annotated(namespace):
-    """Yields ``(qualified name, annotations)`` of each function, method and property of
-    ``namespace`` (a module or a class), its classes' included."""
-    for member in vars(namespace).values():
-        if isinstance(member, type) and member.__module__ == "xcc":
-            yield from annotated(member)
-        function = getattr(member, "fget", None) or getattr(member, "__func__", member)
-        if inspect.isfunction(function) and function.__module__ == "xcc":
-            yield function.__qualname__, function.__annotations__
+class TestConnection:
+    """The seed's members: constructor, properties, url(), ping(), repr."""
 
-
-class TestAnnotations:
-    """Typed for checkers at no cost at run time (mypy --strict runs in .ci/run)."""
-
-    def test_import_xcc_does_not_import_typing(self):
-        # -S: no site-packages' .pth files, which import typing in some environments.
-        code, out, err = run_python(["-S", "-c", "import sys, xcc; print('typing' in sys.modules)"])
-        assert (code, out, err) == (0, "False\n", "")
-
-    def test_every_function_is_annotated_with_strings_or_builtin_classes(self):
-        cheap = {None, str, int, float, bool, bytes, object, BaseException, Exception}
-        found = list(annotated(xcc))
-        names = {name for name, _ in found}
-        assert {"Connection.request", "Response.iter_content", "Connection.access_token"} <= names
-        assert [name for name, annotations in found if "return" not in annotations] == []
-        assert [
-            (name, value)
-            for name, annotations in found
-            for value in annotations.values()
-            if not isinstance(value, str) and value not in cheap
-        ] == []
-        assert all(isinstance(value, str) for value in xcc.__annotations__.values())
-
-
-# ---------------------------------------------------------------------------- exceptions
-
-
-class TestExceptions:
-    @pytest.mark.parametrize(
-        "cls, bases",
-        [
-            (xcc.RequestException, (OSError,)),
-            (xcc.HTTPError, (xcc.RequestException,)),
-            (xcc.ConnectionError, (xcc.RequestException,)),
-            (xcc.Timeout, (xcc.RequestException,)),
-            (xcc.ConnectTimeout, (xcc.ConnectionError, xcc.Timeout)),
-            (xcc.ReadTimeout, (xcc.Timeout,)),
-            (xcc.SSLError, (xcc.ConnectionError,)),
-            (xcc.ProxyError, (xcc.ConnectionError,)),
-            (xcc.TooManyRedirects, (xcc.RequestException,)),
-        ],
-    )
-    def test_hierarchy_matches_requests(self, cls, bases):
-        assert all(issubclass(cls, base) for base in bases)
-
-    def test_exceptions_carry_message_and_response(self):
-        error = xcc.HTTPError("Not found", response="response")
-        assert str(error) == "Not found"
-        assert error.response == "response"
-        assert xcc.ConnectionError("x").response is None
-
-    def test_every_name_in_all_exists_and_version_is_a_string(self):
-        for name in xcc.__all__:
-            assert hasattr(xcc, name)
-        assert isinstance(xcc.__version__, str)
-
-
-# ----------------------------------------------------------------------- private helpers
-
-# The proxy variables: (environment, schemes asked for, what _environ_proxies returns).
-PROXY_VARIABLES = [
-    ({"HTTPS_PROXY": "http://a:1"}, ("https",), {"https": "http://a:1"}),
-    ({"https_proxy": "http://b:1"}, ("https",), {"https": "http://b:1"}),
-    ({"HTTPS_PROXY": "http://a:1", "https_proxy": "http://b:1"}, ("https",),
-     {"https": "http://b:1"}),
-    ({"HTTPS_PROXY": "http://a:1", "https_proxy": ""}, ("https",), {}),
-    ({"HTTPS_PROXY": ""}, ("https",), {}),
-    ({"HTTP_PROXY": "http://a:1"}, ("http", "https"), {"http": "http://a:1"}),
-    ({"HTTP_PROXY": "http://a:1", "REQUEST_METHOD": "GET"}, ("http",), {}),
-    ({"http_proxy": "http://b:1", "REQUEST_METHOD": "GET"}, ("http",),
-     {"http": "http://b:1"}),
-    ({"HTTPS_PROXY": "http://a:1", "REQUEST_METHOD": "POST"}, ("https",),
-     {"https": "http://a:1"}),
-    ({"ALL_PROXY": "http://c:1"}, ("https", "all"), {"all": "http://c:1"}),
-    ({"all_proxy": "http://d:1", "ALL_PROXY": "http://c:1"}, ("all",),
-     {"all": "http://d:1"}),
-    ({"ALL_PROXY": "http://c:1", "HTTPS_PROXY": "http://a:1"}, ("https", "all"),
-     {"https": "http://a:1", "all": "http://c:1"}),
-    ({"NO_PROXY": "example.com"}, ("no",), {"no": "example.com"}),
-    ({"NO_PROXY": "a.example", "no_proxy": "b.example"}, ("no",), {"no": "b.example"}),
-    ({"HTTP_PROXY": "http://a:1", "HTTPS_PROXY": "http://b:1"}, ("https",),
-     {"https": "http://b:1"}),
-    ({}, ("http", "https", "all", "no"), {}),
-]  # fmt: skip
-
-# NO_PROXY: (host, port, NO_PROXY value, whether the host bypasses the proxy).
-NO_PROXY_MATCHES = [
-    # *
-    ("example.com", 443, "*", True),
-    ("10.1.2.3", 443, "*", True),
-    ("example.com", 443, "other.org, *", True),
-    # the host itself
-    ("example.com", 443, "example.com", True),
-    ("example.com", 443, "example.org", False),
-    ("example.com", 443, "", False),
-    # subdomains, with or without a leading dot, never a mere suffix
-    ("a.corp.example.com", 443, "corp.example.com", True),
-    ("a.corp.example.com", 443, ".corp.example.com", True),
-    ("x.y.corp.example.com", 443, "corp.example.com", True),
-    ("corp.example.com", 443, ".corp.example.com", True),
-    ("badexample.com", 443, "example.com", False),
-    ("badexample.com", 443, ".example.com", False),
-    ("example.com.evil.net", 443, "example.com", False),
-    ("example.com.evil.net", 443, ".example.com", False),
-    ("example.com", 443, "a.example.com", False),
-    ("xcorp.example.com", 443, "corp.example.com", False),
-    # case
-    ("Example.COM", 443, "example.com", True),
-    ("a.example.com", 443, ".EXAMPLE.Com", True),
-    ("A.Example.Com", 443, "EXAMPLE.COM", True),
-    # whitespace and empty entries
-    ("example.com", 443, "  example.com  ", True),
-    ("example.com", 443, "other.org ,\texample.com\t, more.net", True),
-    ("example.com", 443, ",,", False),
-    ("example.com", 443, " , ,", False),
-    ("example.com", 443, ",, example.com,", True),
-    # ports
-    ("example.com", 8080, "example.com:8080", True),
-    ("example.com", 443, "example.com:8080", False),
-    ("a.example.com", 8080, ".example.com:8080", True),
-    ("a.example.com", 8081, ".example.com:8080", False),
-    ("example.com", 443, "example.com:443", True),
-    ("example.com", 443, "example.com:https", False),
-    # IPv4 literals and CIDR ranges
-    ("10.1.2.3", 443, "10.1.2.3", True),
-    ("10.1.2.4", 443, "10.1.2.3", False),
-    ("10.1.2.3", 443, "10.0.0.0/8", True),
-    ("11.0.0.1", 443, "10.0.0.0/8", False),
-    ("192.168.1.77", 443, "192.168.1.0/24", True),
-    ("192.168.2.1", 443, "192.168.1.0/24", False),
-    ("127.0.0.1", 8080, "127.0.0.1:8080", True),
-    ("127.0.0.1", 443, "127.0.0.1:8080", False),
-    ("110.1.2.3", 443, "10.1.2.3", False),
-    # IPv6 literals and CIDR ranges
-    ("::1", 443, "::1", True),
-    ("::1", 443, "::2", False),
-    ("0:0:0:0:0:0:0:1", 443, "::1", True),
-    ("::1", 8080, "[::1]:8080", True),
-    ("::1", 443, "[::1]:8080", False),
-    ("::1", 443, "[::1]", True),
-    ("fd12:3456::1", 443, "fd00::/8", True),
-    ("fe80::1", 443, "fd00::/8", False),
-    ("fe80::1", 443, "fe80:0:0::1", True),
-    ("FD00::ABCD", 443, "fd00::/8", True),
-    ("10.1.2.3", 443, "fd00::/8", False),
-    ("::1", 443, "10.0.0.0/8", False),
-    # a host name is never matched by an IP entry: no DNS look-up is made
-    ("localhost", 443, "127.0.0.1", False),
-    ("localhost", 443, "127.0.0.0/8", False),
-    ("localhost", 443, "::1", False),
-    ("nothing.invalid", 443, "10.0.0.0/8, ::/0, 0.0.0.0/0", False),
-    ("127.0.0.1", 443, "localhost", False),
-    # a *.example.com entry
-    ("a.example.com", 443, "*.example.com", True),
-    ("a.b.example.com", 443, "*.example.com", True),
-    ("badexample.com", 443, "*.example.com", False),
-    ("example.com.evil.net", 443, "*.example.com", False),
-]
-
-
-class TestHelpers:
-    """The small pure helpers, pinned down by tables."""
-
-    @pytest.mark.parametrize(
-        "token",
-        ["abc", "eyJhbGciOi.eyJzdWIi.c2ln", "a-b_c.d", "0123456789" * 100],
-    )
-    def test_check_token_accepts_base64url_and_dots(self, token):
-        assert xcc._check_token("access token", token) == token
-
-    @pytest.mark.parametrize(
-        "token",
-        ["", " abc", "abc ", "ab c", "abc\n", "a\rb", "a\tb", "a\x00b", "ab=", "a+b", "a/b",
-         "é", "a,b", "a;b", '"abc"'],
-    )  # fmt: skip
-    def test_check_token_refuses_what_no_jwt_holds_without_echoing_it(self, token):
+    def test_constructor_without_tokens_raises_the_original_message(self):
         with pytest.raises(ValueError) as info:
-            xcc._check_token("refresh token", token)
-        assert "refresh token" in str(info.value)
-        if token.strip():
-            assert token.strip() not in str(info.value)
+            xcc.Connection()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
 
-    def test_mask_follows_causes_and_contexts_and_keeps_other_arguments(self):
-        cause, context = ValueError("cause " + ACCESS_TOKEN), KeyError("context " + ACCESS_TOKEN)
-        error = xcc.ConnectionError(f"failed {ACCESS_TOKEN}")
-        error.__cause__, error.__context__ = cause, context
-        context.__context__ = system = OSError(104, "reset " + ACCESS_TOKEN)
-        system.__context__ = error  # a cycle ends
-        xcc._mask(error, (None, ACCESS_TOKEN))
-        assert [e.args for e in (error, cause, context, system)] == [
-            ("failed [token]",),
-            ("cause [token]",),
-            ("context [token]",),
-            (104, "reset [token]"),
-        ]
+    def test_defaults_are_the_seeds(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert connection.host == "platform.strawberryfields.ai"
+        assert connection.port == 443
+        assert connection.tls is True
+        assert connection.scheme == "https"
+        assert connection.api_version == "0.4.0"
+        assert connection.user_agent == f"XCC/{xcc.__version__} (API)"
 
-    def test_check_token_refuses_non_strings(self):
-        with pytest.raises(TypeError, match="access token"):
-            xcc._check_token("access token", b"abc")
+    def test_properties_reflect_the_arguments(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN, host="example.com", port=8080, tls=False
+        )
+        assert (connection.access_token, connection.host, connection.port) == (
+            ACCESS_TOKEN,
+            "example.com",
+            8080,
+        )
+        assert (connection.tls, connection.scheme) == (False, "http")
 
     @pytest.mark.parametrize(
-        "token, expiry",
+        "name", ["access_token", "refresh_token", "host", "port", "tls", "scheme", "headers"]
+    )
+    def test_properties_are_read_only(self, name):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
+        with pytest.raises(AttributeError):
+            setattr(connection, name, "x")
+
+    def test_headers_follow_the_original_formula(self):
+        connection = xcc.Connection(
+            access_token=ACCESS_TOKEN,
+            headers={"Accept-Version": "1.2.3", "User-Agent": "me/1", "X-Extra": "y"},
+        )
+        assert connection.api_version == "1.2.3"
+        assert connection.user_agent == "me/1"
+        assert connection.headers == {
+            "Accept-Version": "1.2.3",
+            "Authorization": f"Bearer {ACCESS_TOKEN}",
+            "User-Agent": "me/1",
+            "X-Extra": "y",
+        }
+        connection.headers["X-Extra"] = "changed"
+        assert connection.headers["X-Extra"] == "y"  # a new dict each time
+
+    @pytest.mark.parametrize(
+        "path, url",
         [
-            (make_jwt(1700000000), 1700000000),
-            (make_jwt(1.5), 1.5),
-            ("opaque-token", None),
-            ("a.b", None),  # payload is not base64 JSON
-            ("a." + base64.urlsafe_b64encode(b'{"sub": "x"}').decode().rstrip("=") + ".c", None),
-            ("a." + base64.urlsafe_b64encode(b'{"exp": "soon"}').decode().rstrip("=") + ".c", None),
-            ("a." + base64.urlsafe_b64encode(b'{"exp": true}').decode().rstrip("=") + ".c", None),
-            ("a." + base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("=") + ".c", None),
+            ("", "https://example.com:443/"),
+            ("/jobs", "https://example.com:443/jobs"),
+            ("jobs", "https://example.com:443/jobs"),
+            ("//evil.example/x", "https://example.com:443/evil.example/x"),
+            ("/devices/X8_01", "https://example.com:443/devices/X8_01"),
         ],
     )
-    def test_jwt_expiry_reads_exp_or_gives_none(self, token, expiry):
-        assert xcc._jwt_expiry(token) == expiry
+    def test_url_joins_the_path_and_never_changes_the_host(self, path, url):
+        assert xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com").url(path) == url
+
+    def test_url_brackets_an_ipv6_host(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="::1", port=8000, tls=False)
+        assert connection.url("x") == "http://[::1]:8000/x"
 
     @pytest.mark.parametrize(
-        "timeout, pair",
-        [(10, (10, 10)), (0.5, (0.5, 0.5)), (None, (None, None)), ((1, 2), (1, 2)),
-         ((None, 3), (None, 3))],
+        "kwargs, error",
+        [
+            ({"host": ""}, ValueError),
+            ({"host": "a b"}, ValueError),
+            ({"host": "example.com/x"}, ValueError),
+            ({"host": "example.com:8080"}, ValueError),
+            ({"host": "user@example.com"}, ValueError),
+            ({"host": None}, TypeError),
+            ({"port": 0}, ValueError),
+            ({"port": 65536}, ValueError),
+            ({"port": "443"}, TypeError),
+            ({"port": True}, TypeError),
+            ({"tls": "yes"}, TypeError),
+            ({"headers": {"X": "a\r\nb"}}, ValueError),
+            ({"headers": ["X"]}, TypeError),
+        ],
+    )
+    def test_constructor_refuses_invalid_arguments(self, kwargs, error):
+        with pytest.raises(error):
+            xcc.Connection(refresh_token=REFRESH_TOKEN, **kwargs)
+
+    def test_repr_names_which_tokens_are_set_and_the_url_but_no_token(self):
+        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com")
+        text = repr(connection)
+        assert text == (
+            "<Connection: refresh_token=<set>, access_token=None, url=https://example.com:443/>"
+        )
+        both = repr(xcc.Connection(refresh_token=REFRESH_TOKEN, access_token=ACCESS_TOKEN))
+        assert REFRESH_TOKEN not in both and ACCESS_TOKEN not in both
+        assert "access_token=<set>" in both
+
+    def test_ping_gets_healthz(self, server):
+        response = connect(server).ping()
+        assert isinstance(response, xcc.Response)
+        assert response.status_code == 200
+        assert [(r.method, r.path) for r in server.requests] == [("GET", "/healthz")]
+
+    def test_ping_raises_http_error_when_the_cloud_is_down(self, server):
+        server.handler = lambda request: Reply(503, b"down", reason="Service Unavailable")
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).ping()
+        assert str(info.value) == (
+            f"503 Server Error: Service Unavailable for url: {server.url}/healthz"
+        )
+        assert info.value.response.status_code == 503
+
+
+class TestRequest:
+    """What request() puts on the wire and how it handles tokens and errors."""
+
+    def test_sends_the_connection_headers_and_upper_cases_the_method(self, server):
+        connect(server).request("get", "/devices")
+        request = server.requests[0]
+        assert request.method == "GET"
+        assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+        assert request.headers["accept-version"] == "0.4.0"
+        assert request.headers["user-agent"] == f"XCC/{xcc.__version__} (API)"
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        assert request.headers["host"] == f"127.0.0.1:{server.port}"
+        assert "content-length" not in request.headers
+
+    def test_request_headers_merge_case_insensitively(self, server):
+        connection = connect(server, headers={"X-Team": "a"})
+        connection.request(
+            "GET", "/", headers={"user-agent": "script/2", "x-team": "b", "Accept-Encoding": None}
+        )
+        names = [name.lower() for name, _ in server.requests[0].raw_headers]
+        assert names.count("user-agent") == 1 and names.count("x-team") == 1
+        assert server.requests[0].headers["user-agent"] == "script/2"
+        assert server.requests[0].headers["x-team"] == "b"
+        assert "accept-encoding" not in server.requests[0].headers
+
+    def test_a_missing_access_token_is_fetched_before_sending(self, server):
+        cloud = server.handler = Cloud()
+        connection = connect(server, access_token=None)
+        assert connection.request("GET", "/devices").json() == {"path": "/devices"}
+        token_request, request = server.requests
+        assert (token_request.method, token_request.path) == ("POST", TOKEN_PATH)
+        assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
+        assert "authorization" not in token_request.headers
+        assert dict(pair.split("=", 1) for pair in token_request.body.decode().split("&")) == {
+            "grant_type": "refresh_token",
+            "refresh_token": REFRESH_TOKEN,
+            "client_id": "public",
+        }
+        assert request.headers["authorization"] == "Bearer " + cloud.issued[0]
+        assert connection.access_token == cloud.issued[0]
+
+    def test_an_expired_jwt_is_refreshed_before_sending(self, server):
+        expired = make_jwt(int(time.time()) - 60)
+        server.handler = Cloud(valid=[expired])  # the server would still take it
+        connect(server, access_token=expired).request("GET", "/jobs")
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/jobs"]
+
+    def test_a_fetched_token_that_looks_expired_here_is_used_without_fetching_again(self, server):
+        # This machine's clock runs ahead of the server's: the token it issues looks expired.
+        issued = make_jwt(int(time.time()) - 60, "behind")
+        server.handler = lambda request: json_reply(
+            200, {"access_token": issued} if request.path == TOKEN_PATH else {}
+        )
+        connection = connect(server, access_token=None)
+        assert connection.request("GET", "/a").ok
+        assert connection.request("GET", "/b").ok
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/a", "/b"]
+        assert server.requests[2].headers["authorization"] == "Bearer " + issued
+
+    def test_a_token_without_expiry_is_sent_as_it_is(self, server):
+        server.handler = Cloud(valid=["opaque-token"])
+        connect(server, access_token="opaque-token").request("GET", "/jobs")
+        assert [r.path for r in server.requests] == ["/jobs"]
+
+    def test_retry_after_401_keeps_method_target_body_and_request_headers(self, server):
+        cloud = server.handler = Cloud(valid=[])
+        response = connect(server).request(
+            "POST", "/jobs", params={"size": 1}, json={"name": "x"}, headers={"X-Trace": "7"}
+        )
+        assert response.status_code == 200
+        first, token_request, retry = server.requests
+        assert token_request.path == TOKEN_PATH
+        assert (retry.method, retry.target, retry.body) == (first.method, first.target, first.body)
+        assert first.headers.pop("authorization") == f"Bearer {ACCESS_TOKEN}"
+        assert retry.headers.pop("authorization") == "Bearer " + cloud.issued[0]
+        assert retry.headers == first.headers
+        assert first.headers["x-trace"] == "7"
+        assert json.loads(retry.body) == {"name": "x"}
+
+    def test_a_second_401_raises_after_one_retry(self, server):
+        server.handler = lambda request: (
+            json_reply(200, {"access_token": ACCESS_TOKEN})
+            if request.path == TOKEN_PATH
+            else json_reply(401, {"detail": "Go away."})
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs")
+        assert str(info.value) == "Go away."
+        assert info.value.response.status_code == 401
+        assert [r.path for r in server.requests] == ["/jobs", TOKEN_PATH, "/jobs"]
+
+    def test_a_401_without_refresh_token_raises_at_once(self, server):
+        server.handler = Cloud(valid=[])
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server, refresh_token=None).request("GET", "/jobs")
+        assert info.value.response.status_code == 401
+        assert [r.path for r in server.requests] == ["/jobs"]
+
+    def test_refresh_inside_request_uses_the_calls_timeout(self, server):
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                time.sleep(1)
+            return json_reply(200, {"access_token": ACCESS_TOKEN})
+
+        server.handler = handler
+        with pytest.raises(xcc.Timeout) as info:
+            connect(server, access_token=None).request("GET", "/jobs", timeout=0.2)
+        assert str(info.value) == f"POST request to '{server.url}{TOKEN_PATH}' timed out"
+
+    def test_refresh_inside_request_uses_the_calls_verify(self, tls_server, certificates):
+        tls_server.handler = Cloud()
+        connection = connect(tls_server, access_token=None)
+        assert connection.request("GET", "/jobs", verify=certificates["ca"]).ok
+        assert [r.path for r in tls_server.requests] == [TOKEN_PATH, "/jobs"]
+
+    @pytest.mark.parametrize(
+        "status, body, message",
+        [
+            (
+                400,
+                {"code": "validation-error", "meta": {"_schema": ["Foo", "Bar"], "size": ["Baz"]}},
+                "Foo; Bar; Baz",
+            ),
+            (
+                400,
+                {
+                    "code": "validation-error",
+                    "meta": {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
+                },
+                "Foo; Bar; Baz; Bud",
+            ),
+            (400, {"code": "validation-error", "meta": {}, "detail": "Bad."}, "Bad."),
+            (404, {"detail": "Job not found."}, "Job not found."),
+            (500, {"detail": "Oops."}, "Oops."),
+            (404, ["not", "an", "object"], "404 Client Error: Not Found for url: {url}"),
+            (500, None, "500 Server Error: Internal Server Error for url: {url}"),
+            (409, {"code": "conflict"}, "409 Client Error: Conflict for url: {url}"),
+        ],
+    )
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_http_errors_are_worded_as_the_original_words_them(
+        self, server, status, body, message, stream
+    ):
+        server.handler = lambda request: (
+            Reply(status, b"<html>not json</html>") if body is None else json_reply(status, body)
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs/1", stream=stream)
+        assert str(info.value) == message.format(url=server.url + "/jobs/1")
+        assert info.value.response.status_code == status
+
+    def test_timeout_none_and_pairs_are_accepted(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/", timeout=None).ok
+        assert connection.request("GET", "/", timeout=(1, 2)).ok
+
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"timeout": 0}, ValueError),
+            ({"timeout": "10"}, ValueError),
+            ({"verify": 1}, TypeError),
+            ({"proxies": "http://proxy"}, TypeError),
+            ({"params": 5}, TypeError),
+            ({"data": 5}, TypeError),
+            ({"json": {"x": float("nan")}}, ValueError),
+            ({"headers": "X: y"}, TypeError),
+            ({"cookies": {}}, TypeError),
+        ],
+    )
+    def test_bad_arguments_raise_before_anything_is_sent(self, server, kwargs, error):
+        call = lambda: connect(server, access_token=None).request("GET", "/", **kwargs)
+        refused_before_sending(server, error, call)
+
+    @pytest.mark.parametrize(
+        "timeout",
+        [float("inf"), (3, float("inf")), (float("inf"), 3), 1e12, 2147484, (None, 1e10)],
+    )
+    def test_a_timeout_too_large_for_the_platform_is_refused_before_connecting(
+        self, server, timeout
+    ):
+        call = lambda: connect(server).request("GET", "/", timeout=timeout)
+        error = refused_before_sending(server, ValueError, call)
+        assert "at most 2147483 seconds" in str(error) and "None" in str(error)
+
+    def test_the_largest_timeout_is_accepted(self, server):
+        assert connect(server).request("GET", "/", timeout=(2147483, 2147483)).ok
+        assert connect(server).request("GET", "/", timeout=2147483.0).ok
+
+    @pytest.mark.parametrize("kind", ["binary-file", "text-file", "bytes-io"])
+    def test_a_file_as_data_is_read_once_and_sent_whole_again_after_a_401(
+        self, server, tmp_path, kind
+    ):
+        content = '{"name": "job", "note": "é"}'
+        path = tmp_path / "job.json"
+        path.write_text(content, encoding="utf-8")
+        cloud = server.handler = Cloud(valid=())  # the first answer is a 401
+        with contextlib.ExitStack() as stack:
+            data = {
+                "binary-file": lambda: stack.enter_context(open(str(path), "rb")),
+                "text-file": lambda: stack.enter_context(open(str(path), encoding="utf-8")),
+                "bytes-io": lambda: io.BytesIO(content.encode("utf-8")),
+            }[kind]()
+            assert connect(server).request("POST", "/jobs", data=data).ok
+        assert len(cloud.issued) == 1
+        sent = [(r.path, r.body) for r in server.requests]
+        body = content.encode("utf-8")
+        assert sent == [("/jobs", body), (TOKEN_PATH, sent[1][1]), ("/jobs", body)]
+        assert "content-type" not in server.requests[0].headers
+
+    @pytest.mark.parametrize(
+        "data, named",
+        [((chunk for chunk in [b"ab", b"cd"]), "generator"),
+         (iter([b"ab", b"cd"]), type(iter([])).__name__),  # list_iterator on CPython
+         ([b"ab", b"cd"], "bytes"), (["ab", "cd"], "str"), ({("a", "b")}, "set"),
+         ([("a", "b"), ("c",)], "tuple")],
+        ids=["generator", "iterator", "list-of-bytes", "list-of-str", "set", "short-pair"],
     )  # fmt: skip
-    def test_check_timeout_accepts_seconds_pairs_and_none(self, timeout, pair):
-        assert xcc._check_timeout(timeout) == pair
-
-    @pytest.mark.parametrize("timeout", [0, -1, "10", True, (1, 2, 3), (1, "x"), float("nan")])
-    def test_check_timeout_refuses_anything_else(self, timeout):
-        with pytest.raises(ValueError, match="timeout"):
-            xcc._check_timeout(timeout)
+    def test_data_that_is_no_body_form_or_file_is_refused_naming_the_type(
+        self, server, data, named
+    ):
+        call = lambda: connect(server).request("POST", "/jobs", data=data)
+        error = refused_before_sending(server, TypeError, call)
+        assert named in str(error)
 
     @pytest.mark.parametrize(
-        "old, new, strip",
-        [
-            (("http", "h.example", 80), ("https", "h.example", 443), False),  # the upgrade
-            (("https", "h.example", 443), ("https", "h.example", 443), False),
-            (("http", "h.example", 8080), ("http", "h.example", 8080), False),
-            (("https", "h.example", 443), ("http", "h.example", 80), True),  # a downgrade
-            (("http", "h.example", 8080), ("https", "h.example", 443), True),
-            (("http", "h.example", 80), ("https", "h.example", 8443), True),
-            (("http", "h.example", 8080), ("https", "h.example", 8443), True),
-            (("http", "h.example", 80), ("https", "other.example", 443), True),
-            (("https", "h.example", 443), ("https", "other.example", 443), True),
-            (("https", "h.example", 443), ("https", "sub.h.example", 443), True),
-            (("https", "h.example", 443), ("https", "h.example", 8443), True),
-            (("http", "h.example", 80), ("http", "h.example", 8080), True),
-        ],
+        "bad", [{"timeout": -1}, {"verify": 3}, {"proxies": ["http://u:p@h"]}], ids=str
     )
-    def test_should_strip_auth_compares_scheme_host_and_effective_port(self, old, new, strip):
-        assert xcc._should_strip_auth(old, new) is strip
+    def test_a_refused_argument_leaves_a_data_file_unread(self, server, bad):
+        data = io.BytesIO(b"payload")
+        call = lambda: connect(server).request("POST", "/upload", data=data, **bad)
+        refused_before_sending(server, (TypeError, ValueError), call)
+        assert data.tell() == 0
 
-    @pytest.mark.parametrize(
-        "one, other",
-        [
-            ("https://h.example/a", "https://h.example:443/b"),
-            ("http://h.example/a", "http://h.example:80/b"),
-            ("https://H.Example/a", "https://h.example/b"),
-        ],
-    )
-    def test_default_port_and_host_case_make_one_origin_that_keeps_credentials(self, one, other):
-        assert xcc._split_url(one)[0] == xcc._split_url(other)[0]
-        assert xcc._should_strip_auth(xcc._split_url(one)[0], xcc._split_url(other)[0]) is False
+    def test_params_of_a_wrong_type_are_named_not_shown(self, server):
+        call = lambda: connect(server).request("GET", "/", params=[REFRESH_TOKEN])
+        error = refused_before_sending(server, TypeError, call)
+        assert "not list" in str(error)
+        assert_not_leaked(everything_shown(error), *secrets_of())
 
-    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
-    def test_proxy_variables_are_read_in_either_case_lower_case_winning(
-        self, environ, schemes, expected
-    ):
-        assert xcc._environ_proxies(environ, schemes) == expected
+    def test_redirect_to_port_0_is_refused_not_sent_to_port_80(self, servers):
+        server = servers.http(lambda r: Reply(302, headers=[("Location", "http://127.0.0.1:0/")]))
+        with pytest.raises(xcc.RequestException) as info:
+            connect(server).request("GET", "/")
+        assert type(info.value) is xcc.RequestException
+        assert "invalid port 0" in str(info.value)
 
-    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
-    def test_proxy_variables_are_read_as_urllib_reads_them(
-        self, monkeypatch, environ, schemes, expected
-    ):
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
-        from_urllib = urllib.request.getproxies_environment()
-        assert {scheme: from_urllib[scheme] for scheme in schemes if scheme in from_urllib} == (
-            xcc._environ_proxies(os.environ, schemes)
+    def test_error_body_of_deeply_nested_json_gives_the_http_error(self, servers):
+        body = b"[" * 100000 + b"]" * 100000
+        server = servers.http(
+            lambda request: Reply(400, body, [("Content-Type", "application/json")])
+        )
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/deep")
+        assert str(info.value).startswith("400 Client Error: Bad Request for url: ")
+
+    def test_a_reason_with_an_escape_is_refused_and_a_c1_control_is_shown_escaped(self, servers):
+        replies = {"/esc": b"HTTP/1.1 404 Not \x1b[2J\r\nContent-Length: 0\r\n\r\n",
+                   "/c1": b"HTTP/1.1 404 Not \xc2\x9b2J\r\nContent-Length: 0\r\n\r\n"}  # fmt: skip
+
+        def serve(sock, index):
+            request = server.read(sock)
+            if request is not None:
+                sock.sendall(replies[request.path])
+
+        server = servers.raw(serve)
+        with pytest.raises(xcc.ConnectionError):
+            connect(server).request("GET", "/esc")
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/c1")
+        assert info.value.response.reason == "Not \x9b2J"
+        assert str(info.value).startswith("404 Client Error: Not \\x9b2J for url: ")
+
+
+class TestUpdateAccessToken:
+    def test_success_replaces_the_access_token(self, server):
+        cloud = server.handler = Cloud()
+        connection = connect(server)
+        connection.update_access_token()
+        assert connection.access_token == cloud.issued[0]
+        assert [r.path for r in server.requests] == [TOKEN_PATH]
+
+    def test_invalid_grant_names_the_api_key(self, server):
+        server.handler = lambda request: json_reply(400, {"error": "invalid_grant"})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).update_access_token()
+        assert str(info.value) == "Refresh token (e.g., Xanadu Cloud API key) is invalid"
+        assert info.value.response.status_code == 400
+
+    @pytest.mark.parametrize("status", [400, 403, 500])
+    def test_other_errors_are_worded_as_raise_for_status(self, server, status):
+        server.handler = lambda request: json_reply(status, {"error": "other", "detail": "x"})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).update_access_token()
+        kind = "Client" if status < 500 else "Server"
+        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}[status]
+        assert (
+            str(info.value) == f"{status} {kind} Error: {reason} for url: {server.url}{TOKEN_PATH}"
         )
 
-    @pytest.mark.parametrize("host, port, no_proxy, expected", NO_PROXY_MATCHES)
-    def test_no_proxy_matches_hosts_subdomains_ports_and_ip_ranges_without_dns(
-        self, host, port, no_proxy, expected
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            Reply(200, b"<html>maintenance</html>"),
+            json_reply(200, {"token": "x"}),
+            json_reply(200, ["access_token"]),
+            json_reply(200, {"access_token": "bad token\r\nX-Injected: 1"}),
+            json_reply(200, {"access_token": None}),
+        ],
+        ids=["not-json", "no-access-token", "a-list", "bad-characters", "null"],
+    )
+    def test_a_response_without_a_valid_token_is_a_value_error(self, server, reply):
+        server.handler = lambda request: reply
+        connection = connect(server)
+        with pytest.raises(ValueError) as info:
+            connection.update_access_token()
+        assert str(info.value) == "Xanadu Cloud returned an invalid access token response."
+        assert connection.access_token == ACCESS_TOKEN
+
+    def test_without_refresh_token_nothing_is_sent(self, server):
+        call = connect(server, refresh_token=None).update_access_token
+        error = refused_before_sending(server, ValueError, call)
+        assert "refresh token" in str(error)
+
+    def test_the_refresh_token_never_follows_a_redirect(self, servers):
+        elsewhere = servers.http()
+        server = servers.http(
+            lambda request: Reply(307, headers={"Location": elsewhere.url + TOKEN_PATH})
+        )
+        with pytest.raises(ValueError):
+            connect(server).update_access_token()
+        assert elsewhere.requests == []
+
+    @pytest.mark.parametrize("how", ["update_access_token", "request", "command-line"])
+    def test_an_error_of_the_token_request_that_echoes_the_api_key_is_masked(self, server, how):
+        # A gateway that repeats the form it was sent in its reason phrase.
+        echo = lambda request: raw_response(b"", "502 rejected " + request.body.decode())
+        server.handler = echo
+        if how == "command-line":
+            code, stdout, stderr = run_cli(["ping"], cli_settings(server))
+            assert code == 1 and "502 Server Error: rejected" in stderr
+            assert_not_leaked(stdout + stderr, *secrets_of())
+            return
+        connection = connect(server, access_token=None)
+        with pytest.raises(xcc.HTTPError) as info:
+            if how == "request":
+                connection.request("GET", "/jobs")
+            else:
+                connection.update_access_token()
+        assert str(info.value) == (
+            "502 Server Error: rejected grant_type=refresh_token&refresh_token=[token]"
+            f"&client_id=public for url: {server.url}{TOKEN_PATH}"
+        )
+        assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
+
+
+# ------------------------------------------------------------------ Connection: settings
+
+
+def write_dotenv(directory, text):
+    """Writes ``text`` as ``<directory>/xanadu-cloud/.env``; returns the file's path."""
+    folder = os.path.join(str(directory), "xanadu-cloud")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".env")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
+def write_home_dotenv(home, text):
+    """Writes the ``.env`` file where ``xcc config`` saves it under ``home``."""
+    return write_dotenv(os.path.join(str(home), ".config"), text)
+
+
+class TestLoad:
+    """``Connection.load()``: the settings that the original client's ``xcc config`` saves."""
+
+    def test_reads_the_file_that_xcc_config_writes(self, clean_environment):
+        path = write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
+            "XANADU_CLOUD_HOST='cloud.example.org'\n"
+            "XANADU_CLOUD_PORT='8443'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        assert path == os.path.join(str(clean_environment), ".config", "xanadu-cloud", ".env")
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert (connection.host, connection.port, connection.tls) == (
+            "cloud.example.org",
+            8443,
+            False,
+        )
+        assert connection.url("/jobs") == "http://cloud.example.org:8443/jobs"
+
+    def test_reads_double_quotes_bare_values_export_comments_and_blank_lines(
+        self, clean_environment
     ):
-        assert (xcc._bypass_proxy(host, port, no_proxy) is not None) is expected
+        write_home_dotenv(
+            clean_environment,
+            "# Xanadu Cloud settings\n"
+            "\n"
+            f'export XANADU_CLOUD_REFRESH_TOKEN="{REFRESH_TOKEN}"\n'
+            "   \n"
+            f"XANADU_CLOUD_ACCESS_TOKEN={ACCESS_TOKEN}\n"
+            "XANADU_CLOUD_HOST=cloud.example.org   # the staging server\n"
+            "# XANADU_CLOUD_HOST=commented.example.org\n"
+            "  XANADU_CLOUD_PORT = 8080\n"
+            'XANADU_CLOUD_TLS="yes"\n',
+        )
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token == ACCESS_TOKEN
+        assert (connection.host, connection.port, connection.tls) == (
+            "cloud.example.org",
+            8080,
+            True,
+        )
+
+    def test_reads_a_file_without_a_final_newline(self, clean_environment):
+        write_home_dotenv(clean_environment, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'")
+        assert xcc.Connection.load().access_token == ACCESS_TOKEN
+
+    def test_uses_xdg_config_home_when_set(self, clean_environment, tmp_path, monkeypatch):
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='home.example'\n",
+        )
+        xdg = tmp_path / "xdg"
+        write_dotenv(
+            xdg, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'\nXANADU_CLOUD_HOST='xdg.example'\n"
+        )
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+        connection = xcc.Connection.load()
+        assert connection.host == "xdg.example"
+        assert connection.access_token == ACCESS_TOKEN
+        assert connection.refresh_token is None
+
+    def test_environment_overrides_the_file(self, clean_environment, monkeypatch):
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
+            "XANADU_CLOUD_HOST='file.example'\n"
+            "XANADU_CLOUD_PORT='1111'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
+        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
+        connection = xcc.Connection.load()
+        assert (connection.host, connection.port, connection.tls) == ("env.example", 2222, False)
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token == ACCESS_TOKEN
+
+    def test_keyword_overrides_win_over_environment_and_file(self, clean_environment, monkeypatch):
+        other = make_jwt(int(time.time()) + 3600, "other")
+        write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='file.example'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
+        connection = xcc.Connection.load(
+            refresh_token=other, host="kw.example", port=3333, tls=True, headers={"X-A": "b"}
+        )
+        assert connection.refresh_token == other
+        assert (connection.host, connection.port, connection.tls) == ("kw.example", 3333, True)
+        assert connection.headers["X-A"] == "b"
+
+    def test_defaults_are_the_seeds_when_only_a_token_is_set(self, monkeypatch):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        connection = xcc.Connection.load()
+        assert connection.refresh_token == REFRESH_TOKEN
+        assert connection.access_token is None
+        assert connection.host == "platform.strawberryfields.ai"
+        assert connection.port == 443
+        assert connection.tls is True
+        assert connection.url() == "https://platform.strawberryfields.ai:443/"
 
     @pytest.mark.parametrize(
-        "meta, messages",
-        [
-            ({"_schema": ["Foo", "Bar"], "size": ["Baz"]}, ["Foo", "Bar", "Baz"]),
-            (
-                {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
-                ["Foo", "Bar", "Baz", "Bud"],
-            ),
-            ({"name": "Not a list"}, ["Not a list"]),
-        ],
-    )
-    def test_validation_messages_flatten_lists_and_mappings(self, meta, messages):
-        assert xcc._validation_messages(meta) == messages
+        "spelling, expected",
+        [("true", True), ("True", True), ("TRUE", True), ("1", True), ("yes", True),
+         ("YES", True), ("on", True), ("On", True), ("t", True), ("T", True), ("y", True),
+         ("Y", True), ("false", False), ("False", False), ("FALSE", False), ("0", False),
+         ("no", False), ("No", False), ("off", False), ("OFF", False), ("f", False),
+         ("F", False), ("n", False), ("N", False)],
+    )  # fmt: skip
+    def test_tls_spellings_in_the_environment(self, monkeypatch, spelling, expected):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        monkeypatch.setenv("XANADU_CLOUD_TLS", spelling)
+        assert xcc.Connection.load().tls is expected
 
-    @pytest.mark.parametrize("host", ["evil x", "a\x0bb", "a\x00b", "a\x0cb", "a\x7fb", "evil%20x"])
-    def test_a_url_host_is_checked_as_the_constructor_checks_host(self, host):
-        with pytest.raises(ValueError, match="host"):
-            xcc.Connection(access_token=ACCESS_TOKEN, host=host)
-        with pytest.raises(ValueError, match="host"):
-            xcc._split_url(f"https://{host}:1/next")
+    @pytest.mark.parametrize(
+        "line, expected",
+        [("XANADU_CLOUD_TLS='Off'", False), ('XANADU_CLOUD_TLS="Y"', True),
+         ("XANADU_CLOUD_TLS=0", False), ("XANADU_CLOUD_TLS=True", True)],
+    )  # fmt: skip
+    def test_tls_spellings_in_the_file(self, clean_environment, line, expected):
+        write_home_dotenv(
+            clean_environment, f"XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}\n{line}\n"
+        )
+        assert xcc.Connection.load().tls is expected
+
+    @pytest.mark.parametrize(
+        "key, value",
+        [("PORT", "eighty"), ("PORT", ""), ("PORT", "8.5"), ("PORT", "70000"), ("PORT", "0"),
+         ("TLS", "maybe"), ("TLS", ""), ("TLS", "2"), ("TLS", "tru")],
+    )  # fmt: skip
+    def test_bad_value_in_the_file_names_the_key_and_the_file(self, clean_environment, key, value):
+        path = write_home_dotenv(
+            clean_environment,
+            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_{key}='{value}'\n",
+        )
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert f"XANADU_CLOUD_{key}" in str(info.value)
+        assert path in str(info.value)
+        assert REFRESH_TOKEN not in str(info.value)
+
+    @pytest.mark.parametrize(
+        "key, value", [("PORT", "eighty"), ("PORT", "70000"), ("TLS", "maybe"), ("TLS", "")]
+    )
+    def test_bad_value_in_the_environment_names_the_variable(self, monkeypatch, key, value):
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        monkeypatch.setenv(f"XANADU_CLOUD_{key}", value)
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert f"XANADU_CLOUD_{key}" in str(info.value)
+        assert "environment" in str(info.value)
+        assert REFRESH_TOKEN not in str(info.value)
+
+    def test_no_token_anywhere_raises_the_seeds_error(self, clean_environment, monkeypatch):
+        write_home_dotenv(clean_environment, "XANADU_CLOUD_HOST='cloud.example.org'\n")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", "8443")
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
+
+    def test_no_settings_at_all_raises_the_seeds_error(self):
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value) == MISSING_TOKEN_MESSAGE
+
+    def test_loaded_connection_talks_to_the_configured_server(
+        self, servers, clean_environment, monkeypatch
+    ):
+        cloud = Cloud(routes={"/devices": lambda request: json_reply(200, {"data": []})})
+        server = servers.http(cloud)
+        write_home_dotenv(
+            clean_environment,
+            "XANADU_CLOUD_HOST='127.0.0.1'\n"
+            f"XANADU_CLOUD_PORT='{server.port}'\n"
+            "XANADU_CLOUD_TLS='False'\n",
+        )
+        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
+        with xcc.Connection.load() as connection:
+            assert connection.request("GET", "/devices").json() == {"data": []}
+        assert [(r.method, r.path) for r in server.requests] == [
+            ("POST", TOKEN_PATH),
+            ("GET", "/devices"),
+        ]
+        assert server.requests[1].headers["authorization"] == f"Bearer {cloud.issued[0]}"
+
+    def test_loaded_connection_uses_https_when_tls_is_not_set(
+        self, tls_server, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["ca"])
+        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
+        monkeypatch.setenv("XANADU_CLOUD_HOST", "127.0.0.1")
+        monkeypatch.setenv("XANADU_CLOUD_PORT", str(tls_server.port))
+        with xcc.Connection.load() as connection:
+            assert connection.ping().status_code == 200
+        assert [r.path for r in tls_server.requests] == ["/healthz"]
+        assert tls_server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 # ------------------------------------------------------------------------------ Response
@@ -1022,6 +1406,1899 @@ class TestResponse:
             assert list(pieces) == [b"second"]
         finally:
             received.set()
+
+
+# ---------------------------------------------------------------------------- exceptions
+
+
+class TestExceptions:
+    @pytest.mark.parametrize(
+        "cls, bases",
+        [
+            (xcc.RequestException, (OSError,)),
+            (xcc.HTTPError, (xcc.RequestException,)),
+            (xcc.ConnectionError, (xcc.RequestException,)),
+            (xcc.Timeout, (xcc.RequestException,)),
+            (xcc.ConnectTimeout, (xcc.ConnectionError, xcc.Timeout)),
+            (xcc.ReadTimeout, (xcc.Timeout,)),
+            (xcc.SSLError, (xcc.ConnectionError,)),
+            (xcc.ProxyError, (xcc.ConnectionError,)),
+            (xcc.TooManyRedirects, (xcc.RequestException,)),
+        ],
+    )
+    def test_hierarchy_matches_requests(self, cls, bases):
+        assert all(issubclass(cls, base) for base in bases)
+
+    def test_exceptions_carry_message_and_response(self):
+        error = xcc.HTTPError("Not found", response="response")
+        assert str(error) == "Not found"
+        assert error.response == "response"
+        assert xcc.ConnectionError("x").response is None
+
+    def test_every_name_in_all_exists_and_version_is_a_string(self):
+        for name in xcc.__all__:
+            assert hasattr(xcc, name)
+        assert isinstance(xcc.__version__, str)
+
+
+# ------------------------------------------------------- checking and encoding a request
+
+# The proxy variables: (environment, schemes asked for, what _environ_proxies returns).
+PROXY_VARIABLES = [
+    ({"HTTPS_PROXY": "http://a:1"}, ("https",), {"https": "http://a:1"}),
+    ({"https_proxy": "http://b:1"}, ("https",), {"https": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "https_proxy": "http://b:1"}, ("https",),
+     {"https": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "https_proxy": ""}, ("https",), {}),
+    ({"HTTPS_PROXY": ""}, ("https",), {}),
+    ({"HTTP_PROXY": "http://a:1"}, ("http", "https"), {"http": "http://a:1"}),
+    ({"HTTP_PROXY": "http://a:1", "REQUEST_METHOD": "GET"}, ("http",), {}),
+    ({"http_proxy": "http://b:1", "REQUEST_METHOD": "GET"}, ("http",),
+     {"http": "http://b:1"}),
+    ({"HTTPS_PROXY": "http://a:1", "REQUEST_METHOD": "POST"}, ("https",),
+     {"https": "http://a:1"}),
+    ({"ALL_PROXY": "http://c:1"}, ("https", "all"), {"all": "http://c:1"}),
+    ({"all_proxy": "http://d:1", "ALL_PROXY": "http://c:1"}, ("all",),
+     {"all": "http://d:1"}),
+    ({"ALL_PROXY": "http://c:1", "HTTPS_PROXY": "http://a:1"}, ("https", "all"),
+     {"https": "http://a:1", "all": "http://c:1"}),
+    ({"NO_PROXY": "example.com"}, ("no",), {"no": "example.com"}),
+    ({"NO_PROXY": "a.example", "no_proxy": "b.example"}, ("no",), {"no": "b.example"}),
+    ({"HTTP_PROXY": "http://a:1", "HTTPS_PROXY": "http://b:1"}, ("https",),
+     {"https": "http://b:1"}),
+    ({}, ("http", "https", "all", "no"), {}),
+]  # fmt: skip
+
+# NO_PROXY: (host, port, NO_PROXY value, whether the host bypasses the proxy).
+NO_PROXY_MATCHES = [
+    # *
+    ("example.com", 443, "*", True),
+    ("10.1.2.3", 443, "*", True),
+    ("example.com", 443, "other.org, *", True),
+    # the host itself
+    ("example.com", 443, "example.com", True),
+    ("example.com", 443, "example.org", False),
+    ("example.com", 443, "", False),
+    # subdomains, with or without a leading dot, never a mere suffix
+    ("a.corp.example.com", 443, "corp.example.com", True),
+    ("a.corp.example.com", 443, ".corp.example.com", True),
+    ("x.y.corp.example.com", 443, "corp.example.com", True),
+    ("corp.example.com", 443, ".corp.example.com", True),
+    ("badexample.com", 443, "example.com", False),
+    ("badexample.com", 443, ".example.com", False),
+    ("example.com.evil.net", 443, "example.com", False),
+    ("example.com.evil.net", 443, ".example.com", False),
+    ("example.com", 443, "a.example.com", False),
+    ("xcorp.example.com", 443, "corp.example.com", False),
+    # case
+    ("Example.COM", 443, "example.com", True),
+    ("a.example.com", 443, ".EXAMPLE.Com", True),
+    ("A.Example.Com", 443, "EXAMPLE.COM", True),
+    # whitespace and empty entries
+    ("example.com", 443, "  example.com  ", True),
+    ("example.com", 443, "other.org ,\texample.com\t, more.net", True),
+    ("example.com", 443, ",,", False),
+    ("example.com", 443, " , ,", False),
+    ("example.com", 443, ",, example.com,", True),
+    # ports
+    ("example.com", 8080, "example.com:8080", True),
+    ("example.com", 443, "example.com:8080", False),
+    ("a.example.com", 8080, ".example.com:8080", True),
+    ("a.example.com", 8081, ".example.com:8080", False),
+    ("example.com", 443, "example.com:443", True),
+    ("example.com", 443, "example.com:https", False),
+    # IPv4 literals and CIDR ranges
+    ("10.1.2.3", 443, "10.1.2.3", True),
+    ("10.1.2.4", 443, "10.1.2.3", False),
+    ("10.1.2.3", 443, "10.0.0.0/8", True),
+    ("11.0.0.1", 443, "10.0.0.0/8", False),
+    ("192.168.1.77", 443, "192.168.1.0/24", True),
+    ("192.168.2.1", 443, "192.168.1.0/24", False),
+    ("127.0.0.1", 8080, "127.0.0.1:8080", True),
+    ("127.0.0.1", 443, "127.0.0.1:8080", False),
+    ("110.1.2.3", 443, "10.1.2.3", False),
+    # IPv6 literals and CIDR ranges
+    ("::1", 443, "::1", True),
+    ("::1", 443, "::2", False),
+    ("0:0:0:0:0:0:0:1", 443, "::1", True),
+    ("::1", 8080, "[::1]:8080", True),
+    ("::1", 443, "[::1]:8080", False),
+    ("::1", 443, "[::1]", True),
+    ("fd12:3456::1", 443, "fd00::/8", True),
+    ("fe80::1", 443, "fd00::/8", False),
+    ("fe80::1", 443, "fe80:0:0::1", True),
+    ("FD00::ABCD", 443, "fd00::/8", True),
+    ("10.1.2.3", 443, "fd00::/8", False),
+    ("::1", 443, "10.0.0.0/8", False),
+    # a host name is never matched by an IP entry: no DNS look-up is made
+    ("localhost", 443, "127.0.0.1", False),
+    ("localhost", 443, "127.0.0.0/8", False),
+    ("localhost", 443, "::1", False),
+    ("nothing.invalid", 443, "10.0.0.0/8, ::/0, 0.0.0.0/0", False),
+    ("127.0.0.1", 443, "localhost", False),
+    # a *.example.com entry
+    ("a.example.com", 443, "*.example.com", True),
+    ("a.b.example.com", 443, "*.example.com", True),
+    ("badexample.com", 443, "*.example.com", False),
+    ("example.com.evil.net", 443, "*.example.com", False),
+]
+
+
+class TestHelpers:
+    """The small pure helpers, pinned down by tables."""
+
+    @pytest.mark.parametrize(
+        "token",
+        ["abc", "eyJhbGciOi.eyJzdWIi.c2ln", "a-b_c.d", "0123456789" * 100],
+    )
+    def test_check_token_accepts_base64url_and_dots(self, token):
+        assert xcc._check_token("access token", token) == token
+
+    @pytest.mark.parametrize(
+        "token",
+        ["", " abc", "abc ", "ab c", "abc\n", "a\rb", "a\tb", "a\x00b", "ab=", "a+b", "a/b",
+         "é", "a,b", "a;b", '"abc"'],
+    )  # fmt: skip
+    def test_check_token_refuses_what_no_jwt_holds_without_echoing_it(self, token):
+        with pytest.raises(ValueError) as info:
+            xcc._check_token("refresh token", token)
+        assert "refresh token" in str(info.value)
+        if token.strip():
+            assert token.strip() not in str(info.value)
+
+    def test_mask_follows_causes_and_contexts_and_keeps_other_arguments(self):
+        cause, context = ValueError("cause " + ACCESS_TOKEN), KeyError("context " + ACCESS_TOKEN)
+        error = xcc.ConnectionError(f"failed {ACCESS_TOKEN}")
+        error.__cause__, error.__context__ = cause, context
+        context.__context__ = system = OSError(104, "reset " + ACCESS_TOKEN)
+        system.__context__ = error  # a cycle ends
+        xcc._mask(error, (None, ACCESS_TOKEN))
+        assert [e.args for e in (error, cause, context, system)] == [
+            ("failed [token]",),
+            ("cause [token]",),
+            ("context [token]",),
+            (104, "reset [token]"),
+        ]
+
+    def test_check_token_refuses_non_strings(self):
+        with pytest.raises(TypeError, match="access token"):
+            xcc._check_token("access token", b"abc")
+
+    @pytest.mark.parametrize(
+        "token, expiry",
+        [
+            (make_jwt(1700000000), 1700000000),
+            (make_jwt(1.5), 1.5),
+            ("opaque-token", None),
+            ("a.b", None),  # payload is not base64 JSON
+            ("a." + base64.urlsafe_b64encode(b'{"sub": "x"}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b'{"exp": "soon"}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b'{"exp": true}').decode().rstrip("=") + ".c", None),
+            ("a." + base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("=") + ".c", None),
+        ],
+    )
+    def test_jwt_expiry_reads_exp_or_gives_none(self, token, expiry):
+        assert xcc._jwt_expiry(token) == expiry
+
+    @pytest.mark.parametrize(
+        "timeout, pair",
+        [(10, (10, 10)), (0.5, (0.5, 0.5)), (None, (None, None)), ((1, 2), (1, 2)),
+         ((None, 3), (None, 3))],
+    )  # fmt: skip
+    def test_check_timeout_accepts_seconds_pairs_and_none(self, timeout, pair):
+        assert xcc._check_timeout(timeout) == pair
+
+    @pytest.mark.parametrize("timeout", [0, -1, "10", True, (1, 2, 3), (1, "x"), float("nan")])
+    def test_check_timeout_refuses_anything_else(self, timeout):
+        with pytest.raises(ValueError, match="timeout"):
+            xcc._check_timeout(timeout)
+
+    @pytest.mark.parametrize(
+        "old, new, strip",
+        [
+            (("http", "h.example", 80), ("https", "h.example", 443), False),  # the upgrade
+            (("https", "h.example", 443), ("https", "h.example", 443), False),
+            (("http", "h.example", 8080), ("http", "h.example", 8080), False),
+            (("https", "h.example", 443), ("http", "h.example", 80), True),  # a downgrade
+            (("http", "h.example", 8080), ("https", "h.example", 443), True),
+            (("http", "h.example", 80), ("https", "h.example", 8443), True),
+            (("http", "h.example", 8080), ("https", "h.example", 8443), True),
+            (("http", "h.example", 80), ("https", "other.example", 443), True),
+            (("https", "h.example", 443), ("https", "other.example", 443), True),
+            (("https", "h.example", 443), ("https", "sub.h.example", 443), True),
+            (("https", "h.example", 443), ("https", "h.example", 8443), True),
+            (("http", "h.example", 80), ("http", "h.example", 8080), True),
+        ],
+    )
+    def test_should_strip_auth_compares_scheme_host_and_effective_port(self, old, new, strip):
+        assert xcc._should_strip_auth(old, new) is strip
+
+    @pytest.mark.parametrize(
+        "one, other",
+        [
+            ("https://h.example/a", "https://h.example:443/b"),
+            ("http://h.example/a", "http://h.example:80/b"),
+            ("https://H.Example/a", "https://h.example/b"),
+        ],
+    )
+    def test_default_port_and_host_case_make_one_origin_that_keeps_credentials(self, one, other):
+        assert xcc._split_url(one)[0] == xcc._split_url(other)[0]
+        assert xcc._should_strip_auth(xcc._split_url(one)[0], xcc._split_url(other)[0]) is False
+
+    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
+    def test_proxy_variables_are_read_in_either_case_lower_case_winning(
+        self, environ, schemes, expected
+    ):
+        assert xcc._environ_proxies(environ, schemes) == expected
+
+    @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
+    def test_proxy_variables_are_read_as_urllib_reads_them(
+        self, monkeypatch, environ, schemes, expected
+    ):
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        from_urllib = urllib.request.getproxies_environment()
+        assert {scheme: from_urllib[scheme] for scheme in schemes if scheme in from_urllib} == (
+            xcc._environ_proxies(os.environ, schemes)
+        )
+
+    @pytest.mark.parametrize("host, port, no_proxy, expected", NO_PROXY_MATCHES)
+    def test_no_proxy_matches_hosts_subdomains_ports_and_ip_ranges_without_dns(
+        self, host, port, no_proxy, expected
+    ):
+        assert (xcc._bypass_proxy(host, port, no_proxy) is not None) is expected
+
+    @pytest.mark.parametrize(
+        "meta, messages",
+        [
+            ({"_schema": ["Foo", "Bar"], "size": ["Baz"]}, ["Foo", "Bar", "Baz"]),
+            (
+                {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
+                ["Foo", "Bar", "Baz", "Bud"],
+            ),
+            ({"name": "Not a list"}, ["Not a list"]),
+        ],
+    )
+    def test_validation_messages_flatten_lists_and_mappings(self, meta, messages):
+        assert xcc._validation_messages(meta) == messages
+
+    @pytest.mark.parametrize("host", ["evil x", "a\x0bb", "a\x00b", "a\x0cb", "a\x7fb", "evil%20x"])
+    def test_a_url_host_is_checked_as_the_constructor_checks_host(self, host):
+        with pytest.raises(ValueError, match="host"):
+            xcc.Connection(access_token=ACCESS_TOKEN, host=host)
+        with pytest.raises(ValueError, match="host"):
+            xcc._split_url(f"https://{host}:1/next")
+
+
+# ----------------------------------------------------------------- Connection: injection
+
+MARK = "S3CR3T"  # in bad header values: no error message may repeat it
+BAD_METHODS = [
+    "GET /x", "", "GE T", "GET\r\n", "GET\n", "G\x00ET", "GET\t", "GÉT", "GET:", "GET\x7f",
+    "(GET)", "GET\r\nX-Injected: 1",
+]  # fmt: skip
+BAD_PATHS = [
+    "/a\r\nHost: evil.example", "/a\nb", "/a\rb", "/a\x00b", "/a\x7fb", "/a\x1bb", "/a\tb",
+    "/a\x0bb", "/x HTTP/1.1\r\n\r\nGET /smuggled",
+]  # fmt: skip
+BAD_HEADER_NAMES = [
+    "X-A\r\nX-B", "X-A\n", "\rX-A", "X A", "X:A", "X-A:", "X-É", "X-日本", "", "X\x00",
+    "X\tA", "X-A ", "(X)", "X@Y", "X\x7f",
+]  # fmt: skip
+BAD_HEADER_VALUES = [
+    MARK + "\r\nX-Injected: 1", MARK + "\n", MARK + "\r", MARK + "\x00", MARK + "\x7f",
+    MARK + "\x1b", MARK + "\x0b", MARK + "\x0c", MARK + "\x1f", MARK + "€", MARK + "日本",
+    MARK + "\u2028", MARK + "\U0001F600", (MARK + "\r\nX-Injected: 1").encode("latin-1"),
+]  # fmt: skip
+TRANSFER_ENCODINGS = [{"Transfer-Encoding": "chunked"}, {"transfer-encoding": "gzip, chunked"}]
+
+
+class TestInjection:
+    @pytest.mark.parametrize("method", BAD_METHODS)
+    def test_method_that_is_not_a_token_is_refused(self, server, method):
+        refused_before_sending(server, ValueError, lambda: connect(server).request(method, "/"))
+
+    @pytest.mark.parametrize("method", [None, b"GET", 1])
+    def test_method_of_wrong_type_is_refused(self, server, method):
+        refused_before_sending(server, TypeError, lambda: connect(server).request(method, "/"))
+
+    @pytest.mark.parametrize("path", BAD_PATHS)
+    def test_path_with_control_characters_is_refused(self, server, path):
+        refused_before_sending(server, ValueError, lambda: connect(server).request("GET", path))
+
+    @pytest.mark.parametrize("path", [None, b"/x", 1])
+    def test_path_of_wrong_type_is_refused(self, server, path):
+        refused_before_sending(server, TypeError, lambda: connect(server).request("GET", path))
+
+    @pytest.mark.parametrize("name", BAD_HEADER_NAMES)
+    def test_bad_header_name_is_refused_per_request_and_at_construction(self, server, name):
+        call = lambda: connect(server).request("GET", "/", headers={name: "v"})
+        refused_before_sending(server, ValueError, call)
+        with pytest.raises(ValueError):
+            connect(server, headers={name: "v"})
+
+    @pytest.mark.parametrize("value", BAD_HEADER_VALUES)
+    def test_bad_header_value_is_refused_without_echoing_it(self, server, value):
+        call = lambda: connect(server).request("GET", "/", headers={"X-Bad": value})
+        error = refused_before_sending(server, ValueError, call)
+        assert MARK not in str(error) and MARK not in repr(error)
+        with pytest.raises(ValueError) as info:
+            connect(server, headers={"X-Bad": value})
+        assert MARK not in str(info.value) and MARK not in repr(info.value)
+
+    @pytest.mark.parametrize(
+        "headers", [{1: "v"}, {None: "v"}, {"X-A": 5}, {"X-A": ["v"]}, {1: None}, {None: None}]
+    )
+    def test_header_of_wrong_type_is_refused(self, server, headers):
+        call = lambda: connect(server).request("GET", "/", headers=headers)
+        refused_before_sending(server, TypeError, call)
+        with pytest.raises(TypeError):
+            connect(server, headers=headers)
+
+    @pytest.mark.parametrize("headers", TRANSFER_ENCODINGS)
+    def test_transfer_encoding_header_is_refused(self, server, headers):
+        call = lambda: connect(server).request("POST", "/", headers=headers, data=b"x")
+        refused_before_sending(server, ValueError, call)
+        with pytest.raises(ValueError):
+            connect(server, headers=headers)
+
+    def test_caller_content_length_is_replaced_by_the_real_one(self, server):
+        connect(server).request("POST", "/", headers={"Content-Length": "999"}, data=b"abc")
+        (request,) = server.requests
+        assert request.header_values("Content-Length") == ["3"]
+        assert request.body == b"abc"
+
+    def test_string_params_with_control_characters_are_refused(self, server):
+        call = lambda: connect(server).request("GET", "/", params="a=1\r\nX-Injected: 1")
+        refused_before_sending(server, ValueError, call)
+
+    @pytest.mark.parametrize(
+        "path, target",
+        [
+            ("/a b", "/a%20b"),
+            ("/é", "/%C3%A9"),
+            ("/日本", "/%E6%97%A5%E6%9C%AC"),
+            ("/%41", "/%41"),
+            ("/%e9", "/%e9"),
+            ("/a%20b", "/a%20b"),
+            ("/a%2", "/a%252"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/%zz", "/%25zz"),
+            ("/100%", "/100%25"),
+            ("/a?a=b c", "/a?a=b%20c"),
+            ("/x?q=a b&r=é", "/x?q=a%20b&r=%C3%A9"),
+            ("/a?b=%zz", "/a?b=%25zz"),
+            ("/ä?ö=ü", "/%C3%A4?%C3%B6=%C3%BC"),
+            ("/a#x", "/a"),
+            ("/a?b=1#x y", "/a?b=1"),
+            ('/a"b<c>d', "/a%22b%3Cc%3Ed"),
+            ("/{x}|^`\\", "/%7Bx%7D%7C%5E%60%5C"),
+            ("/~user/x-y_z.json", "/~user/x-y_z.json"),
+            ("/!$&'()*+,;=:@[]", "/!$&'()*+,;=:@[]"),
+            ("jobs", "/jobs"),
+        ],
+    )
+    def test_path_is_percent_encoded_as_requests_does(self, server, path, target):
+        connect(server).request("GET", path)
+        assert [request.target for request in server.requests] == [target]
+
+    @pytest.mark.parametrize(
+        "path, target",
+        [
+            ("//evil.example/x", "/evil.example/x"),
+            ("///evil.example/x", "/evil.example/x"),
+            ("http://evil.example/x", "/http://evil.example/x"),
+            ("@evil.example/x", "/@evil.example/x"),
+        ],
+    )
+    def test_path_never_changes_the_host(self, server, path, target):
+        connection = connect(server)
+        assert connection.url(path) == f"http://127.0.0.1:{server.port}{target}"
+        connection.request("GET", path)
+        (request,) = server.requests
+        assert request.target == target
+        assert request.headers["host"] == f"127.0.0.1:{server.port}"
+
+    @pytest.mark.parametrize(
+        "path, params, target",
+        [
+            ("/p", {"a": None, "b": "1"}, "/p?b=1"),
+            ("/p", {"id": ["a", "b"]}, "/p?id=a&id=b"),
+            ("/p", {"id": ("a", "b")}, "/p?id=a&id=b"),
+            ("/p", {"id": ["a", None, "b"]}, "/p?id=a&id=b"),
+            ("/p", {"id": ("a", None, "b")}, "/p?id=a&id=b"),
+            ("/p", [("a", "1"), ("a", "2")], "/p?a=1&a=2"),
+            ("/p", {"b": b"x y"}, "/p?b=x+y"),
+            ("/p", {"q": b"\xff"}, "/p?q=%FF"),
+            ("/p", {"n": 5, "f": 1.5, "t": True}, "/p?n=5&f=1.5&t=True"),
+            ("/p", {"u": "é"}, "/p?u=%C3%A9"),
+            ("/p", {"日本": "語"}, "/p?%E6%97%A5%E6%9C%AC=%E8%AA%9E"),
+            ("/p", {"s": "a b"}, "/p?s=a+b"),
+            ("/p", {"k y": "v"}, "/p?k+y=v"),
+            ("/p", {"q": "a&b=c"}, "/p?q=a%26b%3Dc"),
+            ("/p", {"p": "/+?#%"}, "/p?p=%2F%2B%3F%23%25"),
+            ("/p", {"a": []}, "/p"),
+            ("/p", {}, "/p"),
+            ("/p", {"a": ""}, "/p?a="),
+            ("/p", "a=1&b=2", "/p?a=1&b=2"),
+            ("/jobs?x=1", {"y": "2"}, "/jobs?x=1&y=2"),
+            ("/jobs?", {"y": "2"}, "/jobs?y=2"),
+        ],
+    )
+    def test_params_are_encoded_as_requests_encodes_them(self, server, path, params, target):
+        connect(server).request("GET", path, params=params)
+        assert [request.target for request in server.requests] == [target]
+
+    @pytest.mark.parametrize(
+        "data, body, content_type",
+        [
+            (
+                {"a": "1", "b": None, "c": ["x", "y"], "d": "é &="},
+                b"a=1&c=x&c=y&d=%C3%A9+%26%3D",
+                "application/x-www-form-urlencoded",
+            ),
+            ([("k", "v"), ("k", "w")], b"k=v&k=w", "application/x-www-form-urlencoded"),
+            (b"raw\r\nbytes", b"raw\r\nbytes", None),
+            ("é", b"\xc3\xa9", None),
+        ],
+    )
+    def test_data_is_encoded_with_its_content_type(self, server, data, body, content_type):
+        connect(server).request("POST", "/form", data=data)
+        (request,) = server.requests
+        assert request.body == body
+        assert request.header_values("Content-Length") == [str(len(body))]
+        assert request.header_values("Content-Type") == ([content_type] if content_type else [])
+
+    @pytest.mark.parametrize(
+        "connection_headers, request_headers, content_type",
+        [
+            ({}, {}, "application/json"),
+            ({}, {"Content-Type": "application/vnd.api+json"}, "application/vnd.api+json"),
+            ({}, {"content-type": "text/plain"}, "text/plain"),
+            ({"Content-Type": "application/x-custom"}, {}, "application/x-custom"),
+        ],
+    )
+    def test_json_body_is_sent_with_application_json_unless_the_caller_set_a_type(
+        self, server, connection_headers, request_headers, content_type
+    ):
+        payload = {"name": "é日本", "list": [1, 2.5, None, True], "nested": {"x": "y"}}
+        connection = connect(server, headers=connection_headers)
+        connection.request("POST", "/jobs", json=payload, headers=request_headers)
+        (request,) = server.requests
+        assert json.loads(request.body.decode("utf-8")) == payload
+        assert request.header_values("Content-Type") == [content_type]
+
+    @pytest.mark.parametrize(
+        "payload", [float("nan"), float("inf"), -float("inf"), [1, {"x": float("nan")}]]
+    )
+    def test_json_with_nan_or_infinity_is_refused(self, server, payload):
+        call = lambda: connect(server).request("POST", "/jobs", json=payload)
+        refused_before_sending(server, ValueError, call)
+
+    @pytest.mark.parametrize(
+        "method, content_length",
+        [
+            ("GET", []),
+            ("HEAD", []),
+            ("POST", ["0"]),
+            ("PUT", ["0"]),
+            ("PATCH", ["0"]),
+            ("DELETE", ["0"]),
+            ("OPTIONS", ["0"]),
+        ],
+    )
+    def test_content_length_zero_only_on_bodiless_non_get_requests(
+        self, server, method, content_length
+    ):
+        connect(server).request(method, "/")
+        (request,) = server.requests
+        assert request.method == method
+        assert request.header_values("Content-Length") == content_length
+        assert request.body == b""
+
+    @pytest.mark.parametrize(
+        "keyword, value",
+        [("cert", ("a.pem", "a.key")), ("files", {"f": b"x"}), ("auth", ("u", "p")),
+         ("hooks", {}), ("cookies", {"a": "b"})],
+    )  # fmt: skip
+    def test_unknown_keyword_raises_type_error_naming_it(self, server, keyword, value):
+        call = lambda: connect(server).request("GET", "/", **{keyword: value})
+        error = refused_before_sending(server, TypeError, call)
+        assert keyword in str(error)
+
+    def test_netrc_is_never_consulted(self, servers, clean_environment):
+        netrc = clean_environment / ".netrc"
+        netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+        os.chmod(str(netrc), 0o600)
+        server = servers.http()
+        connect(server).request("GET", "/")
+        (request,) = server.requests
+        assert request.header_values("Authorization") == ["Bearer " + ACCESS_TOKEN]
+
+
+# -------------------------------------------------------------------- transport: proxies
+
+# Proxy credentials; the password needs percent-encoding in a URL.
+PROXY_USER = "user"
+PROXY_PASSWORD = "p@ss:word"
+PROXY_PASSWORD_IN_URL = "p%40ss%3Aword"
+PROXY_AUTHORIZATION = "Basic " + base64.b64encode(b"user:p@ss:word").decode("ascii")
+
+
+def dead_proxy_url():
+    """Returns the URL of a proxy that refuses connections."""
+    return f"http://127.0.0.1:{closed_port()}"
+
+
+# Which proxy a request goes through: (scheme of the origin, environment variables,
+# proxies= of the request, whether the proxy is used). In the values, {proxy} is the
+# proxy's URL, {dead} the URL of a proxy that refuses connections, {port} the origin's port.
+PROXY_SELECTION = [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, None, True, id="HTTPS_PROXY"),
+    pytest.param("https", {"https_proxy": "{proxy}"}, None, True, id="https_proxy"),
+    pytest.param("https", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-https"),
+    pytest.param("https", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-https"),
+    pytest.param("http", {"HTTP_PROXY": "{proxy}"}, None, True, id="HTTP_PROXY"),
+    pytest.param("http", {"http_proxy": "{proxy}"}, None, True, id="http_proxy"),
+    pytest.param("http", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-http"),
+    pytest.param("http", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-http"),
+    pytest.param("https", {"HTTPS_PROXY": "{dead}", "https_proxy": "{proxy}"}, None, True,
+                 id="lower-case-wins-over-upper-case"),
+    pytest.param("https", {"ALL_PROXY": "{dead}", "HTTPS_PROXY": "{proxy}"}, None, True,
+                 id="scheme-variable-wins-over-ALL_PROXY"),
+    pytest.param("https", {"HTTP_PROXY": "{proxy}"}, None, False, id="HTTP_PROXY-not-for-https"),
+    pytest.param("http", {"REQUEST_METHOD": "GET", "HTTP_PROXY": "{proxy}"}, None, False,
+                 id="CGI-ignores-HTTP_PROXY"),
+    pytest.param("http", {"REQUEST_METHOD": "GET", "http_proxy": "{proxy}"}, None, True,
+                 id="CGI-still-uses-http_proxy"),
+    pytest.param("https", {"HTTPS_PROXY": "{dead}"}, {"https": "{proxy}"}, True,
+                 id="proxies-override-the-environment"),
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, {"https": None}, False,
+                 id="proxies-None-disables-the-environment"),
+] + [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}", variable: value}, None, False,
+                 id=f"{variable}={value}-bypasses")
+    for variable, value in [
+        ("NO_PROXY", "127.0.0.1"), ("NO_PROXY", "*"), ("NO_PROXY", "127.0.0.0/8"),
+        ("NO_PROXY", "127.0.0.1:{port}"), ("NO_PROXY", "example.com, 127.0.0.1 "),
+        ("no_proxy", "127.0.0.1"),
+    ]
+] + [
+    pytest.param("https", {"HTTPS_PROXY": "{proxy}", "NO_PROXY": value}, None, True,
+                 id=f"NO_PROXY={value}-does-not-bypass")
+    for value in ["127.0.0.2", "127.0.0.1:1", "localhost"]
+]  # fmt: skip
+
+
+class TestProxies:
+    """HTTP proxies over real sockets: CONNECT tunnels, absolute-form requests, Basic
+    credentials, errors, the proxy environment variables and NO_PROXY."""
+
+    @pytest.fixture
+    def origin(self, tls_server):
+        """The HTTPS server that the proxy leads to."""
+        return tls_server
+
+    # -- HTTPS through a CONNECT tunnel
+
+    def test_https_goes_through_connect_with_host_and_basic_credentials(
+        self, origin, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            response = connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert response.status_code == 200
+        authority = f"127.0.0.1:{origin.port}"
+        assert [r.request_line for r in proxy.requests] == [f"CONNECT {authority} HTTP/1.1"]
+        headers = proxy.requests[0].headers
+        assert headers["host"] == authority
+        assert headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        assert [(r.method, r.path) for r in origin.requests] == [("GET", "/devices")]
+        assert origin.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+    def test_origin_never_receives_proxy_authorization(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            connection.request(
+                "POST",
+                "/jobs",
+                json={"name": "job"},
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert len(origin.requests) == 1
+        assert "proxy-authorization" not in origin.requests[0].headers
+        assert all(PROXY_AUTHORIZATION not in value for _, value in origin.requests[0].raw_headers)
+        assert origin.requests[0].body == b'{"name": "job"}'
+
+    def test_tunnel_is_reused_like_a_keep_alive_socket(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            for index in range(4):
+                connection.request(
+                    "GET",
+                    f"/jobs/{index}",
+                    verify=certificates["ca"],
+                    proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+                )
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2", "/jobs/3"]
+        assert {r.connection for r in origin.requests} == {1}
+        assert origin.connections == 1
+
+    def test_pooled_sockets_are_kept_apart_by_proxy(self, origin, servers, certificates):
+        proxy = servers.proxy()
+        with connect(origin) as connection:
+            for proxies in (None, {"https": proxy.url()}, None, {"https": proxy.url()}):
+                connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
+        # One direct socket and one tunnel, each reused, never one for the other.
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+        assert origin.connections == 2
+        assert [r.connection for r in origin.requests] == [1, 2, 1, 2]
+
+    def test_wrong_ca_through_proxy_raises_ssl_error(self, origin, servers, certificates):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection, pytest.raises(xcc.SSLError) as info:
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["lax_ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        # The second tunnel fetches the certificate, unverified, to name its issuer.
+        assert [r.request_line for r in proxy.requests] == [
+            f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
+        ] * 2
+        assert "issued by CN=xcc.py test ca" in str(info.value)
+        assert origin.requests == []
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, ACCESS_TOKEN)
+
+    def test_certificate_is_checked_against_the_origin_name_not_the_proxy_name(
+        self, servers, certificates
+    ):
+        cert, ca = certificates["localhost_cert"], certificates["ca"]
+        origin = servers.http(tls=server_context(cert, certificates["localhost_key"]))
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        # The origin is called "localhost", the name in its certificate; the proxy is not.
+        with connect(origin, host="localhost") as connection:
+            response = connection.request(
+                "GET", "/ok", verify=ca, proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+            )
+        assert response.status_code == 200
+        assert proxy.requests[0].request_line == f"CONNECT localhost:{origin.port} HTTP/1.1"
+        # The origin is called "127.0.0.1", which its certificate does not name, while the
+        # proxy is called "localhost", which it does: the handshake must fail.
+        with connect(origin, host="127.0.0.1") as connection, pytest.raises(xcc.SSLError):
+            connection.request(
+                "GET",
+                "/bad",
+                verify=ca,
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD, "localhost")},
+            )
+        assert proxy.requests[1].request_line == f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
+        assert [r.path for r in origin.requests] == ["/ok"]
+
+    # -- plain HTTP through the proxy
+
+    def test_plain_http_uses_absolute_form_with_proxy_authorization(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin) as connection:
+            response = connection.request(
+                "GET",
+                "/jobs",
+                params={"size": 2},
+                proxies={"http": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert response.status_code == 200
+        assert [r.request_line for r in proxy.requests] == [
+            f"GET http://127.0.0.1:{origin.port}/jobs?size=2 HTTP/1.1"
+        ]
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+        assert proxy.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+        assert [(r.method, r.path, r.query) for r in origin.requests] == [
+            ("GET", "/jobs", {"size": ["2"]})
+        ]
+
+    def test_plain_http_proxy_is_reused_for_several_requests(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy()
+        with connect(origin) as connection:
+            for index in range(3):
+                connection.request("GET", f"/n/{index}", proxies={"http": proxy.url()})
+        assert [r.request_line for r in proxy.requests] == [
+            f"GET http://127.0.0.1:{origin.port}/n/{index} HTTP/1.1" for index in range(3)
+        ]
+        assert proxy.connections == 1
+
+    # -- proxy errors
+
+    def test_407_on_connect_raises_proxy_error_naming_proxy_without_password(
+        self, origin, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        url = proxy.url(PROXY_USER, "wr0ng@secret")
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        message = str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in message
+        assert "407" in message
+        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
+        assert isinstance(info.value, xcc.ConnectionError)
+        assert len(proxy.requests) == 1 and proxy.requests[0].request_line.startswith("CONNECT ")
+        assert origin.connections == 0
+
+    def test_407_for_plain_http_raises_proxy_error_naming_proxy_without_password(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        url = proxy.url(PROXY_USER, "wr0ng@secret")
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", proxies={"http": url})
+        message = str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in message
+        assert "407" in message
+        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
+        assert origin.requests == []
+
+    def test_refused_tunnel_raises_proxy_error_with_the_status(self, origin, servers, certificates):
+        proxy = servers.proxy(refuse=403)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request(
+                "GET", "/devices", verify=certificates["ca"], proxies={"https": proxy.url()}
+            )
+        assert f"127.0.0.1:{proxy.port}" in str(info.value)
+        assert "403" in str(info.value)
+        assert origin.connections == 0
+
+    @pytest.mark.parametrize("scheme", ["https", "socks5", "socks5h", "socks4"])
+    def test_unsupported_proxy_scheme_raises_proxy_error_and_sends_nothing(
+        self, origin, servers, certificates, scheme
+    ):
+        proxy = servers.proxy()
+        url = f"{scheme}://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{proxy.port}"
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert "not supported" in str(info.value)
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+        assert proxy.requests == [] and proxy.connections == 0
+        assert origin.connections == 0 and origin.requests == []
+
+    def test_unreachable_proxy_raises_proxy_error(self, origin, servers, certificates):
+        port = closed_port()
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{port}"
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert str(port) in str(info.value)
+        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+        assert origin.connections == 0
+
+    def test_an_unparsable_proxy_url_raises_proxy_error_without_its_password(
+        self, origin, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@[::1")
+        call = lambda: connect(origin).request("GET", "/", verify=certificates["ca"])
+        error = refused_before_sending(origin, xcc.ProxyError, call)
+        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+
+    def test_proxies_as_a_list_raise_type_error_without_the_password(self, origin, certificates):
+        proxies = [("https", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:1")]
+        call = lambda: connect(origin).request(
+            "GET", "/", verify=certificates["ca"], proxies=proxies
+        )
+        error = refused_before_sending(origin, TypeError, call)
+        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
+
+    # -- which proxy, if any: the environment, NO_PROXY and proxies=
+
+    @pytest.mark.parametrize("scheme, environment, proxies, used", PROXY_SELECTION)
+    def test_proxy_is_chosen_as_requests_chooses_it(
+        self, servers, tls_context, certificates, monkeypatch, scheme, environment, proxies, used
+    ):
+        origin = servers.http(tls=tls_context if scheme == "https" else None)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        urls = {
+            "proxy": proxy.url(PROXY_USER, PROXY_PASSWORD),
+            "dead": dead_proxy_url(),
+            "port": origin.port,
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(**urls))
+        if proxies is not None:
+            proxies = {key: value and value.format(**urls) for key, value in proxies.items()}
+        with connect(origin) as connection:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
+        assert [r.path for r in origin.requests] == ["/devices"]
+        if not used:
+            assert proxy.requests == [] and proxy.connections == 0
+            return
+        expected = {
+            "https": f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1",
+            "http": f"GET http://127.0.0.1:{origin.port}/devices HTTP/1.1",
+        }
+        assert [r.request_line for r in proxy.requests] == [expected[scheme]]
+        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
+
+    def test_token_refresh_goes_through_the_same_proxy(self, origin, servers, certificates):
+        origin.handler = Cloud()
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with connect(origin, access_token=None) as connection:
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )
+        assert [(r.method, r.path) for r in origin.requests] == [
+            ("POST", TOKEN_PATH),
+            ("GET", "/devices"),
+        ]
+        assert [r.method for r in proxy.requests] == ["CONNECT"]
+
+    # -- a real proxy: tinyproxy
+
+    def test_tinyproxy_tunnels_https_with_basic_credentials(self, origin, servers, certificates):
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection:
+            for index in range(3):
+                response = connection.request(
+                    "GET",
+                    f"/jobs/{index}",
+                    verify=certificates["ca"],
+                    proxies={"https": proxy.url()},
+                )
+                assert response.json() == {}
+        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2"]
+        assert origin.connections == 1  # one tunnel, kept alive
+        for request in origin.requests:
+            assert "proxy-authorization" not in request.headers
+            assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+    @pytest.mark.parametrize(
+        "password, status",
+        # tinyproxy answers 407 to a request without credentials, 401 to a wrong password.
+        [(None, "407"), ("wr0ng-pw", "401")],
+    )
+    def test_tinyproxy_refusing_credentials_raises_proxy_error(
+        self, origin, servers, certificates, password, status
+    ):
+        proxy = servers.tinyproxy(origin.port)
+        url = f"http://127.0.0.1:{proxy.port}" if password is None else proxy.url(password)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
+        assert status in str(info.value)
+        assert f"127.0.0.1:{proxy.port}" in str(info.value)
+        assert_not_leaked(str(info.value) + repr(info.value), "wr0ng-pw", proxy.password)
+        assert origin.connections == 0
+
+    def test_tinyproxy_wrong_ca_raises_ssl_error(self, origin, servers, certificates):
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection, pytest.raises(xcc.SSLError):
+            connection.request(
+                "GET",
+                "/devices",
+                verify=certificates["lax_ca"],
+                proxies={"https": proxy.url()},
+            )
+        assert origin.requests == []
+
+    def test_tinyproxy_forwards_plain_http_with_credentials(self, servers):
+        origin = servers.http()
+        proxy = servers.tinyproxy(origin.port)
+        with connect(origin) as connection:
+            response = connection.request(
+                "POST",
+                "/jobs",
+                params={"size": 1},
+                json={"name": "job"},
+                proxies={"http": proxy.url()},
+            )
+        assert response.status_code == 200
+        assert [(r.method, r.path, r.query, r.body) for r in origin.requests] == [
+            ("POST", "/jobs", {"size": ["1"]}, b'{"name": "job"}')
+        ]
+
+    # -- the system's proxy settings (Windows, macOS): the pure parts, by table
+
+    # What urllib.request.getproxies() returns for a system setting, and the proxy that a
+    # request for `scheme` goes through. Windows' values are shown as each Python's urllib
+    # reads the registry's ProxyServer (3.6-3.9 name the proxy's scheme after the protocol).
+    @pytest.mark.parametrize(
+        "settings, scheme, windows, expected",
+        [
+            pytest.param({"https": "http://proxy:3128"}, "https", False, "http://proxy:3128",
+                         id="macOS"),
+            pytest.param({"https": "proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="host:port-without-a-scheme"),
+            pytest.param({"http": "http://proxy:3128", "https": "https://proxy:3128",
+                          "ftp": "ftp://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.6-3.9"),
+            pytest.param({"http": "http://proxy:3128", "https": "http://proxy:3128",
+                          "ftp": "http://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="registry-host:port-read-by-3.10+"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "https",
+                         True, "http://secure:8443", id="registry-http=web:80;https=secure:8443"),
+            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "http",
+                         True, "http://web:80", id="registry-per-protocol-for-http"),
+            pytest.param({"http": "http://web:80"}, "https", True, None,
+                         id="registry-http=web:80-only"),
+            pytest.param({"https": "HTTPS://proxy:3128"}, "https", True, "http://proxy:3128",
+                         id="upper-case-scheme"),
+            pytest.param({"https": "https://proxy:443"}, "https", False, "https://proxy:443",
+                         id="macOS-keeps-a-scheme-it-names"),
+            pytest.param({"socks": "socks://s:1080", "https": "socks4://s:1080"}, "https",
+                         True, "socks4://s:1080", id="registry-socks=s:1080"),
+            pytest.param({"https": "  "}, "https", True, None, id="blank"),
+            pytest.param({}, "https", True, None, id="none"),
+        ],
+    )  # fmt: skip
+    def test_system_proxy_values_are_normalised_to_http_proxies(
+        self, settings, scheme, windows, expected
+    ):
+        assert xcc._system_proxy_url(settings, scheme, windows) == expected
+
+    # Which proxy a request takes: (environment, proxies=, what the system settings say or
+    # None where there are none, the proxy chosen, its source, whether the system was read).
+    @pytest.mark.parametrize(
+        "environ, proxies, system, url, source, asked",
+        [
+            pytest.param({}, None, "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="no-variable:-system"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, None, "http://sys:3128",
+                         "http://env:1", ("environment", "https"), False,
+                         id="variable-wins-over-system"),
+            pytest.param({"all_proxy": "http://env:1"}, None, "http://sys:3128", "http://env:1",
+                         ("environment", "all"), False, id="ALL_PROXY-wins-over-system"),
+            pytest.param({"NO_PROXY": "example.com"}, None, "http://sys:3128", None,
+                         ("none", None), False, id="NO_PROXY-alone-means-environment"),
+            pytest.param({"HTTPS_PROXY": "http://env:1", "NO_PROXY": "h"}, None,
+                         "http://sys:3128", None, ("NO_PROXY", "h"), False,
+                         id="NO_PROXY-bypasses-the-variable"),
+            pytest.param({"https_proxy": "", "HTTPS_PROXY": "http://env:1"}, None,
+                         "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         id="empty-lower-case-unsets"),
+            pytest.param({"HTTPS_PROXY": "http://env:1"}, {"https": "http://given:2"},
+                         "http://sys:3128", "http://given:2", ("proxies", "https"), False,
+                         id="proxies-win-over-both"),
+            pytest.param({}, {"https": None}, "http://sys:3128", None, ("proxies", "https"),
+                         False, id="proxies-None-goes-direct"),
+            pytest.param({}, None, "bypass", None, ("system bypass", None), True,
+                         id="system-bypass"),
+            pytest.param({}, None, None, None, ("none", None), False,
+                         id="no-system-settings-on-linux"),
+        ],
+    )  # fmt: skip
+    def test_proxy_is_chosen_from_proxies_then_environment_then_system(
+        self, environ, proxies, system, url, source, asked
+    ):
+        calls = []
+
+        def read_system(scheme, host):  # stands for _system_proxy, the one impure part
+            calls.append((scheme, host))
+            if system == "bypass":
+                return None, ("system bypass", None)
+            return system, ("system", None)
+
+        chosen = xcc._proxy_url(
+            ("https", "h", 443), proxies, environ, None if system is None else read_system
+        )
+        assert chosen == (url, source)
+        assert calls == ([("https", "h")] if asked else [])
+
+    @pytest.mark.parametrize(
+        "source, text",
+        [
+            (("system", None), "http://sys:3128, from the system settings"),
+            (("system bypass", None), "direct: the system settings exempt this host"),
+        ],
+    )
+    def test_the_log_says_system_settings(self, source, text):
+        proxy = xcc._proxy("http://sys:3128") if source[0] == "system" else None
+        assert xcc._proxy_text(proxy, source) == text
+
+    @pytest.mark.skipif(sys.platform != "linux", reason="Linux has no system proxy setting")
+    def test_linux_never_reads_system_settings(self):
+        assert xcc._SYSTEM_PROXY is None
+
+    @pytest.mark.parametrize(
+        "environment, expected",
+        [
+            ({"https_proxy": "p.example:3128"}, ("http://p.example:3128", ("system", None))),
+            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, (None, ("system bypass", None))),
+            ({"ftp_proxy": "http://ftp.example:21"}, (None, ("none", None))),
+        ],
+    )
+    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, expected):
+        # On Linux urllib.request reads only the environment: this checks the wiring of
+        # _system_proxy to getproxies() and proxy_bypass(), not Windows' or macOS's readers.
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert xcc._system_proxy("https", "h") == expected
+
+    @pytest.mark.parametrize(
+        "credentials, shown",
+        [("user:hunter#2", "hunter"), ("user:4711#x", "4711"),
+         ("user:hunter/2", "hunter"), ("user:4711?x", "4711"),
+         ("hunter#user:pw", "hunter")],
+    )  # fmt: skip
+    @pytest.mark.parametrize("where", ["environment", "proxies"])
+    def test_an_unparsable_proxy_url_shows_no_part_of_its_credentials(
+        self, origin, servers, certificates, monkeypatch, where, credentials, shown
+    ):
+        # An unencoded "#", "/" or "?" ends the authority early: the credentials' first part
+        # would be read as the host and the rest as the port (or a path).
+        proxy = servers.proxy()
+        url = f"http://{credentials}@127.0.0.1:{proxy.port}"
+        proxies = {"https": url} if where == "proxies" else None
+        if where == "environment":
+            monkeypatch.setenv("HTTPS_PROXY", url)
+        call = lambda: connect(origin).request(
+            "GET", "/", verify=certificates["ca"], proxies=proxies, timeout=5
+        )
+        error = refused_before_sending(origin, xcc.ProxyError, call)
+        assert "Invalid proxy URL" in str(error)
+        shown_texts = everything_shown(error) + reachable_texts(error)
+        assert_not_leaked(shown_texts, credentials, credentials.split(":")[-1], shown)
+        assert proxy.connections == 0
+
+    def test_a_407_keeps_no_proxy_password_anywhere_reachable(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy(credentials=(PROXY_USER, "the-right-one"))
+        url = proxy.url(PROXY_USER, PROXY_PASSWORD)
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
+            connection.request("GET", "/devices", proxies={"http": url})
+        assert info.value.response.status_code == 407
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, PROXY_AUTHORIZATION[6:])
+
+    @pytest.mark.parametrize("in_url", [True, False])
+    def test_a_forwarding_proxy_gets_one_proxy_authorization_the_proxy_urls(self, servers, in_url):
+        origin = servers.http()
+        proxy = servers.proxy()
+        url = proxy.url(PROXY_USER, PROXY_PASSWORD) if in_url else proxy.url()
+        own = "Basic " + base64.b64encode(b"caller:own").decode("ascii")
+        with connect(origin) as connection:
+            connection.request(
+                "GET", "/jobs", headers={"Proxy-Authorization": own}, proxies={"http": url}
+            )
+        (request,) = proxy.requests
+        assert request.header_values("Proxy-Authorization") == [
+            PROXY_AUTHORIZATION if in_url else own
+        ]
+
+
+# ------------------------------------------------------------------------ transport: TLS
+
+
+SUBPROCESS_REQUEST = """
+import sys, xcc
+connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))
+try:
+    print(connection.request("GET", "/from-subprocess").status_code)
+except xcc.SSLError:
+    print("SSLError")
+"""
+
+
+def request_in_subprocess(port, **environment):
+    """Returns what a request to ``port`` in a new Python process prints: the status code,
+    or ``SSLError`` (a new process, because verify=True contexts are cached per process)."""
+    code, out, err = run_python(
+        ["-c", SUBPROCESS_REQUEST, ACCESS_TOKEN, str(port)], env=dict(os.environ, **environment)
+    )
+    assert code == 0, err
+    return out.strip()
+
+
+class TestTLS:
+    def test_default_verification_refuses_a_private_ca(self, tls_server):
+        with pytest.raises(xcc.SSLError) as info:
+            connect(tls_server).request("GET", "/")
+        assert isinstance(info.value, xcc.ConnectionError)
+        message = str(info.value)
+        assert "127.0.0.1" in message
+        assert "REQUESTS_CA_BUNDLE" in message and "SSL_CERT_FILE" in message
+        assert tls_server.requests == []
+
+    def test_verify_with_the_ca_file_is_accepted(self, tls_server, certificates):
+        response = connect(tls_server).request("GET", "/ok", verify=certificates["ca"])
+        assert response.status_code == 200
+        assert [r.path for r in tls_server.requests] == ["/ok"]
+
+    def test_verify_with_a_hashed_ca_directory_is_accepted(
+        self, tls_server, certificates, tmp_path
+    ):
+        response = connect(tls_server).request("GET", "/dir", verify=certificates["ca_directory"])
+        assert response.status_code == 200
+        # The hash link is what OpenSSL looks up: the same file under another name is not found.
+        unhashed = str(tmp_path / "unhashed")
+        os.makedirs(unhashed)
+        shutil.copy(certificates["ca"], os.path.join(unhashed, "ca.pem"))
+        with pytest.raises(xcc.SSLError):
+            connect(tls_server).request("GET", "/unhashed", verify=unhashed)
+        assert [r.path for r in tls_server.requests] == ["/dir"]
+
+    def test_verify_false_accepts_a_self_signed_certificate(self, servers, certificates):
+        server = servers.http(
+            tls=server_context(certificates["self_signed"], certificates["self_signed_key"])
+        )
+        with pytest.raises(xcc.SSLError):
+            connect(server).request("GET", "/verified")
+        assert connect(server).request("GET", "/unverified", verify=False).status_code == 200
+        assert [r.path for r in server.requests] == ["/unverified"]
+
+    @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+    def test_ca_bundle_variable_is_accepted(self, tls_server, certificates, monkeypatch, variable):
+        monkeypatch.setenv(variable, certificates["ca"])
+        assert connect(tls_server).request("GET", "/env").status_code == 200
+
+    @pytest.mark.parametrize(
+        "requests_bundle, curl_bundle, accepted",
+        [("ca", "lax_ca", True), ("lax_ca", "ca", False)],
+    )
+    def test_requests_ca_bundle_wins_over_curl_ca_bundle(
+        self, tls_server, certificates, monkeypatch, requests_bundle, curl_bundle, accepted
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates[requests_bundle])
+        monkeypatch.setenv("CURL_CA_BUNDLE", certificates[curl_bundle])
+        if accepted:
+            assert connect(tls_server).request("GET", "/env").status_code == 200
+        else:
+            with pytest.raises(xcc.SSLError):
+                connect(tls_server).request("GET", "/env")
+
+    def test_explicit_verify_wins_over_the_ca_bundle_variables(
+        self, tls_server, certificates, monkeypatch
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["lax_ca"])
+        monkeypatch.setenv("CURL_CA_BUNDLE", certificates["lax_ca"])
+        connection = connect(tls_server)
+        assert connection.request("GET", "/a", verify=certificates["ca"]).status_code == 200
+        assert connection.request("GET", "/b", verify=False).status_code == 200
+
+    @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+    def test_openssl_default_path_variable_is_honoured(self, tls_server, certificates, variable):
+        value = certificates["ca" if variable == "SSL_CERT_FILE" else "ca_directory"]
+        assert request_in_subprocess(tls_server.port) == "SSLError"
+        assert request_in_subprocess(tls_server.port, **{variable: value}) == "200"
+        assert [r.path for r in tls_server.requests] == ["/from-subprocess"]
+
+    def test_hostname_mismatch_is_refused(self, servers, certificates):
+        tls = server_context(certificates["localhost_cert"], certificates["localhost_key"])
+        server = servers.http(tls=tls)  # its certificate names localhost, not 127.0.0.1
+        by_name = connect(server, host="localhost")
+        assert by_name.request("GET", "/by-name", verify=certificates["ca"]).status_code == 200
+        by_name.close()  # its origin ("localhost") is not one that the fixture closes
+        with pytest.raises(xcc.SSLError) as info:
+            connect(server).request("GET", "/by-address", verify=certificates["ca"])
+        assert "127.0.0.1" in str(info.value)
+        assert [r.path for r in server.requests] == ["/by-name"]
+
+    def test_ca_without_critical_basic_constraints_is_accepted(self, servers, certificates):
+        server = servers.http(tls=server_context(certificates["lax_cert"], certificates["lax_key"]))
+        response = connect(server).request("GET", "/lax", verify=certificates["lax_ca"])
+        assert response.status_code == 200
+        if sys.version_info >= (3, 13):
+            # Python 3.13's default context (VERIFY_X509_STRICT) refuses this CA.
+            strict = ssl.create_default_context(cafile=certificates["lax_ca"])
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            with sock, pytest.raises(ssl.SSLCertVerificationError):
+                strict.wrap_socket(sock, server_hostname="127.0.0.1")
+
+    def test_nonexistent_verify_path_raises_value_error_before_connecting(
+        self, tls_server, tmp_path
+    ):
+        missing = str(tmp_path / "no-such-ca.pem")
+        call = lambda: connect(tls_server).request("GET", "/", verify=missing)
+        error = refused_before_sending(tls_server, ValueError, call)
+        assert missing in str(error)
+
+    def test_a_tls_failure_that_is_not_about_the_certificate_gives_no_ca_hint(self, servers):
+        def serve(sock, index):
+            sock.recv(65536)  # the ClientHello, answered as a plain HTTP server would
+            sock.sendall(raw_response(b"not TLS", "400 Bad Request"))
+
+        plain = servers.raw(serve)
+        with pytest.raises(xcc.RequestException) as info:
+            connect(plain, tls=True).request("GET", "/", timeout=5)
+        assert type(info.value) is xcc.SSLError
+        message = str(info.value)
+        assert "127.0.0.1" in message
+        assert "REQUESTS_CA_BUNDLE" not in message and "SSL_CERT_FILE" not in message
+
+    # A server that closes a TLS connection without a close_notify alert, as many do: with
+    # OpenSSL 3, Python 3.6 and 3.7 raise where 3.8+ see the end of the stream.
+
+    def test_a_body_framed_by_a_tls_close_without_close_notify_is_read_whole(
+        self, servers, tls_context, certificates
+    ):
+        reply = raw_head("200 OK", [("Connection", "close")]) + b'{"a": 1}'
+        raw = fault_server(servers, reply, tls=tls_context)
+        response = connect(raw).request("GET", "/until-close", verify=certificates["ca"])
+        assert response.json() == {"a": 1}
+
+    def test_a_get_on_a_stale_tls_socket_is_sent_again_on_a_new_one(
+        self, servers, tls_context, certificates
+    ):
+        raw = dying_server(servers, tls=tls_context)
+        connection = connect(raw)
+        assert connection.request("GET", "/first", verify=certificates["ca"]).ok
+        assert connection.request("GET", "/second", verify=certificates["ca"]).ok
+        assert [(r.connection, r.path) for r in raw.requests] == [
+            (1, "/first"),
+            (1, "/second"),
+            (2, "/second"),
+        ]
+
+    # -- a verification failure names its cause, and only advice that can help
+
+    def test_unknown_issuer_names_the_issuer_and_the_ca_advice(self, tls_server):
+        with pytest.raises(xcc.SSLError) as info:
+            connect(tls_server).request("GET", "/")
+        message = str(info.value)
+        assert "the TLS certificate of '127.0.0.1' (issued by CN=xcc.py test ca)" in message
+        assert "pass verify='/path/to/ca.pem' or set REQUESTS_CA_BUNDLE" in message
+        assert "SSL_CERT_FILE" in message and "clock" not in message
+        assert tls_server.requests == []
+
+    def test_self_signed_certificate_gets_the_ca_advice(self, servers, certificates):
+        tls = server_context(certificates["self_signed"], certificates["self_signed_key"])
+        with pytest.raises(xcc.SSLError) as info:
+            connect(servers.http(tls=tls)).request("GET", "/")
+        assert "(issued by CN=localhost)" in str(info.value)
+        assert "REQUESTS_CA_BUNDLE" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "leaf, dates, cause",
+        [
+            ("expired_cert", ("2020-01-01 00:00:00 UTC", "2020-01-31 00:00:00 UTC"),
+             "has expired"),
+            ("future_cert", ("2040-01-01 00:00:00 UTC", "2040-01-31 00:00:00 UTC"),
+             "is not valid yet"),
+        ],
+    )  # fmt: skip
+    def test_certificate_out_of_its_dates_names_them_and_the_clock(
+        self, servers, certificates, leaf, dates, cause
+    ):
+        tls = server_context(certificates[leaf], certificates[leaf.replace("cert", "key")])
+        server = servers.http(tls=tls)
+        before = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        with pytest.raises(xcc.SSLError) as info:
+            connect(server).request("GET", "/", verify=certificates["ca"])
+        after = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        message = str(info.value)
+        assert f"of '127.0.0.1' {cause}: it is valid from {dates[0]} to {dates[1]}, and" in message
+        assert any(f"this machine's clock says {now}" in message for now in (before, after))
+        # Another CA cannot help: no CA advice.
+        assert "REQUESTS_CA_BUNDLE" not in message and "verify=" not in message
+        assert server.requests == []
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # IP address, host name
+    def test_host_name_mismatch_names_the_host_and_the_certificates_names(
+        self, servers, certificates, host
+    ):
+        tls = server_context(certificates["other_name_cert"], certificates["other_name_key"])
+        server = servers.http(tls=tls)
+        connection = connect(server, host=host)
+        with pytest.raises(xcc.SSLError) as info:
+            connection.request("GET", "/", verify=certificates["ca"])
+        connection.close()
+        message = str(info.value)
+        assert f"the TLS certificate of {host!r} is for xcc.invalid, not for {host!r}" in message
+        assert "REQUESTS_CA_BUNDLE" not in message and "clock" not in message
+        assert server.requests == []
+
+    def test_an_expired_certificate_behind_a_proxy_is_named_through_the_tunnel(
+        self, servers, certificates
+    ):
+        tls = server_context(certificates["expired_cert"], certificates["expired_key"])
+        origin = servers.http(tls=tls)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        with pytest.raises(xcc.SSLError) as info:
+            connect(origin).request(
+                "GET", "/", verify=certificates["ca"],
+                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
+            )  # fmt: skip
+        assert "is valid from 2020-01-01 00:00:00 UTC to 2020-01-31" in str(info.value)
+        assert_not_leaked(everything_shown(info.value), *secrets_of())
+        assert origin.requests == []
+
+    def test_command_line_gives_only_the_variables_as_ca_advice(self, tls_server):
+        settings = dict(cli_settings(tls_server), XANADU_CLOUD_TLS="true")
+        code, out, err = run_cli(["ping"], settings)
+        assert code == 1 and out == ""
+        assert_one_error_line(err)
+        assert "set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR" in err
+        assert "verify=" not in err
+
+    @pytest.mark.parametrize(
+        "name",
+        ["ca", "cert", "localhost_cert", "other_name_cert", "expired_cert", "future_cert",
+         "lax_ca", "self_signed"],
+    )  # fmt: skip
+    def test_certificate_facts_agree_with_the_ssl_modules_decoder(self, certificates, name):
+        with open(certificates[name]) as file:
+            der = ssl.PEM_cert_to_DER_cert(file.read())
+        facts = xcc._certificate_facts(der)
+        decoded = ssl._ssl._test_decode_cert(certificates[name])  # CPython's own test helper
+        assert facts["not_before"] == ssl.cert_time_to_seconds(decoded["notBefore"])
+        assert facts["not_after"] == ssl.cert_time_to_seconds(decoded["notAfter"])
+        for field in ("subject", "issuer"):
+            common_name = dict(pair for rdn in decoded[field] for pair in rdn)["commonName"]
+            assert facts[field] == "CN=" + common_name
+        assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
+
+    @pytest.mark.parametrize(
+        "der",
+        [None, b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9],
+    )
+    def test_certificate_facts_of_garbage_are_none(self, der):
+        assert xcc._certificate_facts(der) is None
+
+    def test_a_certificates_control_characters_are_escaped_and_its_names_bounded(
+        self, servers, tmp_path, debug_log
+    ):
+        # A certificate that did not verify is the attacker's: its subject reaches the
+        # error message and, for one that did, the log (a forged line, a terminal escape).
+        cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+        names = ",".join(["DNS:evil\x1b[2J" + "a" * 300] + [f"DNS:n{i}.test" for i in range(20)])
+        try:
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days",
+                 "30", "-utf8", "-subj", "/CN=ok\r\nxcc: FORGED \x1b[31m\u2028\x85",
+                 "-addext", "subjectAltName=" + names],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            pytest.skip(f"cannot make a test certificate: {exc}")
+        server = servers.http(tls=server_context(cert, key))
+        connection = connect(server)
+        shown = []
+        for verify in (True, cert):  # an unknown issuer, then a name it does not hold
+            with pytest.raises(xcc.SSLError) as info:
+                connection.request("GET", "/", verify=verify)
+            shown.append(str(info.value))
+        connection.request("GET", "/", verify=False)
+        shown += logged(debug_log)
+        escaped = "CN=ok\\x0d\\x0axcc: FORGED \\x1b[31m\\u2028\\x85"
+        assert f"(issued by {escaped})" in shown[0]
+        assert "is for evil\\x1b[2Jaaa" in shown[1] and ", n3.test, ..., not for" in shown[1]
+        assert any(f"certificate of {escaped}" in line for line in shown[2:])
+        assert len(shown[1]) < 1000
+        for text in shown:
+            assert not set("\r\n\x1b\x85\u2028") & set(text)
+
+
+# ----------------------------------------------------------------------- transport: pool
+
+
+# More than the loopback interface's socket buffers hold: sending it takes a while, and a
+# server that answers and closes before reading it resets the connection under the upload.
+LARGE_BODY = 8 << 20
+
+
+def dying_server(servers, tls=None):
+    """Returns a server (HTTPS with a server-side SSL context ``tls``) whose first
+    connection answers one request, then reads the second one and closes without answering
+    (over TLS, without a close_notify alert); later connections answer every request."""
+
+    def serve(sock, index):
+        count = 0
+        while raw.read(sock):
+            count += 1
+            if index == 1 and count == 2:
+                return  # closed after reading the request, before any response byte
+            sock.sendall(raw_response(b""))
+
+    raw = servers.raw(serve, tls)
+    return raw
+
+
+class TestPool:
+    """Keep-alive pooling (issue 3, SPEC §2), observed by which TCP connection each request
+    reached on the server."""
+
+    def test_twenty_sequential_requests_use_one_connection(self, server):
+        connection = connect(server)
+        for i in range(20):
+            if i % 2:
+                response = connection.request("POST", "/jobs", json={"i": i})
+            else:
+                response = connection.request("GET", f"/jobs/{i}")
+            assert response.ok
+        assert server.connections == 1
+        assert len(server.requests) == 20
+        assert {request.connection for request in server.requests} == {1}
+
+    def test_a_new_connection_object_per_request_reuses_the_socket(self, server):
+        tokens = [make_jwt(int(time.time()) + 3600, f"user-{i}") for i in range(10)]
+        for token in tokens:
+            assert connect(server, access_token=token).request("GET", "/jobs").ok
+        assert server.connections == 1
+        assert {request.connection for request in server.requests} == {1}
+        # Sockets are shared, tokens are not: each Connection sent its own.
+        sent = [request.headers["authorization"] for request in server.requests]
+        assert sent == ["Bearer " + token for token in tokens]
+
+    def test_a_server_dropping_idle_connections_never_fails_a_get(self, server):
+        connection = connect(server)
+        for i in range(5):
+            assert connection.request("GET", f"/jobs/{i}").json() == {}
+            server.drop_idle_connections()
+        assert [request.path for request in server.requests] == [f"/jobs/{i}" for i in range(5)]
+        assert [request.connection for request in server.requests] == [1, 2, 3, 4, 5]
+
+    def test_a_server_closing_after_each_response_never_fails_a_get(self, servers):
+        # Keep-alive is not refused (no "Connection: close"): the socket simply dies.
+        raw = fault_server(servers, raw_response(b"{}"))
+        connection = connect(raw)
+        for i in range(5):
+            assert connection.request("GET", f"/jobs/{i}").json() == {}
+        assert len(raw.requests) == 5
+        assert raw.connections == 5
+
+    def test_a_post_after_the_server_closed_the_idle_socket_goes_on_a_new_one(self, servers):
+        closed = threading.Event()
+
+        def reply(sock):
+            sock.sendall(raw_response(b"{}"))
+            sock.close()
+            closed.set()
+
+        raw = fault_server(servers, reply)
+        connection = connect(raw)
+        for i in range(3):
+            closed.clear()
+            assert connection.request("POST", "/jobs", json={"i": i}).json() == {}
+            assert closed.wait(5)
+            time.sleep(0.05)  # the FIN crosses the loopback interface
+        # The liveness check saw each close: every POST went once, on a new socket.
+        assert len(raw.requests) == 3
+        assert raw.connections == 3
+
+    @pytest.mark.parametrize(
+        "method, kwargs",
+        [("GET", {}), ("HEAD", {}), ("PUT", {"data": b"payload"}), ("DELETE", {}),
+         ("OPTIONS", {})],
+    )  # fmt: skip
+    def test_an_idempotent_request_on_a_dead_reused_socket_is_sent_once_more(
+        self, servers, method, kwargs
+    ):
+        raw = dying_server(servers)
+        connection = connect(raw)
+        assert connection.request(method, "/first", **kwargs).ok
+        assert connection.request(method, "/second", **kwargs).ok
+        body = kwargs.get("data", b"")
+        assert [(r.connection, r.request_line, r.body) for r in raw.requests] == [
+            (1, f"{method} /first HTTP/1.1", body),
+            (1, f"{method} /second HTTP/1.1", body),
+            (2, f"{method} /second HTTP/1.1", body),
+        ]
+
+    @pytest.mark.parametrize("method", ["POST", "PATCH"])
+    def test_a_post_or_patch_on_a_dead_reused_socket_is_never_sent_twice(self, servers, method):
+        raw = dying_server(servers)
+        connection = connect(raw)
+        assert connection.request(method, "/jobs", json={"n": 1}).ok
+        with pytest.raises(xcc.RequestException) as info:
+            connection.request(method, "/jobs/2", json={"status": "cancelled"})
+        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/2"))
+        assert [(r.connection, r.request_line) for r in raw.requests] == [
+            (1, f"{method} /jobs HTTP/1.1"),
+            (1, f"{method} /jobs/2 HTTP/1.1"),
+        ]
+        assert raw.connections == 1
+
+    def test_threads_sharing_a_connection_never_interleave_on_a_socket(self, servers):
+        def body_for(path):
+            return f"{path};".encode() * (1 + len(path) * 37 % 400)
+
+        server = servers.http(lambda request: json_reply(200, {"path": request.path}))
+        connection = connect(server)
+        barrier = threading.Barrier(8)
+        results, failures = [], []
+
+        def work(thread):
+            barrier.wait(5)
+            for i in range(10):
+                path = f"/t{thread}/r{i}"
+                try:
+                    answer = connection.request(
+                        "POST", path, data=body_for(path), headers={"X-Path": path}
+                    ).json()
+                except Exception as exc:  # noqa: BLE001 (reported below)
+                    failures.append((path, repr(exc)))
+                else:
+                    results.append((path, answer["path"]))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+        assert len(results) == 80
+        assert all(sent == echoed for sent, echoed in results)
+        assert len(server.requests) == 80
+        for request in server.requests:
+            # One request at a time on a socket: each arrived whole, with its own body and
+            # fields, and no byte of another request came before its response.
+            assert request.well_formed and not request.pipelined, request
+            assert request.method == "POST"
+            names = [name.lower() for name, _ in request.raw_headers]
+            assert len(names) == len(set(names)), request.raw_headers
+            assert request.header_values("X-Path") == [request.path]
+            assert request.body == body_for(request.path)
+        assert server.connections <= 8  # sockets were reused, one request at a time
+
+    @pytest.mark.parametrize("size", [5000, 1 << 20], ids=["buffered", "megabyte"])
+    @pytest.mark.parametrize("read_to_the_end", [False, True])
+    def test_a_stream_is_reused_only_when_read_to_the_end(self, server, read_to_the_end, size):
+        # 5000 bytes arrive whole in the client's read buffer: nothing is left on the socket
+        # to tell that the body was not read to its end.
+        body = megabyte()[:size]
+        server.handler = lambda request: Reply(200, body if request.path == "/big" else b"{}")
+        connection = connect(server)
+        response = connection.request("GET", "/big", stream=True)
+        if read_to_the_end:
+            assert b"".join(response.iter_content(1000)) == body
+        else:
+            assert next(response.iter_content(1000)) == body[:1000]
+        response.close()
+        assert connection.request("GET", "/small").json() == {}
+        assert [request.connection for request in server.requests] == (
+            [1, 1] if read_to_the_end else [1, 2]
+        )
+
+    @pytest.mark.parametrize("how", ["close", "with"])
+    def test_closing_a_connection_closes_its_servers_idle_sockets(self, servers, how):
+        ended = threading.Event()
+
+        def serve(sock, index):
+            while raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+            ended.set()
+
+        raw = servers.raw(serve)
+        other = servers.http()
+        connect(other).request("GET", "/")
+        if how == "close":
+            connection = connect(raw)
+            connection.request("GET", "/")
+            assert not ended.is_set()
+            connection.close()
+        else:
+            with connect(raw) as connection:
+                connection.request("GET", "/")
+                assert not ended.is_set()
+        assert ended.wait(5), "the server did not see its idle connection end"
+        # The connection stays usable, and the other server's idle socket was kept.
+        assert connection.request("GET", "/again").ok
+        assert raw.connections == 2
+        connect(other).request("GET", "/")
+        assert other.connections == 1
+
+    def test_the_pool_keeps_at_most_ten_idle_sockets_per_server(self, servers):
+        barrier = threading.Barrier(15)
+        lock = threading.Lock()
+        closed = []
+
+        def serve(sock, index):
+            first = True
+            try:
+                while raw.read(sock):
+                    if first:
+                        first = False
+                        try:
+                            barrier.wait(5)  # all 15 sockets are open before any answer
+                        except threading.BrokenBarrierError:
+                            pass
+                    sock.sendall(raw_response(b"{}"))
+            except OSError:
+                pass
+            with lock:
+                closed.append(index)
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        failures = []
+
+        def work(i):
+            try:
+                connection.request("GET", f"/{i}")
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(15)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert failures == []
+        assert raw.connections == 15
+        # Of the 15 released sockets, the client closes 5 at once and keeps 10.
+        assert wait_until(lambda: len(closed) >= 5)
+        time.sleep(0.1)
+        assert len(closed) == 5
+        for i in range(20):
+            assert connection.request("GET", f"/burst/{i}").ok
+        assert raw.connections == 15  # the kept sockets were reused
+        connection.close()
+        assert wait_until(lambda: len(closed) == 15)
+
+    def test_a_pooled_socket_takes_the_read_timeout_of_the_current_request(self, servers):
+        release = threading.Event()
+
+        def serve(sock, index):
+            count = 0
+            while raw.read(sock):
+                count += 1
+                if count == 2:
+                    release.wait(2)  # late for a 0.3 s timeout, in time for a 30 s one
+                sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        try:
+            assert connection.request("GET", "/first", timeout=30).json() == {}
+            with pytest.raises(xcc.RequestException) as info:
+                connection.request("GET", "/second", timeout=0.3)
+        finally:
+            release.set()
+        assert type(info.value) is xcc.ReadTimeout
+        assert str(info.value) == f"GET request to '{connection.url('/second')}' timed out"
+        assert [(r.path, r.connection) for r in raw.requests] == [("/first", 1), ("/second", 1)]
+
+    @pytest.mark.parametrize(
+        "method, status", [("DELETE", "204 No Content"), ("GET", "304 Not Modified")]
+    )
+    def test_a_204_or_304_that_sends_the_body_it_announced_leaves_no_stray_bytes(
+        self, server, method, status
+    ):
+        def handler(request):
+            if request.path == "/empty":
+                return raw_head(status, [("Content-Length", 2)]) + b"{}"
+            return json_reply(200, {"path": request.path})
+
+        server.handler = handler
+        connection = connect(server)
+        response = connection.request(method, "/empty", timeout=(5, 1))
+        assert (response.status_code, response.content) == (int(status[:3]), b"")
+        # The "{}" is not read as the start of the next response: that one gets a new socket.
+        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {"path": "/next"}
+        assert [(r.path, r.connection) for r in server.requests] == [("/empty", 1), ("/next", 2)]
+
+    def test_the_socket_of_a_101_switching_protocols_is_not_reused(self, servers):
+        def serve(sock, index):
+            upgraded = False
+            while raw.read(sock):
+                if upgraded:  # this socket speaks another protocol now: a WebSocket frame
+                    sock.sendall(b"\x81\x05hello")
+                elif index == 1:
+                    head = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+                    sock.sendall(raw_head("101 Switching Protocols", head))
+                    upgraded = True
+                else:
+                    sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("GET", "/upgrade", timeout=(5, 1)).status_code == 101
+        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {}
+        assert [(r.path, r.connection) for r in raw.requests] == [("/upgrade", 1), ("/next", 2)]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
+    def test_a_forked_child_never_reuses_its_parents_sockets(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/parent").ok
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
+            except BaseException:  # noqa: BLE001 (the exit code reports it)
+                code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert connection.request("GET", "/parent-again").ok
+        seen = [(request.path, request.connection) for request in server.requests]
+        assert seen == [("/parent", 1), ("/child", 2), ("/parent-again", 1)]
+
+    def test_the_idle_sockets_of_at_most_ten_servers_are_kept_least_recently_used_go_first(
+        self, servers
+    ):
+        # 25 requests redirected to 25 servers: the pool keeps the sockets of the last ten
+        # servers it used (the redirecting one and the last nine), as urllib3's PoolManager.
+        ended = []
+
+        def recording(name):
+            def serve(sock, index):
+                while raw.read(sock):
+                    sock.sendall(raw_response(b"{}"))
+                ended.append(name)
+
+            raw = servers.raw(serve)
+            return raw
+
+        origins = [recording(n) for n in range(25)]
+        front = servers.http(
+            lambda request: Reply(302, headers=[("Location", origins[int(request.path[4:])].url)])
+        )
+        connection = connect(front)
+        for n in range(25):
+            assert connection.request("GET", f"/go/{n}").json() == {}
+        assert wait_until(lambda: len(ended) >= 16)
+        time.sleep(0.1)
+        assert sorted(ended) == list(range(16))
+        # The most recently used keep their socket: a request reuses it.
+        assert connect(origins[24]).request("GET", "/again").ok
+        assert origins[24].connections == 1
+        assert front.connections == 1
+
+    def test_an_idle_socket_that_its_server_closed_is_dropped_when_another_server_is_used(
+        self, servers
+    ):
+        half_closed, ended = threading.Event(), threading.Event()
+
+        def serve(sock, index):
+            if raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+                sock.shutdown(socket.SHUT_WR)  # the server is done with this socket
+                half_closed.set()
+                wait_for_close(sock)
+                ended.set()
+
+        raw = servers.raw(serve)
+        assert connect(raw).request("GET", "/once").ok
+        assert half_closed.wait(5)
+        time.sleep(0.05)  # the FIN crosses the loopback interface
+        assert connect(servers.http()).request("GET", "/elsewhere").ok
+        # The client closed its end without being asked to reach that server again.
+        assert ended.wait(5)
+
+    def test_an_idle_socket_older_than_the_idle_limit_is_not_reused(self, server, monkeypatch):
+        monkeypatch.setattr(xcc, "_MAX_IDLE_SECONDS", 0.2)
+        connection = connect(server)
+        assert connection.request("GET", "/first").ok
+        time.sleep(0.3)
+        assert connection.request("GET", "/second").ok
+        assert [(r.path, r.connection) for r in server.requests] == [("/first", 1), ("/second", 2)]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
+    def test_a_child_forked_while_a_parent_thread_holds_the_pool_can_close_and_reuse(self, server):
+        connection = connect(server)
+        assert connection.request("GET", "/parent").ok
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            # A parent thread in the middle of a pool operation at the moment of the fork,
+            # made to last so that the fork surely falls inside it.
+            with xcc._POOL._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a hang ends the child
+                    signal.alarm(3)
+                    connection.close()
+                    with connect(server) as child:
+                        code = 0 if child.request("GET", "/child", timeout=5).ok else 3
+                except BaseException:  # noqa: BLE001 (the exit code reports it)
+                    code = 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            release.set()
+            holder.join(10)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert [(r.path, r.connection) for r in server.requests] == [("/parent", 1), ("/child", 2)]
+
+    @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+    def test_an_answer_sent_before_the_body_was_read_is_returned(
+        self, servers, tls_context, certificates, tls
+    ):
+        detail = json.dumps({"detail": "Payload too large"}).encode()
+
+        def serve(sock, index):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            sock.sendall(raw_response(detail, "413 Payload Too Large", [("Connection", "close")]))
+            # Closing with the body unread resets the connection under the client's upload.
+
+        raw = servers.raw(serve, tls_context if tls else None)
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(raw).request(
+                "POST", "/jobs", data=b"x" * LARGE_BODY, verify=certificates["ca"] if tls else True
+            )
+        assert info.value.response.status_code == 413
+        assert str(info.value) == "Payload too large"
+        assert raw.connections == 1
+
+    def test_a_401_sent_before_a_large_body_was_read_refreshes_and_sends_it_again(self, servers):
+        cloud = Cloud()
+        body = b"x" * LARGE_BODY
+
+        def serve(sock, index):
+            if index == 1:  # answers 401 as soon as the head arrives
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += sock.recv(65536)
+                unauthorized = json.dumps({"detail": "Invalid or expired access token."})
+                sock.sendall(raw_response(unauthorized.encode(), "401 Unauthorized"))
+                return
+            while True:
+                request = raw.read(sock)
+                if request is None:
+                    return
+                sock.sendall(cloud(request).serialize())
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("POST", "/jobs", data=body).json() == {"path": "/jobs"}
+        assert [(r.path, r.connection) for r in raw.requests] == [(TOKEN_PATH, 2), ("/jobs", 2)]
+        assert raw.requests[1].body == body
+        assert raw.requests[1].headers["authorization"] == "Bearer " + cloud.issued[0]
+
+    def test_a_post_whose_reused_socket_died_while_sending_its_body_is_not_sent_twice(
+        self, servers
+    ):
+        def serve(sock, index):
+            if index == 1 and raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+                head = b""
+                while b"\r\n\r\n" not in head:  # then the next head, and no answer
+                    head += sock.recv(65536)
+                return
+            while raw.read(sock):
+                sock.sendall(raw_response(b"{}"))
+
+        raw = servers.raw(serve)
+        connection = connect(raw)
+        assert connection.request("POST", "/jobs", json={"n": 1}).ok
+        with pytest.raises(xcc.ConnectionError):
+            connection.request("POST", "/jobs/2", data=b"x" * LARGE_BODY)
+        assert [(r.connection, r.path) for r in raw.requests] == [(1, "/jobs")]
+        assert raw.settled_connections() == 1
 
 
 # --------------------------------------------------------------------- transport: faults
@@ -1802,513 +4079,6 @@ class TestReader:
         assert_own_answers(server, connection)
 
 
-# ----------------------------------------------------------------------- transport: pool
-
-
-# More than the loopback interface's socket buffers hold: sending it takes a while, and a
-# server that answers and closes before reading it resets the connection under the upload.
-LARGE_BODY = 8 << 20
-
-
-def dying_server(servers, tls=None):
-    """Returns a server (HTTPS with a server-side SSL context ``tls``) whose first
-    connection answers one request, then reads the second one and closes without answering
-    (over TLS, without a close_notify alert); later connections answer every request."""
-
-    def serve(sock, index):
-        count = 0
-        while raw.read(sock):
-            count += 1
-            if index == 1 and count == 2:
-                return  # closed after reading the request, before any response byte
-            sock.sendall(raw_response(b""))
-
-    raw = servers.raw(serve, tls)
-    return raw
-
-
-class TestPool:
-    """Keep-alive pooling (issue 3, SPEC §2), observed by which TCP connection each request
-    reached on the server."""
-
-    def test_twenty_sequential_requests_use_one_connection(self, server):
-        connection = connect(server)
-        for i in range(20):
-            if i % 2:
-                response = connection.request("POST", "/jobs", json={"i": i})
-            else:
-                response = connection.request("GET", f"/jobs/{i}")
-            assert response.ok
-        assert server.connections == 1
-        assert len(server.requests) == 20
-        assert {request.connection for request in server.requests} == {1}
-
-    def test_a_new_connection_object_per_request_reuses_the_socket(self, server):
-        tokens = [make_jwt(int(time.time()) + 3600, f"user-{i}") for i in range(10)]
-        for token in tokens:
-            assert connect(server, access_token=token).request("GET", "/jobs").ok
-        assert server.connections == 1
-        assert {request.connection for request in server.requests} == {1}
-        # Sockets are shared, tokens are not: each Connection sent its own.
-        sent = [request.headers["authorization"] for request in server.requests]
-        assert sent == ["Bearer " + token for token in tokens]
-
-    def test_a_server_dropping_idle_connections_never_fails_a_get(self, server):
-        connection = connect(server)
-        for i in range(5):
-            assert connection.request("GET", f"/jobs/{i}").json() == {}
-            server.drop_idle_connections()
-        assert [request.path for request in server.requests] == [f"/jobs/{i}" for i in range(5)]
-        assert [request.connection for request in server.requests] == [1, 2, 3, 4, 5]
-
-    def test_a_server_closing_after_each_response_never_fails_a_get(self, servers):
-        # Keep-alive is not refused (no "Connection: close"): the socket simply dies.
-        raw = fault_server(servers, raw_response(b"{}"))
-        connection = connect(raw)
-        for i in range(5):
-            assert connection.request("GET", f"/jobs/{i}").json() == {}
-        assert len(raw.requests) == 5
-        assert raw.connections == 5
-
-    def test_a_post_after_the_server_closed_the_idle_socket_goes_on_a_new_one(self, servers):
-        closed = threading.Event()
-
-        def reply(sock):
-            sock.sendall(raw_response(b"{}"))
-            sock.close()
-            closed.set()
-
-        raw = fault_server(servers, reply)
-        connection = connect(raw)
-        for i in range(3):
-            closed.clear()
-            assert connection.request("POST", "/jobs", json={"i": i}).json() == {}
-            assert closed.wait(5)
-            time.sleep(0.05)  # the FIN crosses the loopback interface
-        # The liveness check saw each close: every POST went once, on a new socket.
-        assert len(raw.requests) == 3
-        assert raw.connections == 3
-
-    @pytest.mark.parametrize(
-        "method, kwargs",
-        [("GET", {}), ("HEAD", {}), ("PUT", {"data": b"payload"}), ("DELETE", {}),
-         ("OPTIONS", {})],
-    )  # fmt: skip
-    def test_an_idempotent_request_on_a_dead_reused_socket_is_sent_once_more(
-        self, servers, method, kwargs
-    ):
-        raw = dying_server(servers)
-        connection = connect(raw)
-        assert connection.request(method, "/first", **kwargs).ok
-        assert connection.request(method, "/second", **kwargs).ok
-        body = kwargs.get("data", b"")
-        assert [(r.connection, r.request_line, r.body) for r in raw.requests] == [
-            (1, f"{method} /first HTTP/1.1", body),
-            (1, f"{method} /second HTTP/1.1", body),
-            (2, f"{method} /second HTTP/1.1", body),
-        ]
-
-    @pytest.mark.parametrize("method", ["POST", "PATCH"])
-    def test_a_post_or_patch_on_a_dead_reused_socket_is_never_sent_twice(self, servers, method):
-        raw = dying_server(servers)
-        connection = connect(raw)
-        assert connection.request(method, "/jobs", json={"n": 1}).ok
-        with pytest.raises(xcc.RequestException) as info:
-            connection.request(method, "/jobs/2", json={"status": "cancelled"})
-        assert_names_url(info.value, xcc.ConnectionError, connection.url("/jobs/2"))
-        assert [(r.connection, r.request_line) for r in raw.requests] == [
-            (1, f"{method} /jobs HTTP/1.1"),
-            (1, f"{method} /jobs/2 HTTP/1.1"),
-        ]
-        assert raw.connections == 1
-
-    def test_threads_sharing_a_connection_never_interleave_on_a_socket(self, servers):
-        def body_for(path):
-            return f"{path};".encode() * (1 + len(path) * 37 % 400)
-
-        server = servers.http(lambda request: json_reply(200, {"path": request.path}))
-        connection = connect(server)
-        barrier = threading.Barrier(8)
-        results, failures = [], []
-
-        def work(thread):
-            barrier.wait(5)
-            for i in range(10):
-                path = f"/t{thread}/r{i}"
-                try:
-                    answer = connection.request(
-                        "POST", path, data=body_for(path), headers={"X-Path": path}
-                    ).json()
-                except Exception as exc:  # noqa: BLE001 (reported below)
-                    failures.append((path, repr(exc)))
-                else:
-                    results.append((path, answer["path"]))
-
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert failures == []
-        assert len(results) == 80
-        assert all(sent == echoed for sent, echoed in results)
-        assert len(server.requests) == 80
-        for request in server.requests:
-            # One request at a time on a socket: each arrived whole, with its own body and
-            # fields, and no byte of another request came before its response.
-            assert request.well_formed and not request.pipelined, request
-            assert request.method == "POST"
-            names = [name.lower() for name, _ in request.raw_headers]
-            assert len(names) == len(set(names)), request.raw_headers
-            assert request.header_values("X-Path") == [request.path]
-            assert request.body == body_for(request.path)
-        assert server.connections <= 8  # sockets were reused, one request at a time
-
-    @pytest.mark.parametrize("size", [5000, 1 << 20], ids=["buffered", "megabyte"])
-    @pytest.mark.parametrize("read_to_the_end", [False, True])
-    def test_a_stream_is_reused_only_when_read_to_the_end(self, server, read_to_the_end, size):
-        # 5000 bytes arrive whole in the client's read buffer: nothing is left on the socket
-        # to tell that the body was not read to its end.
-        body = megabyte()[:size]
-        server.handler = lambda request: Reply(200, body if request.path == "/big" else b"{}")
-        connection = connect(server)
-        response = connection.request("GET", "/big", stream=True)
-        if read_to_the_end:
-            assert b"".join(response.iter_content(1000)) == body
-        else:
-            assert next(response.iter_content(1000)) == body[:1000]
-        response.close()
-        assert connection.request("GET", "/small").json() == {}
-        assert [request.connection for request in server.requests] == (
-            [1, 1] if read_to_the_end else [1, 2]
-        )
-
-    @pytest.mark.parametrize("how", ["close", "with"])
-    def test_closing_a_connection_closes_its_servers_idle_sockets(self, servers, how):
-        ended = threading.Event()
-
-        def serve(sock, index):
-            while raw.read(sock):
-                sock.sendall(raw_response(b"{}"))
-            ended.set()
-
-        raw = servers.raw(serve)
-        other = servers.http()
-        connect(other).request("GET", "/")
-        if how == "close":
-            connection = connect(raw)
-            connection.request("GET", "/")
-            assert not ended.is_set()
-            connection.close()
-        else:
-            with connect(raw) as connection:
-                connection.request("GET", "/")
-                assert not ended.is_set()
-        assert ended.wait(5), "the server did not see its idle connection end"
-        # The connection stays usable, and the other server's idle socket was kept.
-        assert connection.request("GET", "/again").ok
-        assert raw.connections == 2
-        connect(other).request("GET", "/")
-        assert other.connections == 1
-
-    def test_the_pool_keeps_at_most_ten_idle_sockets_per_server(self, servers):
-        barrier = threading.Barrier(15)
-        lock = threading.Lock()
-        closed = []
-
-        def serve(sock, index):
-            first = True
-            try:
-                while raw.read(sock):
-                    if first:
-                        first = False
-                        try:
-                            barrier.wait(5)  # all 15 sockets are open before any answer
-                        except threading.BrokenBarrierError:
-                            pass
-                    sock.sendall(raw_response(b"{}"))
-            except OSError:
-                pass
-            with lock:
-                closed.append(index)
-
-        raw = servers.raw(serve)
-        connection = connect(raw)
-        failures = []
-
-        def work(i):
-            try:
-                connection.request("GET", f"/{i}")
-            except Exception as exc:  # noqa: BLE001 (reported below)
-                failures.append(repr(exc))
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(15)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert failures == []
-        assert raw.connections == 15
-        # Of the 15 released sockets, the client closes 5 at once and keeps 10.
-        assert wait_until(lambda: len(closed) >= 5)
-        time.sleep(0.1)
-        assert len(closed) == 5
-        for i in range(20):
-            assert connection.request("GET", f"/burst/{i}").ok
-        assert raw.connections == 15  # the kept sockets were reused
-        connection.close()
-        assert wait_until(lambda: len(closed) == 15)
-
-    def test_a_pooled_socket_takes_the_read_timeout_of_the_current_request(self, servers):
-        release = threading.Event()
-
-        def serve(sock, index):
-            count = 0
-            while raw.read(sock):
-                count += 1
-                if count == 2:
-                    release.wait(2)  # late for a 0.3 s timeout, in time for a 30 s one
-                sock.sendall(raw_response(b"{}"))
-
-        raw = servers.raw(serve)
-        connection = connect(raw)
-        try:
-            assert connection.request("GET", "/first", timeout=30).json() == {}
-            with pytest.raises(xcc.RequestException) as info:
-                connection.request("GET", "/second", timeout=0.3)
-        finally:
-            release.set()
-        assert type(info.value) is xcc.ReadTimeout
-        assert str(info.value) == f"GET request to '{connection.url('/second')}' timed out"
-        assert [(r.path, r.connection) for r in raw.requests] == [("/first", 1), ("/second", 1)]
-
-    @pytest.mark.parametrize(
-        "method, status", [("DELETE", "204 No Content"), ("GET", "304 Not Modified")]
-    )
-    def test_a_204_or_304_that_sends_the_body_it_announced_leaves_no_stray_bytes(
-        self, server, method, status
-    ):
-        def handler(request):
-            if request.path == "/empty":
-                return raw_head(status, [("Content-Length", 2)]) + b"{}"
-            return json_reply(200, {"path": request.path})
-
-        server.handler = handler
-        connection = connect(server)
-        response = connection.request(method, "/empty", timeout=(5, 1))
-        assert (response.status_code, response.content) == (int(status[:3]), b"")
-        # The "{}" is not read as the start of the next response: that one gets a new socket.
-        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {"path": "/next"}
-        assert [(r.path, r.connection) for r in server.requests] == [("/empty", 1), ("/next", 2)]
-
-    def test_the_socket_of_a_101_switching_protocols_is_not_reused(self, servers):
-        def serve(sock, index):
-            upgraded = False
-            while raw.read(sock):
-                if upgraded:  # this socket speaks another protocol now: a WebSocket frame
-                    sock.sendall(b"\x81\x05hello")
-                elif index == 1:
-                    head = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
-                    sock.sendall(raw_head("101 Switching Protocols", head))
-                    upgraded = True
-                else:
-                    sock.sendall(raw_response(b"{}"))
-
-        raw = servers.raw(serve)
-        connection = connect(raw)
-        assert connection.request("GET", "/upgrade", timeout=(5, 1)).status_code == 101
-        assert connection.request("GET", "/next", timeout=(5, 1)).json() == {}
-        assert [(r.path, r.connection) for r in raw.requests] == [("/upgrade", 1), ("/next", 2)]
-
-    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
-    def test_a_forked_child_never_reuses_its_parents_sockets(self, server):
-        connection = connect(server)
-        assert connection.request("GET", "/parent").ok
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
-            pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
-            except BaseException:  # noqa: BLE001 (the exit code reports it)
-                code = 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        assert connection.request("GET", "/parent-again").ok
-        seen = [(request.path, request.connection) for request in server.requests]
-        assert seen == [("/parent", 1), ("/child", 2), ("/parent-again", 1)]
-
-    def test_the_idle_sockets_of_at_most_ten_servers_are_kept_least_recently_used_go_first(
-        self, servers
-    ):
-        # 25 requests redirected to 25 servers: the pool keeps the sockets of the last ten
-        # servers it used (the redirecting one and the last nine), as urllib3's PoolManager.
-        ended = []
-
-        def recording(name):
-            def serve(sock, index):
-                while raw.read(sock):
-                    sock.sendall(raw_response(b"{}"))
-                ended.append(name)
-
-            raw = servers.raw(serve)
-            return raw
-
-        origins = [recording(n) for n in range(25)]
-        front = servers.http(
-            lambda request: Reply(302, headers=[("Location", origins[int(request.path[4:])].url)])
-        )
-        connection = connect(front)
-        for n in range(25):
-            assert connection.request("GET", f"/go/{n}").json() == {}
-        assert wait_until(lambda: len(ended) >= 16)
-        time.sleep(0.1)
-        assert sorted(ended) == list(range(16))
-        # The most recently used keep their socket: a request reuses it.
-        assert connect(origins[24]).request("GET", "/again").ok
-        assert origins[24].connections == 1
-        assert front.connections == 1
-
-    def test_an_idle_socket_that_its_server_closed_is_dropped_when_another_server_is_used(
-        self, servers
-    ):
-        half_closed, ended = threading.Event(), threading.Event()
-
-        def serve(sock, index):
-            if raw.read(sock):
-                sock.sendall(raw_response(b"{}"))
-                sock.shutdown(socket.SHUT_WR)  # the server is done with this socket
-                half_closed.set()
-                wait_for_close(sock)
-                ended.set()
-
-        raw = servers.raw(serve)
-        assert connect(raw).request("GET", "/once").ok
-        assert half_closed.wait(5)
-        time.sleep(0.05)  # the FIN crosses the loopback interface
-        assert connect(servers.http()).request("GET", "/elsewhere").ok
-        # The client closed its end without being asked to reach that server again.
-        assert ended.wait(5)
-
-    def test_an_idle_socket_older_than_the_idle_limit_is_not_reused(self, server, monkeypatch):
-        monkeypatch.setattr(xcc, "_MAX_IDLE_SECONDS", 0.2)
-        connection = connect(server)
-        assert connection.request("GET", "/first").ok
-        time.sleep(0.3)
-        assert connection.request("GET", "/second").ok
-        assert [(r.path, r.connection) for r in server.requests] == [("/first", 1), ("/second", 2)]
-
-    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available")
-    def test_a_child_forked_while_a_parent_thread_holds_the_pool_can_close_and_reuse(self, server):
-        connection = connect(server)
-        assert connection.request("GET", "/parent").ok
-        held, release = threading.Event(), threading.Event()
-
-        def hold():
-            # A parent thread in the middle of a pool operation at the moment of the fork,
-            # made to last so that the fork surely falls inside it.
-            with xcc._POOL._lock:
-                held.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert held.wait(5)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
-                pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a hang ends the child
-                    signal.alarm(3)
-                    connection.close()
-                    with connect(server) as child:
-                        code = 0 if child.request("GET", "/child", timeout=5).ok else 3
-                except BaseException:  # noqa: BLE001 (the exit code reports it)
-                    code = 2
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
-        finally:
-            release.set()
-            holder.join(10)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        assert [(r.path, r.connection) for r in server.requests] == [("/parent", 1), ("/child", 2)]
-
-    @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-    def test_an_answer_sent_before_the_body_was_read_is_returned(
-        self, servers, tls_context, certificates, tls
-    ):
-        detail = json.dumps({"detail": "Payload too large"}).encode()
-
-        def serve(sock, index):
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(65536)
-            sock.sendall(raw_response(detail, "413 Payload Too Large", [("Connection", "close")]))
-            # Closing with the body unread resets the connection under the client's upload.
-
-        raw = servers.raw(serve, tls_context if tls else None)
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(raw).request(
-                "POST", "/jobs", data=b"x" * LARGE_BODY, verify=certificates["ca"] if tls else True
-            )
-        assert info.value.response.status_code == 413
-        assert str(info.value) == "Payload too large"
-        assert raw.connections == 1
-
-    def test_a_401_sent_before_a_large_body_was_read_refreshes_and_sends_it_again(self, servers):
-        cloud = Cloud()
-        body = b"x" * LARGE_BODY
-
-        def serve(sock, index):
-            if index == 1:  # answers 401 as soon as the head arrives
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += sock.recv(65536)
-                unauthorized = json.dumps({"detail": "Invalid or expired access token."})
-                sock.sendall(raw_response(unauthorized.encode(), "401 Unauthorized"))
-                return
-            while True:
-                request = raw.read(sock)
-                if request is None:
-                    return
-                sock.sendall(cloud(request).serialize())
-
-        raw = servers.raw(serve)
-        connection = connect(raw)
-        assert connection.request("POST", "/jobs", data=body).json() == {"path": "/jobs"}
-        assert [(r.path, r.connection) for r in raw.requests] == [(TOKEN_PATH, 2), ("/jobs", 2)]
-        assert raw.requests[1].body == body
-        assert raw.requests[1].headers["authorization"] == "Bearer " + cloud.issued[0]
-
-    def test_a_post_whose_reused_socket_died_while_sending_its_body_is_not_sent_twice(
-        self, servers
-    ):
-        def serve(sock, index):
-            if index == 1 and raw.read(sock):
-                sock.sendall(raw_response(b"{}"))
-                head = b""
-                while b"\r\n\r\n" not in head:  # then the next head, and no answer
-                    head += sock.recv(65536)
-                return
-            while raw.read(sock):
-                sock.sendall(raw_response(b"{}"))
-
-        raw = servers.raw(serve)
-        connection = connect(raw)
-        assert connection.request("POST", "/jobs", json={"n": 1}).ok
-        with pytest.raises(xcc.ConnectionError):
-            connection.request("POST", "/jobs/2", data=b"x" * LARGE_BODY)
-        assert [(r.connection, r.path) for r in raw.requests] == [(1, "/jobs")]
-        assert raw.settled_connections() == 1
-
-
 # ------------------------------------------------------------------ transport: redirects
 
 CODES = (301, 302, 303, 307, 308)
@@ -2521,1588 +4291,6 @@ class TestRedirects:
             "tunnel": [f"CONNECT 127.0.0.1:{server.port} HTTP/1.1"],
         }[route]
         assert [r.request_line for r in proxy.requests] == expected
-
-
-# ------------------------------------------------------------------------ transport: TLS
-
-
-SUBPROCESS_REQUEST = """
-import sys, xcc
-connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))
-try:
-    print(connection.request("GET", "/from-subprocess").status_code)
-except xcc.SSLError:
-    print("SSLError")
-"""
-
-
-def request_in_subprocess(port, **environment):
-    """Returns what a request to ``port`` in a new Python process prints: the status code,
-    or ``SSLError`` (a new process, because verify=True contexts are cached per process)."""
-    code, out, err = run_python(
-        ["-c", SUBPROCESS_REQUEST, ACCESS_TOKEN, str(port)], env=dict(os.environ, **environment)
-    )
-    assert code == 0, err
-    return out.strip()
-
-
-class TestTLS:
-    def test_default_verification_refuses_a_private_ca(self, tls_server):
-        with pytest.raises(xcc.SSLError) as info:
-            connect(tls_server).request("GET", "/")
-        assert isinstance(info.value, xcc.ConnectionError)
-        message = str(info.value)
-        assert "127.0.0.1" in message
-        assert "REQUESTS_CA_BUNDLE" in message and "SSL_CERT_FILE" in message
-        assert tls_server.requests == []
-
-    def test_verify_with_the_ca_file_is_accepted(self, tls_server, certificates):
-        response = connect(tls_server).request("GET", "/ok", verify=certificates["ca"])
-        assert response.status_code == 200
-        assert [r.path for r in tls_server.requests] == ["/ok"]
-
-    def test_verify_with_a_hashed_ca_directory_is_accepted(
-        self, tls_server, certificates, tmp_path
-    ):
-        response = connect(tls_server).request("GET", "/dir", verify=certificates["ca_directory"])
-        assert response.status_code == 200
-        # The hash link is what OpenSSL looks up: the same file under another name is not found.
-        unhashed = str(tmp_path / "unhashed")
-        os.makedirs(unhashed)
-        shutil.copy(certificates["ca"], os.path.join(unhashed, "ca.pem"))
-        with pytest.raises(xcc.SSLError):
-            connect(tls_server).request("GET", "/unhashed", verify=unhashed)
-        assert [r.path for r in tls_server.requests] == ["/dir"]
-
-    def test_verify_false_accepts_a_self_signed_certificate(self, servers, certificates):
-        server = servers.http(
-            tls=server_context(certificates["self_signed"], certificates["self_signed_key"])
-        )
-        with pytest.raises(xcc.SSLError):
-            connect(server).request("GET", "/verified")
-        assert connect(server).request("GET", "/unverified", verify=False).status_code == 200
-        assert [r.path for r in server.requests] == ["/unverified"]
-
-    @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
-    def test_ca_bundle_variable_is_accepted(self, tls_server, certificates, monkeypatch, variable):
-        monkeypatch.setenv(variable, certificates["ca"])
-        assert connect(tls_server).request("GET", "/env").status_code == 200
-
-    @pytest.mark.parametrize(
-        "requests_bundle, curl_bundle, accepted",
-        [("ca", "lax_ca", True), ("lax_ca", "ca", False)],
-    )
-    def test_requests_ca_bundle_wins_over_curl_ca_bundle(
-        self, tls_server, certificates, monkeypatch, requests_bundle, curl_bundle, accepted
-    ):
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates[requests_bundle])
-        monkeypatch.setenv("CURL_CA_BUNDLE", certificates[curl_bundle])
-        if accepted:
-            assert connect(tls_server).request("GET", "/env").status_code == 200
-        else:
-            with pytest.raises(xcc.SSLError):
-                connect(tls_server).request("GET", "/env")
-
-    def test_explicit_verify_wins_over_the_ca_bundle_variables(
-        self, tls_server, certificates, monkeypatch
-    ):
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["lax_ca"])
-        monkeypatch.setenv("CURL_CA_BUNDLE", certificates["lax_ca"])
-        connection = connect(tls_server)
-        assert connection.request("GET", "/a", verify=certificates["ca"]).status_code == 200
-        assert connection.request("GET", "/b", verify=False).status_code == 200
-
-    @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
-    def test_openssl_default_path_variable_is_honoured(self, tls_server, certificates, variable):
-        value = certificates["ca" if variable == "SSL_CERT_FILE" else "ca_directory"]
-        assert request_in_subprocess(tls_server.port) == "SSLError"
-        assert request_in_subprocess(tls_server.port, **{variable: value}) == "200"
-        assert [r.path for r in tls_server.requests] == ["/from-subprocess"]
-
-    def test_hostname_mismatch_is_refused(self, servers, certificates):
-        tls = server_context(certificates["localhost_cert"], certificates["localhost_key"])
-        server = servers.http(tls=tls)  # its certificate names localhost, not 127.0.0.1
-        by_name = connect(server, host="localhost")
-        assert by_name.request("GET", "/by-name", verify=certificates["ca"]).status_code == 200
-        by_name.close()  # its origin ("localhost") is not one that the fixture closes
-        with pytest.raises(xcc.SSLError) as info:
-            connect(server).request("GET", "/by-address", verify=certificates["ca"])
-        assert "127.0.0.1" in str(info.value)
-        assert [r.path for r in server.requests] == ["/by-name"]
-
-    def test_ca_without_critical_basic_constraints_is_accepted(self, servers, certificates):
-        server = servers.http(tls=server_context(certificates["lax_cert"], certificates["lax_key"]))
-        response = connect(server).request("GET", "/lax", verify=certificates["lax_ca"])
-        assert response.status_code == 200
-        if sys.version_info >= (3, 13):
-            # Python 3.13's default context (VERIFY_X509_STRICT) refuses this CA.
-            strict = ssl.create_default_context(cafile=certificates["lax_ca"])
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            with sock, pytest.raises(ssl.SSLCertVerificationError):
-                strict.wrap_socket(sock, server_hostname="127.0.0.1")
-
-    def test_nonexistent_verify_path_raises_value_error_before_connecting(
-        self, tls_server, tmp_path
-    ):
-        missing = str(tmp_path / "no-such-ca.pem")
-        call = lambda: connect(tls_server).request("GET", "/", verify=missing)
-        error = refused_before_sending(tls_server, ValueError, call)
-        assert missing in str(error)
-
-    def test_a_tls_failure_that_is_not_about_the_certificate_gives_no_ca_hint(self, servers):
-        def serve(sock, index):
-            sock.recv(65536)  # the ClientHello, answered as a plain HTTP server would
-            sock.sendall(raw_response(b"not TLS", "400 Bad Request"))
-
-        plain = servers.raw(serve)
-        with pytest.raises(xcc.RequestException) as info:
-            connect(plain, tls=True).request("GET", "/", timeout=5)
-        assert type(info.value) is xcc.SSLError
-        message = str(info.value)
-        assert "127.0.0.1" in message
-        assert "REQUESTS_CA_BUNDLE" not in message and "SSL_CERT_FILE" not in message
-
-    # A server that closes a TLS connection without a close_notify alert, as many do: with
-    # OpenSSL 3, Python 3.6 and 3.7 raise where 3.8+ see the end of the stream.
-
-    def test_a_body_framed_by_a_tls_close_without_close_notify_is_read_whole(
-        self, servers, tls_context, certificates
-    ):
-        reply = raw_head("200 OK", [("Connection", "close")]) + b'{"a": 1}'
-        raw = fault_server(servers, reply, tls=tls_context)
-        response = connect(raw).request("GET", "/until-close", verify=certificates["ca"])
-        assert response.json() == {"a": 1}
-
-    def test_a_get_on_a_stale_tls_socket_is_sent_again_on_a_new_one(
-        self, servers, tls_context, certificates
-    ):
-        raw = dying_server(servers, tls=tls_context)
-        connection = connect(raw)
-        assert connection.request("GET", "/first", verify=certificates["ca"]).ok
-        assert connection.request("GET", "/second", verify=certificates["ca"]).ok
-        assert [(r.connection, r.path) for r in raw.requests] == [
-            (1, "/first"),
-            (1, "/second"),
-            (2, "/second"),
-        ]
-
-    # -- a verification failure names its cause, and only advice that can help
-
-    def test_unknown_issuer_names_the_issuer_and_the_ca_advice(self, tls_server):
-        with pytest.raises(xcc.SSLError) as info:
-            connect(tls_server).request("GET", "/")
-        message = str(info.value)
-        assert "the TLS certificate of '127.0.0.1' (issued by CN=xcc.py test ca)" in message
-        assert "pass verify='/path/to/ca.pem' or set REQUESTS_CA_BUNDLE" in message
-        assert "SSL_CERT_FILE" in message and "clock" not in message
-        assert tls_server.requests == []
-
-    def test_self_signed_certificate_gets_the_ca_advice(self, servers, certificates):
-        tls = server_context(certificates["self_signed"], certificates["self_signed_key"])
-        with pytest.raises(xcc.SSLError) as info:
-            connect(servers.http(tls=tls)).request("GET", "/")
-        assert "(issued by CN=localhost)" in str(info.value)
-        assert "REQUESTS_CA_BUNDLE" in str(info.value)
-
-    @pytest.mark.parametrize(
-        "leaf, dates, cause",
-        [
-            ("expired_cert", ("2020-01-01 00:00:00 UTC", "2020-01-31 00:00:00 UTC"),
-             "has expired"),
-            ("future_cert", ("2040-01-01 00:00:00 UTC", "2040-01-31 00:00:00 UTC"),
-             "is not valid yet"),
-        ],
-    )  # fmt: skip
-    def test_certificate_out_of_its_dates_names_them_and_the_clock(
-        self, servers, certificates, leaf, dates, cause
-    ):
-        tls = server_context(certificates[leaf], certificates[leaf.replace("cert", "key")])
-        server = servers.http(tls=tls)
-        before = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        with pytest.raises(xcc.SSLError) as info:
-            connect(server).request("GET", "/", verify=certificates["ca"])
-        after = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        message = str(info.value)
-        assert f"of '127.0.0.1' {cause}: it is valid from {dates[0]} to {dates[1]}, and" in message
-        assert any(f"this machine's clock says {now}" in message for now in (before, after))
-        # Another CA cannot help: no CA advice.
-        assert "REQUESTS_CA_BUNDLE" not in message and "verify=" not in message
-        assert server.requests == []
-
-    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # IP address, host name
-    def test_host_name_mismatch_names_the_host_and_the_certificates_names(
-        self, servers, certificates, host
-    ):
-        tls = server_context(certificates["other_name_cert"], certificates["other_name_key"])
-        server = servers.http(tls=tls)
-        connection = connect(server, host=host)
-        with pytest.raises(xcc.SSLError) as info:
-            connection.request("GET", "/", verify=certificates["ca"])
-        connection.close()
-        message = str(info.value)
-        assert f"the TLS certificate of {host!r} is for xcc.invalid, not for {host!r}" in message
-        assert "REQUESTS_CA_BUNDLE" not in message and "clock" not in message
-        assert server.requests == []
-
-    def test_an_expired_certificate_behind_a_proxy_is_named_through_the_tunnel(
-        self, servers, certificates
-    ):
-        tls = server_context(certificates["expired_cert"], certificates["expired_key"])
-        origin = servers.http(tls=tls)
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with pytest.raises(xcc.SSLError) as info:
-            connect(origin).request(
-                "GET", "/", verify=certificates["ca"],
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )  # fmt: skip
-        assert "is valid from 2020-01-01 00:00:00 UTC to 2020-01-31" in str(info.value)
-        assert_not_leaked(everything_shown(info.value), *secrets_of())
-        assert origin.requests == []
-
-    def test_command_line_gives_only_the_variables_as_ca_advice(self, tls_server):
-        settings = dict(cli_settings(tls_server), XANADU_CLOUD_TLS="true")
-        code, out, err = run_cli(["ping"], settings)
-        assert code == 1 and out == ""
-        assert_one_error_line(err)
-        assert "set REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR" in err
-        assert "verify=" not in err
-
-    @pytest.mark.parametrize(
-        "name",
-        ["ca", "cert", "localhost_cert", "other_name_cert", "expired_cert", "future_cert",
-         "lax_ca", "self_signed"],
-    )  # fmt: skip
-    def test_certificate_facts_agree_with_the_ssl_modules_decoder(self, certificates, name):
-        with open(certificates[name]) as file:
-            der = ssl.PEM_cert_to_DER_cert(file.read())
-        facts = xcc._certificate_facts(der)
-        decoded = ssl._ssl._test_decode_cert(certificates[name])  # CPython's own test helper
-        assert facts["not_before"] == ssl.cert_time_to_seconds(decoded["notBefore"])
-        assert facts["not_after"] == ssl.cert_time_to_seconds(decoded["notAfter"])
-        for field in ("subject", "issuer"):
-            common_name = dict(pair for rdn in decoded[field] for pair in rdn)["commonName"]
-            assert facts[field] == "CN=" + common_name
-        assert facts["names"] == [value for _, value in decoded.get("subjectAltName", ())]
-
-    @pytest.mark.parametrize(
-        "der",
-        [None, b"", b"\x30", b"\x30\x82\xff\xff\x30", b"\x30\x03\x02\x01\x01", b"junk" * 9],
-    )
-    def test_certificate_facts_of_garbage_are_none(self, der):
-        assert xcc._certificate_facts(der) is None
-
-    def test_a_certificates_control_characters_are_escaped_and_its_names_bounded(
-        self, servers, tmp_path, debug_log
-    ):
-        # A certificate that did not verify is the attacker's: its subject reaches the
-        # error message and, for one that did, the log (a forged line, a terminal escape).
-        cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
-        names = ",".join(["DNS:evil\x1b[2J" + "a" * 300] + [f"DNS:n{i}.test" for i in range(20)])
-        try:
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days",
-                 "30", "-utf8", "-subj", "/CN=ok\r\nxcc: FORGED \x1b[31m\u2028\x85",
-                 "-addext", "subjectAltName=" + names],
-                check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
-        except OSError as exc:
-            pytest.skip(f"cannot make a test certificate: {exc}")
-        server = servers.http(tls=server_context(cert, key))
-        connection = connect(server)
-        shown = []
-        for verify in (True, cert):  # an unknown issuer, then a name it does not hold
-            with pytest.raises(xcc.SSLError) as info:
-                connection.request("GET", "/", verify=verify)
-            shown.append(str(info.value))
-        connection.request("GET", "/", verify=False)
-        shown += logged(debug_log)
-        escaped = "CN=ok\\x0d\\x0axcc: FORGED \\x1b[31m\\u2028\\x85"
-        assert f"(issued by {escaped})" in shown[0]
-        assert "is for evil\\x1b[2Jaaa" in shown[1] and ", n3.test, ..., not for" in shown[1]
-        assert any(f"certificate of {escaped}" in line for line in shown[2:])
-        assert len(shown[1]) < 1000
-        for text in shown:
-            assert not set("\r\n\x1b\x85\u2028") & set(text)
-
-
-# -------------------------------------------------------------------- transport: proxies
-
-# Proxy credentials; the password needs percent-encoding in a URL.
-PROXY_USER = "user"
-PROXY_PASSWORD = "p@ss:word"
-PROXY_PASSWORD_IN_URL = "p%40ss%3Aword"
-PROXY_AUTHORIZATION = "Basic " + base64.b64encode(b"user:p@ss:word").decode("ascii")
-
-
-def dead_proxy_url():
-    """Returns the URL of a proxy that refuses connections."""
-    return f"http://127.0.0.1:{closed_port()}"
-
-
-# Which proxy a request goes through: (scheme of the origin, environment variables,
-# proxies= of the request, whether the proxy is used). In the values, {proxy} is the
-# proxy's URL, {dead} the URL of a proxy that refuses connections, {port} the origin's port.
-PROXY_SELECTION = [
-    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, None, True, id="HTTPS_PROXY"),
-    pytest.param("https", {"https_proxy": "{proxy}"}, None, True, id="https_proxy"),
-    pytest.param("https", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-https"),
-    pytest.param("https", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-https"),
-    pytest.param("http", {"HTTP_PROXY": "{proxy}"}, None, True, id="HTTP_PROXY"),
-    pytest.param("http", {"http_proxy": "{proxy}"}, None, True, id="http_proxy"),
-    pytest.param("http", {"ALL_PROXY": "{proxy}"}, None, True, id="ALL_PROXY-http"),
-    pytest.param("http", {"all_proxy": "{proxy}"}, None, True, id="all_proxy-http"),
-    pytest.param("https", {"HTTPS_PROXY": "{dead}", "https_proxy": "{proxy}"}, None, True,
-                 id="lower-case-wins-over-upper-case"),
-    pytest.param("https", {"ALL_PROXY": "{dead}", "HTTPS_PROXY": "{proxy}"}, None, True,
-                 id="scheme-variable-wins-over-ALL_PROXY"),
-    pytest.param("https", {"HTTP_PROXY": "{proxy}"}, None, False, id="HTTP_PROXY-not-for-https"),
-    pytest.param("http", {"REQUEST_METHOD": "GET", "HTTP_PROXY": "{proxy}"}, None, False,
-                 id="CGI-ignores-HTTP_PROXY"),
-    pytest.param("http", {"REQUEST_METHOD": "GET", "http_proxy": "{proxy}"}, None, True,
-                 id="CGI-still-uses-http_proxy"),
-    pytest.param("https", {"HTTPS_PROXY": "{dead}"}, {"https": "{proxy}"}, True,
-                 id="proxies-override-the-environment"),
-    pytest.param("https", {"HTTPS_PROXY": "{proxy}"}, {"https": None}, False,
-                 id="proxies-None-disables-the-environment"),
-] + [
-    pytest.param("https", {"HTTPS_PROXY": "{proxy}", variable: value}, None, False,
-                 id=f"{variable}={value}-bypasses")
-    for variable, value in [
-        ("NO_PROXY", "127.0.0.1"), ("NO_PROXY", "*"), ("NO_PROXY", "127.0.0.0/8"),
-        ("NO_PROXY", "127.0.0.1:{port}"), ("NO_PROXY", "example.com, 127.0.0.1 "),
-        ("no_proxy", "127.0.0.1"),
-    ]
-] + [
-    pytest.param("https", {"HTTPS_PROXY": "{proxy}", "NO_PROXY": value}, None, True,
-                 id=f"NO_PROXY={value}-does-not-bypass")
-    for value in ["127.0.0.2", "127.0.0.1:1", "localhost"]
-]  # fmt: skip
-
-
-class TestProxies:
-    """HTTP proxies over real sockets: CONNECT tunnels, absolute-form requests, Basic
-    credentials, errors, the proxy environment variables and NO_PROXY."""
-
-    @pytest.fixture
-    def origin(self, tls_server):
-        """The HTTPS server that the proxy leads to."""
-        return tls_server
-
-    # -- HTTPS through a CONNECT tunnel
-
-    def test_https_goes_through_connect_with_host_and_basic_credentials(
-        self, origin, servers, certificates
-    ):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin) as connection:
-            response = connection.request(
-                "GET",
-                "/devices",
-                verify=certificates["ca"],
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )
-        assert response.status_code == 200
-        authority = f"127.0.0.1:{origin.port}"
-        assert [r.request_line for r in proxy.requests] == [f"CONNECT {authority} HTTP/1.1"]
-        headers = proxy.requests[0].headers
-        assert headers["host"] == authority
-        assert headers["proxy-authorization"] == PROXY_AUTHORIZATION
-        assert [(r.method, r.path) for r in origin.requests] == [("GET", "/devices")]
-        assert origin.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
-
-    def test_origin_never_receives_proxy_authorization(self, origin, servers, certificates):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin) as connection:
-            connection.request(
-                "POST",
-                "/jobs",
-                json={"name": "job"},
-                verify=certificates["ca"],
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )
-        assert len(origin.requests) == 1
-        assert "proxy-authorization" not in origin.requests[0].headers
-        assert all(PROXY_AUTHORIZATION not in value for _, value in origin.requests[0].raw_headers)
-        assert origin.requests[0].body == b'{"name": "job"}'
-
-    def test_tunnel_is_reused_like_a_keep_alive_socket(self, origin, servers, certificates):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin) as connection:
-            for index in range(4):
-                connection.request(
-                    "GET",
-                    f"/jobs/{index}",
-                    verify=certificates["ca"],
-                    proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-                )
-        assert [r.method for r in proxy.requests] == ["CONNECT"]
-        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2", "/jobs/3"]
-        assert {r.connection for r in origin.requests} == {1}
-        assert origin.connections == 1
-
-    def test_pooled_sockets_are_kept_apart_by_proxy(self, origin, servers, certificates):
-        proxy = servers.proxy()
-        with connect(origin) as connection:
-            for proxies in (None, {"https": proxy.url()}, None, {"https": proxy.url()}):
-                connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
-        # One direct socket and one tunnel, each reused, never one for the other.
-        assert [r.method for r in proxy.requests] == ["CONNECT"]
-        assert origin.connections == 2
-        assert [r.connection for r in origin.requests] == [1, 2, 1, 2]
-
-    def test_wrong_ca_through_proxy_raises_ssl_error(self, origin, servers, certificates):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin) as connection, pytest.raises(xcc.SSLError) as info:
-            connection.request(
-                "GET",
-                "/devices",
-                verify=certificates["lax_ca"],
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )
-        # The second tunnel fetches the certificate, unverified, to name its issuer.
-        assert [r.request_line for r in proxy.requests] == [
-            f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
-        ] * 2
-        assert "issued by CN=xcc.py test ca" in str(info.value)
-        assert origin.requests == []
-        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, ACCESS_TOKEN)
-
-    def test_certificate_is_checked_against_the_origin_name_not_the_proxy_name(
-        self, servers, certificates
-    ):
-        cert, ca = certificates["localhost_cert"], certificates["ca"]
-        origin = servers.http(tls=server_context(cert, certificates["localhost_key"]))
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        # The origin is called "localhost", the name in its certificate; the proxy is not.
-        with connect(origin, host="localhost") as connection:
-            response = connection.request(
-                "GET", "/ok", verify=ca, proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)}
-            )
-        assert response.status_code == 200
-        assert proxy.requests[0].request_line == f"CONNECT localhost:{origin.port} HTTP/1.1"
-        # The origin is called "127.0.0.1", which its certificate does not name, while the
-        # proxy is called "localhost", which it does: the handshake must fail.
-        with connect(origin, host="127.0.0.1") as connection, pytest.raises(xcc.SSLError):
-            connection.request(
-                "GET",
-                "/bad",
-                verify=ca,
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD, "localhost")},
-            )
-        assert proxy.requests[1].request_line == f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1"
-        assert [r.path for r in origin.requests] == ["/ok"]
-
-    # -- plain HTTP through the proxy
-
-    def test_plain_http_uses_absolute_form_with_proxy_authorization(self, servers):
-        origin = servers.http()
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin) as connection:
-            response = connection.request(
-                "GET",
-                "/jobs",
-                params={"size": 2},
-                proxies={"http": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )
-        assert response.status_code == 200
-        assert [r.request_line for r in proxy.requests] == [
-            f"GET http://127.0.0.1:{origin.port}/jobs?size=2 HTTP/1.1"
-        ]
-        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
-        assert proxy.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
-        assert [(r.method, r.path, r.query) for r in origin.requests] == [
-            ("GET", "/jobs", {"size": ["2"]})
-        ]
-
-    def test_plain_http_proxy_is_reused_for_several_requests(self, servers):
-        origin = servers.http()
-        proxy = servers.proxy()
-        with connect(origin) as connection:
-            for index in range(3):
-                connection.request("GET", f"/n/{index}", proxies={"http": proxy.url()})
-        assert [r.request_line for r in proxy.requests] == [
-            f"GET http://127.0.0.1:{origin.port}/n/{index} HTTP/1.1" for index in range(3)
-        ]
-        assert proxy.connections == 1
-
-    # -- proxy errors
-
-    def test_407_on_connect_raises_proxy_error_naming_proxy_without_password(
-        self, origin, servers, certificates
-    ):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        url = proxy.url(PROXY_USER, "wr0ng@secret")
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
-        message = str(info.value)
-        assert f"127.0.0.1:{proxy.port}" in message
-        assert "407" in message
-        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
-        assert isinstance(info.value, xcc.ConnectionError)
-        assert len(proxy.requests) == 1 and proxy.requests[0].request_line.startswith("CONNECT ")
-        assert origin.connections == 0
-
-    def test_407_for_plain_http_raises_proxy_error_naming_proxy_without_password(self, servers):
-        origin = servers.http()
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        url = proxy.url(PROXY_USER, "wr0ng@secret")
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", proxies={"http": url})
-        message = str(info.value)
-        assert f"127.0.0.1:{proxy.port}" in message
-        assert "407" in message
-        assert_not_leaked(message + repr(info.value), "wr0ng", ACCESS_TOKEN, REFRESH_TOKEN)
-        assert origin.requests == []
-
-    def test_refused_tunnel_raises_proxy_error_with_the_status(self, origin, servers, certificates):
-        proxy = servers.proxy(refuse=403)
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request(
-                "GET", "/devices", verify=certificates["ca"], proxies={"https": proxy.url()}
-            )
-        assert f"127.0.0.1:{proxy.port}" in str(info.value)
-        assert "403" in str(info.value)
-        assert origin.connections == 0
-
-    @pytest.mark.parametrize("scheme", ["https", "socks5", "socks5h", "socks4"])
-    def test_unsupported_proxy_scheme_raises_proxy_error_and_sends_nothing(
-        self, origin, servers, certificates, scheme
-    ):
-        proxy = servers.proxy()
-        url = f"{scheme}://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{proxy.port}"
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
-        assert "not supported" in str(info.value)
-        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
-        assert proxy.requests == [] and proxy.connections == 0
-        assert origin.connections == 0 and origin.requests == []
-
-    def test_unreachable_proxy_raises_proxy_error(self, origin, servers, certificates):
-        port = closed_port()
-        url = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:{port}"
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
-        assert str(port) in str(info.value)
-        assert_not_leaked(str(info.value), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
-        assert origin.connections == 0
-
-    def test_an_unparsable_proxy_url_raises_proxy_error_without_its_password(
-        self, origin, certificates, monkeypatch
-    ):
-        monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@[::1")
-        call = lambda: connect(origin).request("GET", "/", verify=certificates["ca"])
-        error = refused_before_sending(origin, xcc.ProxyError, call)
-        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
-
-    def test_proxies_as_a_list_raise_type_error_without_the_password(self, origin, certificates):
-        proxies = [("https", f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:1")]
-        call = lambda: connect(origin).request(
-            "GET", "/", verify=certificates["ca"], proxies=proxies
-        )
-        error = refused_before_sending(origin, TypeError, call)
-        assert_not_leaked(str(error) + repr(error), PROXY_PASSWORD, PROXY_PASSWORD_IN_URL)
-
-    # -- which proxy, if any: the environment, NO_PROXY and proxies=
-
-    @pytest.mark.parametrize("scheme, environment, proxies, used", PROXY_SELECTION)
-    def test_proxy_is_chosen_as_requests_chooses_it(
-        self, servers, tls_context, certificates, monkeypatch, scheme, environment, proxies, used
-    ):
-        origin = servers.http(tls=tls_context if scheme == "https" else None)
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        urls = {
-            "proxy": proxy.url(PROXY_USER, PROXY_PASSWORD),
-            "dead": dead_proxy_url(),
-            "port": origin.port,
-        }
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value.format(**urls))
-        if proxies is not None:
-            proxies = {key: value and value.format(**urls) for key, value in proxies.items()}
-        with connect(origin) as connection:
-            connection.request("GET", "/devices", verify=certificates["ca"], proxies=proxies)
-        assert [r.path for r in origin.requests] == ["/devices"]
-        if not used:
-            assert proxy.requests == [] and proxy.connections == 0
-            return
-        expected = {
-            "https": f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1",
-            "http": f"GET http://127.0.0.1:{origin.port}/devices HTTP/1.1",
-        }
-        assert [r.request_line for r in proxy.requests] == [expected[scheme]]
-        assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
-
-    def test_token_refresh_goes_through_the_same_proxy(self, origin, servers, certificates):
-        origin.handler = Cloud()
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        with connect(origin, access_token=None) as connection:
-            connection.request(
-                "GET",
-                "/devices",
-                verify=certificates["ca"],
-                proxies={"https": proxy.url(PROXY_USER, PROXY_PASSWORD)},
-            )
-        assert [(r.method, r.path) for r in origin.requests] == [
-            ("POST", TOKEN_PATH),
-            ("GET", "/devices"),
-        ]
-        assert [r.method for r in proxy.requests] == ["CONNECT"]
-
-    # -- a real proxy: tinyproxy
-
-    def test_tinyproxy_tunnels_https_with_basic_credentials(self, origin, servers, certificates):
-        proxy = servers.tinyproxy(origin.port)
-        with connect(origin) as connection:
-            for index in range(3):
-                response = connection.request(
-                    "GET",
-                    f"/jobs/{index}",
-                    verify=certificates["ca"],
-                    proxies={"https": proxy.url()},
-                )
-                assert response.json() == {}
-        assert [r.path for r in origin.requests] == ["/jobs/0", "/jobs/1", "/jobs/2"]
-        assert origin.connections == 1  # one tunnel, kept alive
-        for request in origin.requests:
-            assert "proxy-authorization" not in request.headers
-            assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
-
-    @pytest.mark.parametrize(
-        "password, status",
-        # tinyproxy answers 407 to a request without credentials, 401 to a wrong password.
-        [(None, "407"), ("wr0ng-pw", "401")],
-    )
-    def test_tinyproxy_refusing_credentials_raises_proxy_error(
-        self, origin, servers, certificates, password, status
-    ):
-        proxy = servers.tinyproxy(origin.port)
-        url = f"http://127.0.0.1:{proxy.port}" if password is None else proxy.url(password)
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", verify=certificates["ca"], proxies={"https": url})
-        assert status in str(info.value)
-        assert f"127.0.0.1:{proxy.port}" in str(info.value)
-        assert_not_leaked(str(info.value) + repr(info.value), "wr0ng-pw", proxy.password)
-        assert origin.connections == 0
-
-    def test_tinyproxy_wrong_ca_raises_ssl_error(self, origin, servers, certificates):
-        proxy = servers.tinyproxy(origin.port)
-        with connect(origin) as connection, pytest.raises(xcc.SSLError):
-            connection.request(
-                "GET",
-                "/devices",
-                verify=certificates["lax_ca"],
-                proxies={"https": proxy.url()},
-            )
-        assert origin.requests == []
-
-    def test_tinyproxy_forwards_plain_http_with_credentials(self, servers):
-        origin = servers.http()
-        proxy = servers.tinyproxy(origin.port)
-        with connect(origin) as connection:
-            response = connection.request(
-                "POST",
-                "/jobs",
-                params={"size": 1},
-                json={"name": "job"},
-                proxies={"http": proxy.url()},
-            )
-        assert response.status_code == 200
-        assert [(r.method, r.path, r.query, r.body) for r in origin.requests] == [
-            ("POST", "/jobs", {"size": ["1"]}, b'{"name": "job"}')
-        ]
-
-    # -- the system's proxy settings (Windows, macOS): the pure parts, by table
-
-    # What urllib.request.getproxies() returns for a system setting, and the proxy that a
-    # request for `scheme` goes through. Windows' values are shown as each Python's urllib
-    # reads the registry's ProxyServer (3.6-3.9 name the proxy's scheme after the protocol).
-    @pytest.mark.parametrize(
-        "settings, scheme, windows, expected",
-        [
-            pytest.param({"https": "http://proxy:3128"}, "https", False, "http://proxy:3128",
-                         id="macOS"),
-            pytest.param({"https": "proxy:3128"}, "https", True, "http://proxy:3128",
-                         id="host:port-without-a-scheme"),
-            pytest.param({"http": "http://proxy:3128", "https": "https://proxy:3128",
-                          "ftp": "ftp://proxy:3128"}, "https", True, "http://proxy:3128",
-                         id="registry-host:port-read-by-3.6-3.9"),
-            pytest.param({"http": "http://proxy:3128", "https": "http://proxy:3128",
-                          "ftp": "http://proxy:3128"}, "https", True, "http://proxy:3128",
-                         id="registry-host:port-read-by-3.10+"),
-            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "https",
-                         True, "http://secure:8443", id="registry-http=web:80;https=secure:8443"),
-            pytest.param({"http": "http://web:80", "https": "https://secure:8443"}, "http",
-                         True, "http://web:80", id="registry-per-protocol-for-http"),
-            pytest.param({"http": "http://web:80"}, "https", True, None,
-                         id="registry-http=web:80-only"),
-            pytest.param({"https": "HTTPS://proxy:3128"}, "https", True, "http://proxy:3128",
-                         id="upper-case-scheme"),
-            pytest.param({"https": "https://proxy:443"}, "https", False, "https://proxy:443",
-                         id="macOS-keeps-a-scheme-it-names"),
-            pytest.param({"socks": "socks://s:1080", "https": "socks4://s:1080"}, "https",
-                         True, "socks4://s:1080", id="registry-socks=s:1080"),
-            pytest.param({"https": "  "}, "https", True, None, id="blank"),
-            pytest.param({}, "https", True, None, id="none"),
-        ],
-    )  # fmt: skip
-    def test_system_proxy_values_are_normalised_to_http_proxies(
-        self, settings, scheme, windows, expected
-    ):
-        assert xcc._system_proxy_url(settings, scheme, windows) == expected
-
-    # Which proxy a request takes: (environment, proxies=, what the system settings say or
-    # None where there are none, the proxy chosen, its source, whether the system was read).
-    @pytest.mark.parametrize(
-        "environ, proxies, system, url, source, asked",
-        [
-            pytest.param({}, None, "http://sys:3128", "http://sys:3128", ("system", None), True,
-                         id="no-variable:-system"),
-            pytest.param({"HTTPS_PROXY": "http://env:1"}, None, "http://sys:3128",
-                         "http://env:1", ("environment", "https"), False,
-                         id="variable-wins-over-system"),
-            pytest.param({"all_proxy": "http://env:1"}, None, "http://sys:3128", "http://env:1",
-                         ("environment", "all"), False, id="ALL_PROXY-wins-over-system"),
-            pytest.param({"NO_PROXY": "example.com"}, None, "http://sys:3128", None,
-                         ("none", None), False, id="NO_PROXY-alone-means-environment"),
-            pytest.param({"HTTPS_PROXY": "http://env:1", "NO_PROXY": "h"}, None,
-                         "http://sys:3128", None, ("NO_PROXY", "h"), False,
-                         id="NO_PROXY-bypasses-the-variable"),
-            pytest.param({"https_proxy": "", "HTTPS_PROXY": "http://env:1"}, None,
-                         "http://sys:3128", "http://sys:3128", ("system", None), True,
-                         id="empty-lower-case-unsets"),
-            pytest.param({"HTTPS_PROXY": "http://env:1"}, {"https": "http://given:2"},
-                         "http://sys:3128", "http://given:2", ("proxies", "https"), False,
-                         id="proxies-win-over-both"),
-            pytest.param({}, {"https": None}, "http://sys:3128", None, ("proxies", "https"),
-                         False, id="proxies-None-goes-direct"),
-            pytest.param({}, None, "bypass", None, ("system bypass", None), True,
-                         id="system-bypass"),
-            pytest.param({}, None, None, None, ("none", None), False,
-                         id="no-system-settings-on-linux"),
-        ],
-    )  # fmt: skip
-    def test_proxy_is_chosen_from_proxies_then_environment_then_system(
-        self, environ, proxies, system, url, source, asked
-    ):
-        calls = []
-
-        def read_system(scheme, host):  # stands for _system_proxy, the one impure part
-            calls.append((scheme, host))
-            if system == "bypass":
-                return None, ("system bypass", None)
-            return system, ("system", None)
-
-        chosen = xcc._proxy_url(
-            ("https", "h", 443), proxies, environ, None if system is None else read_system
-        )
-        assert chosen == (url, source)
-        assert calls == ([("https", "h")] if asked else [])
-
-    @pytest.mark.parametrize(
-        "source, text",
-        [
-            (("system", None), "http://sys:3128, from the system settings"),
-            (("system bypass", None), "direct: the system settings exempt this host"),
-        ],
-    )
-    def test_the_log_says_system_settings(self, source, text):
-        proxy = xcc._proxy("http://sys:3128") if source[0] == "system" else None
-        assert xcc._proxy_text(proxy, source) == text
-
-    @pytest.mark.skipif(sys.platform != "linux", reason="Linux has no system proxy setting")
-    def test_linux_never_reads_system_settings(self):
-        assert xcc._SYSTEM_PROXY is None
-
-    @pytest.mark.parametrize(
-        "environment, expected",
-        [
-            ({"https_proxy": "p.example:3128"}, ("http://p.example:3128", ("system", None))),
-            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, (None, ("system bypass", None))),
-            ({"ftp_proxy": "http://ftp.example:21"}, (None, ("none", None))),
-        ],
-    )
-    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, expected):
-        # On Linux urllib.request reads only the environment: this checks the wiring of
-        # _system_proxy to getproxies() and proxy_bypass(), not Windows' or macOS's readers.
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        assert xcc._system_proxy("https", "h") == expected
-
-    @pytest.mark.parametrize(
-        "credentials, shown",
-        [("user:hunter#2", "hunter"), ("user:4711#x", "4711"),
-         ("user:hunter/2", "hunter"), ("user:4711?x", "4711"),
-         ("hunter#user:pw", "hunter")],
-    )  # fmt: skip
-    @pytest.mark.parametrize("where", ["environment", "proxies"])
-    def test_an_unparsable_proxy_url_shows_no_part_of_its_credentials(
-        self, origin, servers, certificates, monkeypatch, where, credentials, shown
-    ):
-        # An unencoded "#", "/" or "?" ends the authority early: the credentials' first part
-        # would be read as the host and the rest as the port (or a path).
-        proxy = servers.proxy()
-        url = f"http://{credentials}@127.0.0.1:{proxy.port}"
-        proxies = {"https": url} if where == "proxies" else None
-        if where == "environment":
-            monkeypatch.setenv("HTTPS_PROXY", url)
-        call = lambda: connect(origin).request(
-            "GET", "/", verify=certificates["ca"], proxies=proxies, timeout=5
-        )
-        error = refused_before_sending(origin, xcc.ProxyError, call)
-        assert "Invalid proxy URL" in str(error)
-        shown_texts = everything_shown(error) + reachable_texts(error)
-        assert_not_leaked(shown_texts, credentials, credentials.split(":")[-1], shown)
-        assert proxy.connections == 0
-
-    def test_a_407_keeps_no_proxy_password_anywhere_reachable(self, servers):
-        origin = servers.http()
-        proxy = servers.proxy(credentials=(PROXY_USER, "the-right-one"))
-        url = proxy.url(PROXY_USER, PROXY_PASSWORD)
-        with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
-            connection.request("GET", "/devices", proxies={"http": url})
-        assert info.value.response.status_code == 407
-        shown = everything_shown(info.value) + reachable_texts(info.value)
-        assert_not_leaked(shown, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, PROXY_AUTHORIZATION[6:])
-
-    @pytest.mark.parametrize("in_url", [True, False])
-    def test_a_forwarding_proxy_gets_one_proxy_authorization_the_proxy_urls(self, servers, in_url):
-        origin = servers.http()
-        proxy = servers.proxy()
-        url = proxy.url(PROXY_USER, PROXY_PASSWORD) if in_url else proxy.url()
-        own = "Basic " + base64.b64encode(b"caller:own").decode("ascii")
-        with connect(origin) as connection:
-            connection.request(
-                "GET", "/jobs", headers={"Proxy-Authorization": own}, proxies={"http": url}
-            )
-        (request,) = proxy.requests
-        assert request.header_values("Proxy-Authorization") == [
-            PROXY_AUTHORIZATION if in_url else own
-        ]
-
-
-# ---------------------------------------------------------------------------- Connection
-
-
-class TestConnection:
-    """The seed's members: constructor, properties, url(), ping(), repr."""
-
-    def test_constructor_without_tokens_raises_the_original_message(self):
-        with pytest.raises(ValueError) as info:
-            xcc.Connection()
-        assert str(info.value) == MISSING_TOKEN_MESSAGE
-
-    def test_defaults_are_the_seeds(self):
-        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
-        assert connection.refresh_token == REFRESH_TOKEN
-        assert connection.access_token is None
-        assert connection.host == "platform.strawberryfields.ai"
-        assert connection.port == 443
-        assert connection.tls is True
-        assert connection.scheme == "https"
-        assert connection.api_version == "0.4.0"
-        assert connection.user_agent == f"XCC/{xcc.__version__} (API)"
-
-    def test_properties_reflect_the_arguments(self):
-        connection = xcc.Connection(
-            access_token=ACCESS_TOKEN, host="example.com", port=8080, tls=False
-        )
-        assert (connection.access_token, connection.host, connection.port) == (
-            ACCESS_TOKEN,
-            "example.com",
-            8080,
-        )
-        assert (connection.tls, connection.scheme) == (False, "http")
-
-    @pytest.mark.parametrize(
-        "name", ["access_token", "refresh_token", "host", "port", "tls", "scheme", "headers"]
-    )
-    def test_properties_are_read_only(self, name):
-        connection = xcc.Connection(refresh_token=REFRESH_TOKEN)
-        with pytest.raises(AttributeError):
-            setattr(connection, name, "x")
-
-    def test_headers_follow_the_original_formula(self):
-        connection = xcc.Connection(
-            access_token=ACCESS_TOKEN,
-            headers={"Accept-Version": "1.2.3", "User-Agent": "me/1", "X-Extra": "y"},
-        )
-        assert connection.api_version == "1.2.3"
-        assert connection.user_agent == "me/1"
-        assert connection.headers == {
-            "Accept-Version": "1.2.3",
-            "Authorization": f"Bearer {ACCESS_TOKEN}",
-            "User-Agent": "me/1",
-            "X-Extra": "y",
-        }
-        connection.headers["X-Extra"] = "changed"
-        assert connection.headers["X-Extra"] == "y"  # a new dict each time
-
-    @pytest.mark.parametrize(
-        "path, url",
-        [
-            ("", "https://example.com:443/"),
-            ("/jobs", "https://example.com:443/jobs"),
-            ("jobs", "https://example.com:443/jobs"),
-            ("//evil.example/x", "https://example.com:443/evil.example/x"),
-            ("/devices/X8_01", "https://example.com:443/devices/X8_01"),
-        ],
-    )
-    def test_url_joins_the_path_and_never_changes_the_host(self, path, url):
-        assert xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com").url(path) == url
-
-    def test_url_brackets_an_ipv6_host(self):
-        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="::1", port=8000, tls=False)
-        assert connection.url("x") == "http://[::1]:8000/x"
-
-    @pytest.mark.parametrize(
-        "kwargs, error",
-        [
-            ({"host": ""}, ValueError),
-            ({"host": "a b"}, ValueError),
-            ({"host": "example.com/x"}, ValueError),
-            ({"host": "example.com:8080"}, ValueError),
-            ({"host": "user@example.com"}, ValueError),
-            ({"host": None}, TypeError),
-            ({"port": 0}, ValueError),
-            ({"port": 65536}, ValueError),
-            ({"port": "443"}, TypeError),
-            ({"port": True}, TypeError),
-            ({"tls": "yes"}, TypeError),
-            ({"headers": {"X": "a\r\nb"}}, ValueError),
-            ({"headers": ["X"]}, TypeError),
-        ],
-    )
-    def test_constructor_refuses_invalid_arguments(self, kwargs, error):
-        with pytest.raises(error):
-            xcc.Connection(refresh_token=REFRESH_TOKEN, **kwargs)
-
-    def test_repr_names_which_tokens_are_set_and_the_url_but_no_token(self):
-        connection = xcc.Connection(refresh_token=REFRESH_TOKEN, host="example.com")
-        text = repr(connection)
-        assert text == (
-            "<Connection: refresh_token=<set>, access_token=None, url=https://example.com:443/>"
-        )
-        both = repr(xcc.Connection(refresh_token=REFRESH_TOKEN, access_token=ACCESS_TOKEN))
-        assert REFRESH_TOKEN not in both and ACCESS_TOKEN not in both
-        assert "access_token=<set>" in both
-
-    def test_ping_gets_healthz(self, server):
-        response = connect(server).ping()
-        assert isinstance(response, xcc.Response)
-        assert response.status_code == 200
-        assert [(r.method, r.path) for r in server.requests] == [("GET", "/healthz")]
-
-    def test_ping_raises_http_error_when_the_cloud_is_down(self, server):
-        server.handler = lambda request: Reply(503, b"down", reason="Service Unavailable")
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).ping()
-        assert str(info.value) == (
-            f"503 Server Error: Service Unavailable for url: {server.url}/healthz"
-        )
-        assert info.value.response.status_code == 503
-
-
-class TestRequest:
-    """What request() puts on the wire and how it handles tokens and errors."""
-
-    def test_sends_the_connection_headers_and_upper_cases_the_method(self, server):
-        connect(server).request("get", "/devices")
-        request = server.requests[0]
-        assert request.method == "GET"
-        assert request.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
-        assert request.headers["accept-version"] == "0.4.0"
-        assert request.headers["user-agent"] == f"XCC/{xcc.__version__} (API)"
-        assert request.headers["accept-encoding"] == "gzip, deflate"
-        assert request.headers["host"] == f"127.0.0.1:{server.port}"
-        assert "content-length" not in request.headers
-
-    def test_request_headers_merge_case_insensitively(self, server):
-        connection = connect(server, headers={"X-Team": "a"})
-        connection.request(
-            "GET", "/", headers={"user-agent": "script/2", "x-team": "b", "Accept-Encoding": None}
-        )
-        names = [name.lower() for name, _ in server.requests[0].raw_headers]
-        assert names.count("user-agent") == 1 and names.count("x-team") == 1
-        assert server.requests[0].headers["user-agent"] == "script/2"
-        assert server.requests[0].headers["x-team"] == "b"
-        assert "accept-encoding" not in server.requests[0].headers
-
-    def test_a_missing_access_token_is_fetched_before_sending(self, server):
-        cloud = server.handler = Cloud()
-        connection = connect(server, access_token=None)
-        assert connection.request("GET", "/devices").json() == {"path": "/devices"}
-        token_request, request = server.requests
-        assert (token_request.method, token_request.path) == ("POST", TOKEN_PATH)
-        assert token_request.headers["content-type"] == "application/x-www-form-urlencoded"
-        assert "authorization" not in token_request.headers
-        assert dict(pair.split("=", 1) for pair in token_request.body.decode().split("&")) == {
-            "grant_type": "refresh_token",
-            "refresh_token": REFRESH_TOKEN,
-            "client_id": "public",
-        }
-        assert request.headers["authorization"] == "Bearer " + cloud.issued[0]
-        assert connection.access_token == cloud.issued[0]
-
-    def test_an_expired_jwt_is_refreshed_before_sending(self, server):
-        expired = make_jwt(int(time.time()) - 60)
-        server.handler = Cloud(valid=[expired])  # the server would still take it
-        connect(server, access_token=expired).request("GET", "/jobs")
-        assert [r.path for r in server.requests] == [TOKEN_PATH, "/jobs"]
-
-    def test_a_fetched_token_that_looks_expired_here_is_used_without_fetching_again(self, server):
-        # This machine's clock runs ahead of the server's: the token it issues looks expired.
-        issued = make_jwt(int(time.time()) - 60, "behind")
-        server.handler = lambda request: json_reply(
-            200, {"access_token": issued} if request.path == TOKEN_PATH else {}
-        )
-        connection = connect(server, access_token=None)
-        assert connection.request("GET", "/a").ok
-        assert connection.request("GET", "/b").ok
-        assert [r.path for r in server.requests] == [TOKEN_PATH, "/a", "/b"]
-        assert server.requests[2].headers["authorization"] == "Bearer " + issued
-
-    def test_a_token_without_expiry_is_sent_as_it_is(self, server):
-        server.handler = Cloud(valid=["opaque-token"])
-        connect(server, access_token="opaque-token").request("GET", "/jobs")
-        assert [r.path for r in server.requests] == ["/jobs"]
-
-    def test_retry_after_401_keeps_method_target_body_and_request_headers(self, server):
-        cloud = server.handler = Cloud(valid=[])
-        response = connect(server).request(
-            "POST", "/jobs", params={"size": 1}, json={"name": "x"}, headers={"X-Trace": "7"}
-        )
-        assert response.status_code == 200
-        first, token_request, retry = server.requests
-        assert token_request.path == TOKEN_PATH
-        assert (retry.method, retry.target, retry.body) == (first.method, first.target, first.body)
-        assert first.headers.pop("authorization") == f"Bearer {ACCESS_TOKEN}"
-        assert retry.headers.pop("authorization") == "Bearer " + cloud.issued[0]
-        assert retry.headers == first.headers
-        assert first.headers["x-trace"] == "7"
-        assert json.loads(retry.body) == {"name": "x"}
-
-    def test_a_second_401_raises_after_one_retry(self, server):
-        server.handler = lambda request: (
-            json_reply(200, {"access_token": ACCESS_TOKEN})
-            if request.path == TOKEN_PATH
-            else json_reply(401, {"detail": "Go away."})
-        )
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).request("GET", "/jobs")
-        assert str(info.value) == "Go away."
-        assert info.value.response.status_code == 401
-        assert [r.path for r in server.requests] == ["/jobs", TOKEN_PATH, "/jobs"]
-
-    def test_a_401_without_refresh_token_raises_at_once(self, server):
-        server.handler = Cloud(valid=[])
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server, refresh_token=None).request("GET", "/jobs")
-        assert info.value.response.status_code == 401
-        assert [r.path for r in server.requests] == ["/jobs"]
-
-    def test_refresh_inside_request_uses_the_calls_timeout(self, server):
-        def handler(request):
-            if request.path == TOKEN_PATH:
-                time.sleep(1)
-            return json_reply(200, {"access_token": ACCESS_TOKEN})
-
-        server.handler = handler
-        with pytest.raises(xcc.Timeout) as info:
-            connect(server, access_token=None).request("GET", "/jobs", timeout=0.2)
-        assert str(info.value) == f"POST request to '{server.url}{TOKEN_PATH}' timed out"
-
-    def test_refresh_inside_request_uses_the_calls_verify(self, tls_server, certificates):
-        tls_server.handler = Cloud()
-        connection = connect(tls_server, access_token=None)
-        assert connection.request("GET", "/jobs", verify=certificates["ca"]).ok
-        assert [r.path for r in tls_server.requests] == [TOKEN_PATH, "/jobs"]
-
-    @pytest.mark.parametrize(
-        "status, body, message",
-        [
-            (
-                400,
-                {"code": "validation-error", "meta": {"_schema": ["Foo", "Bar"], "size": ["Baz"]}},
-                "Foo; Bar; Baz",
-            ),
-            (
-                400,
-                {
-                    "code": "validation-error",
-                    "meta": {"head": {"0": ["Foo", "Bar"]}, "tail": {"0": ["Baz"], "1": ["Bud"]}},
-                },
-                "Foo; Bar; Baz; Bud",
-            ),
-            (400, {"code": "validation-error", "meta": {}, "detail": "Bad."}, "Bad."),
-            (404, {"detail": "Job not found."}, "Job not found."),
-            (500, {"detail": "Oops."}, "Oops."),
-            (404, ["not", "an", "object"], "404 Client Error: Not Found for url: {url}"),
-            (500, None, "500 Server Error: Internal Server Error for url: {url}"),
-            (409, {"code": "conflict"}, "409 Client Error: Conflict for url: {url}"),
-        ],
-    )
-    @pytest.mark.parametrize("stream", [False, True])
-    def test_http_errors_are_worded_as_the_original_words_them(
-        self, server, status, body, message, stream
-    ):
-        server.handler = lambda request: (
-            Reply(status, b"<html>not json</html>") if body is None else json_reply(status, body)
-        )
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).request("GET", "/jobs/1", stream=stream)
-        assert str(info.value) == message.format(url=server.url + "/jobs/1")
-        assert info.value.response.status_code == status
-
-    def test_timeout_none_and_pairs_are_accepted(self, server):
-        connection = connect(server)
-        assert connection.request("GET", "/", timeout=None).ok
-        assert connection.request("GET", "/", timeout=(1, 2)).ok
-
-    @pytest.mark.parametrize(
-        "kwargs, error",
-        [
-            ({"timeout": 0}, ValueError),
-            ({"timeout": "10"}, ValueError),
-            ({"verify": 1}, TypeError),
-            ({"proxies": "http://proxy"}, TypeError),
-            ({"params": 5}, TypeError),
-            ({"data": 5}, TypeError),
-            ({"json": {"x": float("nan")}}, ValueError),
-            ({"headers": "X: y"}, TypeError),
-            ({"cookies": {}}, TypeError),
-        ],
-    )
-    def test_bad_arguments_raise_before_anything_is_sent(self, server, kwargs, error):
-        call = lambda: connect(server, access_token=None).request("GET", "/", **kwargs)
-        refused_before_sending(server, error, call)
-
-    @pytest.mark.parametrize(
-        "timeout",
-        [float("inf"), (3, float("inf")), (float("inf"), 3), 1e12, 2147484, (None, 1e10)],
-    )
-    def test_a_timeout_too_large_for_the_platform_is_refused_before_connecting(
-        self, server, timeout
-    ):
-        call = lambda: connect(server).request("GET", "/", timeout=timeout)
-        error = refused_before_sending(server, ValueError, call)
-        assert "at most 2147483 seconds" in str(error) and "None" in str(error)
-
-    def test_the_largest_timeout_is_accepted(self, server):
-        assert connect(server).request("GET", "/", timeout=(2147483, 2147483)).ok
-        assert connect(server).request("GET", "/", timeout=2147483.0).ok
-
-    @pytest.mark.parametrize("kind", ["binary-file", "text-file", "bytes-io"])
-    def test_a_file_as_data_is_read_once_and_sent_whole_again_after_a_401(
-        self, server, tmp_path, kind
-    ):
-        content = '{"name": "job", "note": "é"}'
-        path = tmp_path / "job.json"
-        path.write_text(content, encoding="utf-8")
-        cloud = server.handler = Cloud(valid=())  # the first answer is a 401
-        with contextlib.ExitStack() as stack:
-            data = {
-                "binary-file": lambda: stack.enter_context(open(str(path), "rb")),
-                "text-file": lambda: stack.enter_context(open(str(path), encoding="utf-8")),
-                "bytes-io": lambda: io.BytesIO(content.encode("utf-8")),
-            }[kind]()
-            assert connect(server).request("POST", "/jobs", data=data).ok
-        assert len(cloud.issued) == 1
-        sent = [(r.path, r.body) for r in server.requests]
-        body = content.encode("utf-8")
-        assert sent == [("/jobs", body), (TOKEN_PATH, sent[1][1]), ("/jobs", body)]
-        assert "content-type" not in server.requests[0].headers
-
-    @pytest.mark.parametrize(
-        "data, named",
-        [((chunk for chunk in [b"ab", b"cd"]), "generator"),
-         (iter([b"ab", b"cd"]), type(iter([])).__name__),  # list_iterator on CPython
-         ([b"ab", b"cd"], "bytes"), (["ab", "cd"], "str"), ({("a", "b")}, "set"),
-         ([("a", "b"), ("c",)], "tuple")],
-        ids=["generator", "iterator", "list-of-bytes", "list-of-str", "set", "short-pair"],
-    )  # fmt: skip
-    def test_data_that_is_no_body_form_or_file_is_refused_naming_the_type(
-        self, server, data, named
-    ):
-        call = lambda: connect(server).request("POST", "/jobs", data=data)
-        error = refused_before_sending(server, TypeError, call)
-        assert named in str(error)
-
-    @pytest.mark.parametrize(
-        "bad", [{"timeout": -1}, {"verify": 3}, {"proxies": ["http://u:p@h"]}], ids=str
-    )
-    def test_a_refused_argument_leaves_a_data_file_unread(self, server, bad):
-        data = io.BytesIO(b"payload")
-        call = lambda: connect(server).request("POST", "/upload", data=data, **bad)
-        refused_before_sending(server, (TypeError, ValueError), call)
-        assert data.tell() == 0
-
-    def test_params_of_a_wrong_type_are_named_not_shown(self, server):
-        call = lambda: connect(server).request("GET", "/", params=[REFRESH_TOKEN])
-        error = refused_before_sending(server, TypeError, call)
-        assert "not list" in str(error)
-        assert_not_leaked(everything_shown(error), *secrets_of())
-
-    def test_redirect_to_port_0_is_refused_not_sent_to_port_80(self, servers):
-        server = servers.http(lambda r: Reply(302, headers=[("Location", "http://127.0.0.1:0/")]))
-        with pytest.raises(xcc.RequestException) as info:
-            connect(server).request("GET", "/")
-        assert type(info.value) is xcc.RequestException
-        assert "invalid port 0" in str(info.value)
-
-    def test_error_body_of_deeply_nested_json_gives_the_http_error(self, servers):
-        body = b"[" * 100000 + b"]" * 100000
-        server = servers.http(
-            lambda request: Reply(400, body, [("Content-Type", "application/json")])
-        )
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).request("GET", "/deep")
-        assert str(info.value).startswith("400 Client Error: Bad Request for url: ")
-
-    def test_a_reason_with_an_escape_is_refused_and_a_c1_control_is_shown_escaped(self, servers):
-        replies = {"/esc": b"HTTP/1.1 404 Not \x1b[2J\r\nContent-Length: 0\r\n\r\n",
-                   "/c1": b"HTTP/1.1 404 Not \xc2\x9b2J\r\nContent-Length: 0\r\n\r\n"}  # fmt: skip
-
-        def serve(sock, index):
-            request = server.read(sock)
-            if request is not None:
-                sock.sendall(replies[request.path])
-
-        server = servers.raw(serve)
-        with pytest.raises(xcc.ConnectionError):
-            connect(server).request("GET", "/esc")
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).request("GET", "/c1")
-        assert info.value.response.reason == "Not \x9b2J"
-        assert str(info.value).startswith("404 Client Error: Not \\x9b2J for url: ")
-
-
-class TestUpdateAccessToken:
-    def test_success_replaces_the_access_token(self, server):
-        cloud = server.handler = Cloud()
-        connection = connect(server)
-        connection.update_access_token()
-        assert connection.access_token == cloud.issued[0]
-        assert [r.path for r in server.requests] == [TOKEN_PATH]
-
-    def test_invalid_grant_names_the_api_key(self, server):
-        server.handler = lambda request: json_reply(400, {"error": "invalid_grant"})
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).update_access_token()
-        assert str(info.value) == "Refresh token (e.g., Xanadu Cloud API key) is invalid"
-        assert info.value.response.status_code == 400
-
-    @pytest.mark.parametrize("status", [400, 403, 500])
-    def test_other_errors_are_worded_as_raise_for_status(self, server, status):
-        server.handler = lambda request: json_reply(status, {"error": "other", "detail": "x"})
-        with pytest.raises(xcc.HTTPError) as info:
-            connect(server).update_access_token()
-        kind = "Client" if status < 500 else "Server"
-        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}[status]
-        assert (
-            str(info.value) == f"{status} {kind} Error: {reason} for url: {server.url}{TOKEN_PATH}"
-        )
-
-    @pytest.mark.parametrize(
-        "reply",
-        [
-            Reply(200, b"<html>maintenance</html>"),
-            json_reply(200, {"token": "x"}),
-            json_reply(200, ["access_token"]),
-            json_reply(200, {"access_token": "bad token\r\nX-Injected: 1"}),
-            json_reply(200, {"access_token": None}),
-        ],
-        ids=["not-json", "no-access-token", "a-list", "bad-characters", "null"],
-    )
-    def test_a_response_without_a_valid_token_is_a_value_error(self, server, reply):
-        server.handler = lambda request: reply
-        connection = connect(server)
-        with pytest.raises(ValueError) as info:
-            connection.update_access_token()
-        assert str(info.value) == "Xanadu Cloud returned an invalid access token response."
-        assert connection.access_token == ACCESS_TOKEN
-
-    def test_without_refresh_token_nothing_is_sent(self, server):
-        call = connect(server, refresh_token=None).update_access_token
-        error = refused_before_sending(server, ValueError, call)
-        assert "refresh token" in str(error)
-
-    def test_the_refresh_token_never_follows_a_redirect(self, servers):
-        elsewhere = servers.http()
-        server = servers.http(
-            lambda request: Reply(307, headers={"Location": elsewhere.url + TOKEN_PATH})
-        )
-        with pytest.raises(ValueError):
-            connect(server).update_access_token()
-        assert elsewhere.requests == []
-
-    @pytest.mark.parametrize("how", ["update_access_token", "request", "command-line"])
-    def test_an_error_of_the_token_request_that_echoes_the_api_key_is_masked(self, server, how):
-        # A gateway that repeats the form it was sent in its reason phrase.
-        echo = lambda request: raw_response(b"", "502 rejected " + request.body.decode())
-        server.handler = echo
-        if how == "command-line":
-            code, stdout, stderr = run_cli(["ping"], cli_settings(server))
-            assert code == 1 and "502 Server Error: rejected" in stderr
-            assert_not_leaked(stdout + stderr, *secrets_of())
-            return
-        connection = connect(server, access_token=None)
-        with pytest.raises(xcc.HTTPError) as info:
-            if how == "request":
-                connection.request("GET", "/jobs")
-            else:
-                connection.update_access_token()
-        assert str(info.value) == (
-            "502 Server Error: rejected grant_type=refresh_token&refresh_token=[token]"
-            f"&client_id=public for url: {server.url}{TOKEN_PATH}"
-        )
-        assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
-
-
-# ----------------------------------------------------------------- Connection: injection
-
-MARK = "S3CR3T"  # in bad header values: no error message may repeat it
-BAD_METHODS = [
-    "GET /x", "", "GE T", "GET\r\n", "GET\n", "G\x00ET", "GET\t", "GÉT", "GET:", "GET\x7f",
-    "(GET)", "GET\r\nX-Injected: 1",
-]  # fmt: skip
-BAD_PATHS = [
-    "/a\r\nHost: evil.example", "/a\nb", "/a\rb", "/a\x00b", "/a\x7fb", "/a\x1bb", "/a\tb",
-    "/a\x0bb", "/x HTTP/1.1\r\n\r\nGET /smuggled",
-]  # fmt: skip
-BAD_HEADER_NAMES = [
-    "X-A\r\nX-B", "X-A\n", "\rX-A", "X A", "X:A", "X-A:", "X-É", "X-日本", "", "X\x00",
-    "X\tA", "X-A ", "(X)", "X@Y", "X\x7f",
-]  # fmt: skip
-BAD_HEADER_VALUES = [
-    MARK + "\r\nX-Injected: 1", MARK + "\n", MARK + "\r", MARK + "\x00", MARK + "\x7f",
-    MARK + "\x1b", MARK + "\x0b", MARK + "\x0c", MARK + "\x1f", MARK + "€", MARK + "日本",
-    MARK + "\u2028", MARK + "\U0001F600", (MARK + "\r\nX-Injected: 1").encode("latin-1"),
-]  # fmt: skip
-TRANSFER_ENCODINGS = [{"Transfer-Encoding": "chunked"}, {"transfer-encoding": "gzip, chunked"}]
-
-
-class TestInjection:
-    @pytest.mark.parametrize("method", BAD_METHODS)
-    def test_method_that_is_not_a_token_is_refused(self, server, method):
-        refused_before_sending(server, ValueError, lambda: connect(server).request(method, "/"))
-
-    @pytest.mark.parametrize("method", [None, b"GET", 1])
-    def test_method_of_wrong_type_is_refused(self, server, method):
-        refused_before_sending(server, TypeError, lambda: connect(server).request(method, "/"))
-
-    @pytest.mark.parametrize("path", BAD_PATHS)
-    def test_path_with_control_characters_is_refused(self, server, path):
-        refused_before_sending(server, ValueError, lambda: connect(server).request("GET", path))
-
-    @pytest.mark.parametrize("path", [None, b"/x", 1])
-    def test_path_of_wrong_type_is_refused(self, server, path):
-        refused_before_sending(server, TypeError, lambda: connect(server).request("GET", path))
-
-    @pytest.mark.parametrize("name", BAD_HEADER_NAMES)
-    def test_bad_header_name_is_refused_per_request_and_at_construction(self, server, name):
-        call = lambda: connect(server).request("GET", "/", headers={name: "v"})
-        refused_before_sending(server, ValueError, call)
-        with pytest.raises(ValueError):
-            connect(server, headers={name: "v"})
-
-    @pytest.mark.parametrize("value", BAD_HEADER_VALUES)
-    def test_bad_header_value_is_refused_without_echoing_it(self, server, value):
-        call = lambda: connect(server).request("GET", "/", headers={"X-Bad": value})
-        error = refused_before_sending(server, ValueError, call)
-        assert MARK not in str(error) and MARK not in repr(error)
-        with pytest.raises(ValueError) as info:
-            connect(server, headers={"X-Bad": value})
-        assert MARK not in str(info.value) and MARK not in repr(info.value)
-
-    @pytest.mark.parametrize(
-        "headers", [{1: "v"}, {None: "v"}, {"X-A": 5}, {"X-A": ["v"]}, {1: None}, {None: None}]
-    )
-    def test_header_of_wrong_type_is_refused(self, server, headers):
-        call = lambda: connect(server).request("GET", "/", headers=headers)
-        refused_before_sending(server, TypeError, call)
-        with pytest.raises(TypeError):
-            connect(server, headers=headers)
-
-    @pytest.mark.parametrize("headers", TRANSFER_ENCODINGS)
-    def test_transfer_encoding_header_is_refused(self, server, headers):
-        call = lambda: connect(server).request("POST", "/", headers=headers, data=b"x")
-        refused_before_sending(server, ValueError, call)
-        with pytest.raises(ValueError):
-            connect(server, headers=headers)
-
-    def test_caller_content_length_is_replaced_by_the_real_one(self, server):
-        connect(server).request("POST", "/", headers={"Content-Length": "999"}, data=b"abc")
-        (request,) = server.requests
-        assert request.header_values("Content-Length") == ["3"]
-        assert request.body == b"abc"
-
-    def test_string_params_with_control_characters_are_refused(self, server):
-        call = lambda: connect(server).request("GET", "/", params="a=1\r\nX-Injected: 1")
-        refused_before_sending(server, ValueError, call)
-
-    @pytest.mark.parametrize(
-        "path, target",
-        [
-            ("/a b", "/a%20b"),
-            ("/é", "/%C3%A9"),
-            ("/日本", "/%E6%97%A5%E6%9C%AC"),
-            ("/%41", "/%41"),
-            ("/%e9", "/%e9"),
-            ("/a%20b", "/a%20b"),
-            ("/a%2", "/a%252"),
-            ("/a%2Fb", "/a%2Fb"),
-            ("/%zz", "/%25zz"),
-            ("/100%", "/100%25"),
-            ("/a?a=b c", "/a?a=b%20c"),
-            ("/x?q=a b&r=é", "/x?q=a%20b&r=%C3%A9"),
-            ("/a?b=%zz", "/a?b=%25zz"),
-            ("/ä?ö=ü", "/%C3%A4?%C3%B6=%C3%BC"),
-            ("/a#x", "/a"),
-            ("/a?b=1#x y", "/a?b=1"),
-            ('/a"b<c>d', "/a%22b%3Cc%3Ed"),
-            ("/{x}|^`\\", "/%7Bx%7D%7C%5E%60%5C"),
-            ("/~user/x-y_z.json", "/~user/x-y_z.json"),
-            ("/!$&'()*+,;=:@[]", "/!$&'()*+,;=:@[]"),
-            ("jobs", "/jobs"),
-        ],
-    )
-    def test_path_is_percent_encoded_as_requests_does(self, server, path, target):
-        connect(server).request("GET", path)
-        assert [request.target for request in server.requests] == [target]
-
-    @pytest.mark.parametrize(
-        "path, target",
-        [
-            ("//evil.example/x", "/evil.example/x"),
-            ("///evil.example/x", "/evil.example/x"),
-            ("http://evil.example/x", "/http://evil.example/x"),
-            ("@evil.example/x", "/@evil.example/x"),
-        ],
-    )
-    def test_path_never_changes_the_host(self, server, path, target):
-        connection = connect(server)
-        assert connection.url(path) == f"http://127.0.0.1:{server.port}{target}"
-        connection.request("GET", path)
-        (request,) = server.requests
-        assert request.target == target
-        assert request.headers["host"] == f"127.0.0.1:{server.port}"
-
-    @pytest.mark.parametrize(
-        "path, params, target",
-        [
-            ("/p", {"a": None, "b": "1"}, "/p?b=1"),
-            ("/p", {"id": ["a", "b"]}, "/p?id=a&id=b"),
-            ("/p", {"id": ("a", "b")}, "/p?id=a&id=b"),
-            ("/p", {"id": ["a", None, "b"]}, "/p?id=a&id=b"),
-            ("/p", {"id": ("a", None, "b")}, "/p?id=a&id=b"),
-            ("/p", [("a", "1"), ("a", "2")], "/p?a=1&a=2"),
-            ("/p", {"b": b"x y"}, "/p?b=x+y"),
-            ("/p", {"q": b"\xff"}, "/p?q=%FF"),
-            ("/p", {"n": 5, "f": 1.5, "t": True}, "/p?n=5&f=1.5&t=True"),
-            ("/p", {"u": "é"}, "/p?u=%C3%A9"),
-            ("/p", {"日本": "語"}, "/p?%E6%97%A5%E6%9C%AC=%E8%AA%9E"),
-            ("/p", {"s": "a b"}, "/p?s=a+b"),
-            ("/p", {"k y": "v"}, "/p?k+y=v"),
-            ("/p", {"q": "a&b=c"}, "/p?q=a%26b%3Dc"),
-            ("/p", {"p": "/+?#%"}, "/p?p=%2F%2B%3F%23%25"),
-            ("/p", {"a": []}, "/p"),
-            ("/p", {}, "/p"),
-            ("/p", {"a": ""}, "/p?a="),
-            ("/p", "a=1&b=2", "/p?a=1&b=2"),
-            ("/jobs?x=1", {"y": "2"}, "/jobs?x=1&y=2"),
-            ("/jobs?", {"y": "2"}, "/jobs?y=2"),
-        ],
-    )
-    def test_params_are_encoded_as_requests_encodes_them(self, server, path, params, target):
-        connect(server).request("GET", path, params=params)
-        assert [request.target for request in server.requests] == [target]
-
-    @pytest.mark.parametrize(
-        "data, body, content_type",
-        [
-            (
-                {"a": "1", "b": None, "c": ["x", "y"], "d": "é &="},
-                b"a=1&c=x&c=y&d=%C3%A9+%26%3D",
-                "application/x-www-form-urlencoded",
-            ),
-            ([("k", "v"), ("k", "w")], b"k=v&k=w", "application/x-www-form-urlencoded"),
-            (b"raw\r\nbytes", b"raw\r\nbytes", None),
-            ("é", b"\xc3\xa9", None),
-        ],
-    )
-    def test_data_is_encoded_with_its_content_type(self, server, data, body, content_type):
-        connect(server).request("POST", "/form", data=data)
-        (request,) = server.requests
-        assert request.body == body
-        assert request.header_values("Content-Length") == [str(len(body))]
-        assert request.header_values("Content-Type") == ([content_type] if content_type else [])
-
-    @pytest.mark.parametrize(
-        "connection_headers, request_headers, content_type",
-        [
-            ({}, {}, "application/json"),
-            ({}, {"Content-Type": "application/vnd.api+json"}, "application/vnd.api+json"),
-            ({}, {"content-type": "text/plain"}, "text/plain"),
-            ({"Content-Type": "application/x-custom"}, {}, "application/x-custom"),
-        ],
-    )
-    def test_json_body_is_sent_with_application_json_unless_the_caller_set_a_type(
-        self, server, connection_headers, request_headers, content_type
-    ):
-        payload = {"name": "é日本", "list": [1, 2.5, None, True], "nested": {"x": "y"}}
-        connection = connect(server, headers=connection_headers)
-        connection.request("POST", "/jobs", json=payload, headers=request_headers)
-        (request,) = server.requests
-        assert json.loads(request.body.decode("utf-8")) == payload
-        assert request.header_values("Content-Type") == [content_type]
-
-    @pytest.mark.parametrize(
-        "payload", [float("nan"), float("inf"), -float("inf"), [1, {"x": float("nan")}]]
-    )
-    def test_json_with_nan_or_infinity_is_refused(self, server, payload):
-        call = lambda: connect(server).request("POST", "/jobs", json=payload)
-        refused_before_sending(server, ValueError, call)
-
-    @pytest.mark.parametrize(
-        "method, content_length",
-        [
-            ("GET", []),
-            ("HEAD", []),
-            ("POST", ["0"]),
-            ("PUT", ["0"]),
-            ("PATCH", ["0"]),
-            ("DELETE", ["0"]),
-            ("OPTIONS", ["0"]),
-        ],
-    )
-    def test_content_length_zero_only_on_bodiless_non_get_requests(
-        self, server, method, content_length
-    ):
-        connect(server).request(method, "/")
-        (request,) = server.requests
-        assert request.method == method
-        assert request.header_values("Content-Length") == content_length
-        assert request.body == b""
-
-    @pytest.mark.parametrize(
-        "keyword, value",
-        [("cert", ("a.pem", "a.key")), ("files", {"f": b"x"}), ("auth", ("u", "p")),
-         ("hooks", {}), ("cookies", {"a": "b"})],
-    )  # fmt: skip
-    def test_unknown_keyword_raises_type_error_naming_it(self, server, keyword, value):
-        call = lambda: connect(server).request("GET", "/", **{keyword: value})
-        error = refused_before_sending(server, TypeError, call)
-        assert keyword in str(error)
-
-    def test_netrc_is_never_consulted(self, servers, clean_environment):
-        netrc = clean_environment / ".netrc"
-        netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
-        os.chmod(str(netrc), 0o600)
-        server = servers.http()
-        connect(server).request("GET", "/")
-        (request,) = server.requests
-        assert request.header_values("Authorization") == ["Bearer " + ACCESS_TOKEN]
 
 
 # ------------------------------------------------------------------- Connection: secrets
@@ -4451,6 +4639,288 @@ class TestSecrets:
         kept = [value for value in vars(connection).values() if isinstance(value, tuple)]
         errors = [item for value in kept for item in value if isinstance(item, Exception)]
         assert errors and all(error.__traceback__ is None for error in errors)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+SILENT_BY_DEFAULT = """
+import sys, xcc
+connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]),
+                            tls=False)
+connection.request("GET", "/before-logging")
+print("logging" in sys.modules, "urllib.request" in sys.modules)
+import logging
+connection.request("GET", "/after-logging")
+print([type(handler).__name__ for handler in logging.getLogger("xcc").handlers])
+"""
+
+
+def logged(caplog):
+    """The messages of the ``xcc`` logger's records, as a handler would format them."""
+    return [record.getMessage() for record in caplog.records if record.name == "xcc"]
+
+
+def everything_logged(caplog):
+    """All that any handler could show of every record: message, arguments, exception."""
+    return "\n".join(
+        f"{record.levelname} {record.getMessage()} {record.args!r} {record.exc_text}"
+        for record in caplog.records
+    )
+
+
+@pytest.fixture
+def debug_log(caplog):
+    """Captures every record of the ``xcc`` logger, DEBUG and up."""
+    caplog.set_level(logging.DEBUG, logger="xcc")
+    return caplog
+
+
+class TestLogging:
+    """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
+
+    def test_a_token_location_is_masked_when_debug_turns_on_during_the_request(
+        self, caplog, servers
+    ):
+        caplog.set_level(logging.DEBUG, logger="xcc")  # the handler's level, restored after
+        logging.getLogger("xcc").setLevel(logging.WARNING)  # off when the request starts
+
+        def handler(request):
+            if request.path == "/a":
+                logging.getLogger("xcc").setLevel(logging.DEBUG)  # an operator turns it on
+                location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
+                return Reply(302, headers=[("Location", location)])
+            return Reply(200)
+
+        server = servers.http(handler)
+        connect(server).request("GET", "/a")
+        assert f"302 redirect to {server.url}/b?echo=[token]" in logged(caplog)
+        assert_not_leaked(everything_logged(caplog), *secrets_of())
+
+    def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
+        code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
+        assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
+        assert [r.path for r in server.requests] == ["/before-logging", "/after-logging"]
+
+    def test_an_https_request_through_a_proxy_logs_each_step_in_order(
+        self, debug_log, tls_server, servers, certificates, monkeypatch
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(PROXY_USER, PROXY_PASSWORD))
+        with connect(tls_server) as connection:
+            for _ in range(2):
+                connection.request("GET", "/devices", verify=certificates["ca"])
+        url, address = tls_server.url + "/devices", f"127.0.0.1:{tls_server.port}"
+        proxy_line = (
+            f"Proxy for {url}: http://127.0.0.1:{proxy.port} (with credentials), from HTTPS_PROXY"
+        )
+        lines = logged(debug_log)
+        assert lines[:3] == [
+            proxy_line,
+            f"Starting new HTTPS connection: {address}",
+            f"Verifying TLS with the CA bundle {certificates['ca']!r}, from verify",
+        ]
+        assert re.fullmatch(
+            r"TLSv1\.[23] with '127\.0\.0\.1': certificate of CN=localhost, issued by"
+            r" CN=xcc\.py test ca, valid until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+            lines[3],
+        )
+        response_line = rf'https://{address} "GET /devices HTTP/1\.1" 200 2 bytes \d+ ms'
+        assert re.fullmatch(response_line, lines[4])
+        reuse = f"Reusing a kept-alive connection for GET request to '{url}'"
+        assert lines[5:7] == [proxy_line, reuse]
+        assert re.fullmatch(response_line, lines[7]) and len(lines) == 8
+
+    @pytest.mark.parametrize(
+        "verify, environment, expected",
+        [
+            ("ca", {}, "the CA bundle {ca!r}, from verify"),
+            (True, {"REQUESTS_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from REQUESTS_CA_BUNDLE"),
+            (True, {"CURL_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from CURL_CA_BUNDLE"),
+            (False, {}, "no CA: verify=False, the certificate is not checked"),
+        ],
+    )
+    def test_the_ca_source_is_named(
+        self, debug_log, tls_server, certificates, monkeypatch, verify, environment, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, certificates[value])
+        verify = certificates[verify] if verify == "ca" else verify
+        connect(tls_server).request("GET", "/", verify=verify)
+        line = "Verifying TLS with " + expected.format(ca=certificates["ca"])
+        assert line in logged(debug_log)
+
+    @pytest.mark.parametrize(
+        "environment, proxies, expected",
+        [
+            ({}, None, "direct: no proxy variable or setting"),
+            ({"HTTP_PROXY": "{dead}", "NO_PROXY": "localhost, 127.0.0.1"}, None,
+             "direct: the NO_PROXY entry '127.0.0.1' matches"),
+            ({"HTTP_PROXY": "{dead}"}, {"http": None}, "direct, from proxies['http']"),
+            ({"no_proxy": "*", "all_proxy": "{dead}"}, None,
+             "direct: the NO_PROXY entry '*' matches"),
+        ],
+    )  # fmt: skip
+    def test_why_a_request_goes_direct_is_named(
+        self, debug_log, server, monkeypatch, environment, proxies, expected
+    ):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(dead=dead_proxy_url()))
+        connect(server).request("GET", "/direct", proxies=proxies)
+        assert logged(debug_log)[0] == f"Proxy for {server.url}/direct: {expected}"
+
+    def test_refresh_redirect_and_dropped_credentials_are_logged(self, debug_log, servers):
+        other = servers.http()
+        to_other = lambda request: Reply(302, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        origin = servers.http(cloud)
+        connect(origin, access_token=None).request("GET", "/jobs")
+        connect(origin).request("GET", "/again")  # a stale access token: 401, then a refresh
+        lines = [line for line in logged(debug_log) if not line.startswith("Proxy for")]
+        token_url = origin.url + TOKEN_PATH
+        assert lines[:2] == [
+            "The access token is missing: refreshing it first",
+            f"Fetching a new access token from {token_url}",
+        ]
+        assert lines[4].startswith("Got a new access token, valid until 20")
+        assert f"302 redirect to {other.url}/landing" in lines
+        assert f"Credentials dropped: the redirect leaves {origin.url}" in lines
+        assert "401 for GET /again: refreshing the access token and sending it again" in lines
+        assert len(cloud.issued) == 2
+
+    @pytest.mark.parametrize("method, again", [("GET", "sent again on a new one"),
+                                               ("POST", "not sent twice")])  # fmt: skip
+    def test_a_dead_kept_alive_socket_and_the_resend_are_logged(
+        self, debug_log, servers, method, again
+    ):
+        raw = dying_server(servers)
+        connection = connect(raw)
+        connection.request(method, "/first")
+        try:
+            connection.request(method, "/second")
+        except xcc.ConnectionError:
+            assert method == "POST"
+        dead = [line for line in logged(debug_log) if "was dead" in line]
+        assert len(dead) == 1
+        assert dead[0].startswith("The kept-alive connection was dead (")
+        assert dead[0].endswith(f"{method} request to '{raw.url}/second' is {again}")
+
+    def test_an_idle_socket_the_server_closed_is_logged_when_dropped(self, debug_log, server):
+        connection = connect(server)
+        connection.request("GET", "/one")
+        server.drop_idle_connections()
+        connection.request("GET", "/two")
+        lines = logged(debug_log)
+        assert "Dropping a kept-alive connection that the server closed while idle" in lines
+        assert [r.connection for r in server.requests] == [1, 2]
+
+    @pytest.mark.parametrize(
+        "scenario, expected", SCENARIOS, ids=[s.__name__[len("scenario_") :] for s, _ in SCENARIOS]
+    )
+    def test_no_record_holds_a_token_or_password(
+        self, debug_log, servers, tls_context, scenario, expected
+    ):
+        issued = []
+        with pytest.raises(expected):
+            scenario(servers, tls_context, issued)
+        assert debug_log.records or expected is ValueError  # the scenario was logged
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
+    def test_no_record_of_a_whole_session_holds_a_secret(self, debug_log, servers, certificates):
+        issued = []
+        other = servers.http()
+        to_other = lambda request: Reply(307, headers=[("Location", other.url + "/landing")])
+        cloud = Cloud(valid=(), routes={"/jobs": to_other})
+        cloud.issued = issued
+        origin = servers.http(cloud)
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        proxies = {"http": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+        with connect(origin) as connection:  # a stale access token: 401, refresh, redirect
+            connection.request("POST", "/jobs", json={"a": 1}, proxies=proxies)
+            connection.request("GET", "/devices", proxies=proxies, stream=True).close()
+        with pytest.raises(xcc.ProxyError):
+            connect(origin).request("GET", "/", proxies={"http": proxy.url(PROXY_USER, "wr0ng")})
+        lines = logged(debug_log)
+        assert any("(with credentials), from proxies['http']" in line for line in lines)
+        assert any("307 redirect to" in line for line in lines)
+        assert any('"GET /devices HTTP/1.1" 200 streamed' in line for line in lines)
+        assert len(issued) == 1
+        assert_not_leaked(everything_logged(debug_log), "wr0ng", *secrets_of(*issued))
+
+    def test_a_token_that_a_server_echoes_in_a_redirect_is_masked(self, debug_log, servers):
+        def echo(request):
+            token = request.headers["authorization"][len("Bearer ") :]
+            return Reply(302, headers=[("Location", f"{other.url}/landing?echo={token}")])
+
+        other = servers.http()
+        origin = servers.http(Cloud(valid=(), routes={"/jobs": echo}))
+        issued = origin.handler.issued
+        connect(origin).request("GET", "/jobs")  # a 401, a refresh, then the echo
+        assert len(issued) == 1 and other.requests[0].query == {"echo": issued}
+        lines = logged(debug_log)
+        assert f"302 redirect to {other.url}/landing?echo=[token]" in lines
+        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+
+    # -- python xcc.py -v
+
+    @pytest.fixture
+    def tls_cloud(self, servers, tls_context):
+        """A loopback Xanadu Cloud over HTTPS whose certificate the test CA signed."""
+        healthz = lambda request: Reply(200, b"")
+        return servers.http(Cloud(routes={"/healthz": healthz}), tls_context)
+
+    def test_verbose_ping_through_a_proxy_with_a_private_ca_shows_each_step(
+        self, tls_cloud, servers, certificates
+    ):
+        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
+        settings = dict(
+            cli_settings(tls_cloud),
+            XANADU_CLOUD_TLS="true",
+            HTTPS_PROXY=proxy.url(PROXY_USER, PROXY_PASSWORD),
+            REQUESTS_CA_BUNDLE=certificates["ca"],
+        )
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        lines = err.splitlines()
+        assert all(line.startswith("xcc: ") for line in lines)
+        steps = [
+            "xcc: Setting XANADU_CLOUD_REFRESH_TOKEN from the environment variable",
+            "xcc: The access token is missing: refreshing it first",
+            "xcc: Fetching a new access token from https://127.0.0.1:",
+            f"xcc: Proxy for {tls_cloud.url}{TOKEN_PATH}: http://127.0.0.1:{proxy.port} (with"
+            " credentials), from HTTPS_PROXY",
+            f"xcc: Starting new HTTPS connection: 127.0.0.1:{tls_cloud.port}",
+            f"xcc: Verifying TLS with the CA bundle {certificates['ca']!r}, from"
+            " REQUESTS_CA_BUNDLE",
+            "xcc: TLSv1.",
+            f'xcc: {tls_cloud.url} "POST {TOKEN_PATH} HTTP/1.1" 200 ',
+            "xcc: Got a new access token, valid until ",
+            f"xcc: Proxy for {tls_cloud.url}/healthz: http://127.0.0.1:{proxy.port}",
+            "xcc: Reusing a kept-alive connection for GET request",
+            f'xcc: {tls_cloud.url} "GET /healthz HTTP/1.1" 200 0 bytes ',
+        ]
+        found = [next(i for i, line in enumerate(lines) if line.startswith(step)) for step in steps]
+        assert found == sorted(found), err
+        assert_not_leaked(out + err, *secrets_of(*tls_cloud.handler.issued))
+
+    def test_verbose_request_prints_the_body_on_stdout_and_the_log_on_stderr(self, cloud):
+        code, out, err = run_cli(["-v", "request", "GET", "/devices"], cli_settings(cloud))
+        assert (code, out) == (0, json.dumps(DEVICES, indent=4) + "\n")
+        assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
+        assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
+
+    def test_verbose_shows_the_ca_source_before_the_step_that_failed(self, tls_cloud, certificates):
+        settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
+        code, _, err = run_cli(["-v", "ping"], settings)
+        lines = err.splitlines()
+        assert code == 1
+        assert lines[-2].startswith("xcc: Verifying TLS with the system's CAs: ")
+        assert lines[-1].startswith("xcc.py: error: POST request to ")
+        assert "(issued by CN=xcc.py test ca)" in lines[-1] and "verify=" not in lines[-1]
+        settings["SSL_CERT_FILE"] = certificates["ca"]
+        code, out, err = run_cli(["-v", "ping"], settings)
+        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
+        ca_file = f"file {certificates['ca']!r} (from SSL_CERT_FILE)"
+        assert f"xcc: Verifying TLS with the system's CAs: {ca_file}" in err
 
 
 # ------------------------------------------------------------------- Connection: threads
@@ -4970,510 +5440,6 @@ class TestOriginalCallers:
         assert standin.REFRESH_TOKEN not in out + err
 
 
-# ------------------------------------------------------------------ Connection: settings
-
-
-def write_dotenv(directory, text):
-    """Writes ``text`` as ``<directory>/xanadu-cloud/.env``; returns the file's path."""
-    folder = os.path.join(str(directory), "xanadu-cloud")
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, ".env")
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
-    return path
-
-
-def write_home_dotenv(home, text):
-    """Writes the ``.env`` file where ``xcc config`` saves it under ``home``."""
-    return write_dotenv(os.path.join(str(home), ".config"), text)
-
-
-class TestLoad:
-    """``Connection.load()``: the settings that the original client's ``xcc config`` saves."""
-
-    def test_reads_the_file_that_xcc_config_writes(self, clean_environment):
-        path = write_home_dotenv(
-            clean_environment,
-            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
-            "XANADU_CLOUD_HOST='cloud.example.org'\n"
-            "XANADU_CLOUD_PORT='8443'\n"
-            "XANADU_CLOUD_TLS='False'\n",
-        )
-        assert path == os.path.join(str(clean_environment), ".config", "xanadu-cloud", ".env")
-        connection = xcc.Connection.load()
-        assert connection.refresh_token == REFRESH_TOKEN
-        assert connection.access_token is None
-        assert (connection.host, connection.port, connection.tls) == (
-            "cloud.example.org",
-            8443,
-            False,
-        )
-        assert connection.url("/jobs") == "http://cloud.example.org:8443/jobs"
-
-    def test_reads_double_quotes_bare_values_export_comments_and_blank_lines(
-        self, clean_environment
-    ):
-        write_home_dotenv(
-            clean_environment,
-            "# Xanadu Cloud settings\n"
-            "\n"
-            f'export XANADU_CLOUD_REFRESH_TOKEN="{REFRESH_TOKEN}"\n'
-            "   \n"
-            f"XANADU_CLOUD_ACCESS_TOKEN={ACCESS_TOKEN}\n"
-            "XANADU_CLOUD_HOST=cloud.example.org   # the staging server\n"
-            "# XANADU_CLOUD_HOST=commented.example.org\n"
-            "  XANADU_CLOUD_PORT = 8080\n"
-            'XANADU_CLOUD_TLS="yes"\n',
-        )
-        connection = xcc.Connection.load()
-        assert connection.refresh_token == REFRESH_TOKEN
-        assert connection.access_token == ACCESS_TOKEN
-        assert (connection.host, connection.port, connection.tls) == (
-            "cloud.example.org",
-            8080,
-            True,
-        )
-
-    def test_reads_a_file_without_a_final_newline(self, clean_environment):
-        write_home_dotenv(clean_environment, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'")
-        assert xcc.Connection.load().access_token == ACCESS_TOKEN
-
-    def test_uses_xdg_config_home_when_set(self, clean_environment, tmp_path, monkeypatch):
-        write_home_dotenv(
-            clean_environment,
-            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='home.example'\n",
-        )
-        xdg = tmp_path / "xdg"
-        write_dotenv(
-            xdg, f"XANADU_CLOUD_ACCESS_TOKEN='{ACCESS_TOKEN}'\nXANADU_CLOUD_HOST='xdg.example'\n"
-        )
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
-        connection = xcc.Connection.load()
-        assert connection.host == "xdg.example"
-        assert connection.access_token == ACCESS_TOKEN
-        assert connection.refresh_token is None
-
-    def test_environment_overrides_the_file(self, clean_environment, monkeypatch):
-        write_home_dotenv(
-            clean_environment,
-            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\n"
-            "XANADU_CLOUD_HOST='file.example'\n"
-            "XANADU_CLOUD_PORT='1111'\n"
-            "XANADU_CLOUD_TLS='False'\n",
-        )
-        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
-        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
-        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
-        connection = xcc.Connection.load()
-        assert (connection.host, connection.port, connection.tls) == ("env.example", 2222, False)
-        assert connection.refresh_token == REFRESH_TOKEN
-        assert connection.access_token == ACCESS_TOKEN
-
-    def test_keyword_overrides_win_over_environment_and_file(self, clean_environment, monkeypatch):
-        other = make_jwt(int(time.time()) + 3600, "other")
-        write_home_dotenv(
-            clean_environment,
-            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_HOST='file.example'\n"
-            "XANADU_CLOUD_TLS='False'\n",
-        )
-        monkeypatch.setenv("XANADU_CLOUD_HOST", "env.example")
-        monkeypatch.setenv("XANADU_CLOUD_PORT", "2222")
-        connection = xcc.Connection.load(
-            refresh_token=other, host="kw.example", port=3333, tls=True, headers={"X-A": "b"}
-        )
-        assert connection.refresh_token == other
-        assert (connection.host, connection.port, connection.tls) == ("kw.example", 3333, True)
-        assert connection.headers["X-A"] == "b"
-
-    def test_defaults_are_the_seeds_when_only_a_token_is_set(self, monkeypatch):
-        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
-        connection = xcc.Connection.load()
-        assert connection.refresh_token == REFRESH_TOKEN
-        assert connection.access_token is None
-        assert connection.host == "platform.strawberryfields.ai"
-        assert connection.port == 443
-        assert connection.tls is True
-        assert connection.url() == "https://platform.strawberryfields.ai:443/"
-
-    @pytest.mark.parametrize(
-        "spelling, expected",
-        [("true", True), ("True", True), ("TRUE", True), ("1", True), ("yes", True),
-         ("YES", True), ("on", True), ("On", True), ("t", True), ("T", True), ("y", True),
-         ("Y", True), ("false", False), ("False", False), ("FALSE", False), ("0", False),
-         ("no", False), ("No", False), ("off", False), ("OFF", False), ("f", False),
-         ("F", False), ("n", False), ("N", False)],
-    )  # fmt: skip
-    def test_tls_spellings_in_the_environment(self, monkeypatch, spelling, expected):
-        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
-        monkeypatch.setenv("XANADU_CLOUD_TLS", spelling)
-        assert xcc.Connection.load().tls is expected
-
-    @pytest.mark.parametrize(
-        "line, expected",
-        [("XANADU_CLOUD_TLS='Off'", False), ('XANADU_CLOUD_TLS="Y"', True),
-         ("XANADU_CLOUD_TLS=0", False), ("XANADU_CLOUD_TLS=True", True)],
-    )  # fmt: skip
-    def test_tls_spellings_in_the_file(self, clean_environment, line, expected):
-        write_home_dotenv(
-            clean_environment, f"XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}\n{line}\n"
-        )
-        assert xcc.Connection.load().tls is expected
-
-    @pytest.mark.parametrize(
-        "key, value",
-        [("PORT", "eighty"), ("PORT", ""), ("PORT", "8.5"), ("PORT", "70000"), ("PORT", "0"),
-         ("TLS", "maybe"), ("TLS", ""), ("TLS", "2"), ("TLS", "tru")],
-    )  # fmt: skip
-    def test_bad_value_in_the_file_names_the_key_and_the_file(self, clean_environment, key, value):
-        path = write_home_dotenv(
-            clean_environment,
-            f"XANADU_CLOUD_REFRESH_TOKEN='{REFRESH_TOKEN}'\nXANADU_CLOUD_{key}='{value}'\n",
-        )
-        with pytest.raises(ValueError) as info:
-            xcc.Connection.load()
-        assert f"XANADU_CLOUD_{key}" in str(info.value)
-        assert path in str(info.value)
-        assert REFRESH_TOKEN not in str(info.value)
-
-    @pytest.mark.parametrize(
-        "key, value", [("PORT", "eighty"), ("PORT", "70000"), ("TLS", "maybe"), ("TLS", "")]
-    )
-    def test_bad_value_in_the_environment_names_the_variable(self, monkeypatch, key, value):
-        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
-        monkeypatch.setenv(f"XANADU_CLOUD_{key}", value)
-        with pytest.raises(ValueError) as info:
-            xcc.Connection.load()
-        assert f"XANADU_CLOUD_{key}" in str(info.value)
-        assert "environment" in str(info.value)
-        assert REFRESH_TOKEN not in str(info.value)
-
-    def test_no_token_anywhere_raises_the_seeds_error(self, clean_environment, monkeypatch):
-        write_home_dotenv(clean_environment, "XANADU_CLOUD_HOST='cloud.example.org'\n")
-        monkeypatch.setenv("XANADU_CLOUD_PORT", "8443")
-        with pytest.raises(ValueError) as info:
-            xcc.Connection.load()
-        assert str(info.value) == MISSING_TOKEN_MESSAGE
-
-    def test_no_settings_at_all_raises_the_seeds_error(self):
-        with pytest.raises(ValueError) as info:
-            xcc.Connection.load()
-        assert str(info.value) == MISSING_TOKEN_MESSAGE
-
-    def test_loaded_connection_talks_to_the_configured_server(
-        self, servers, clean_environment, monkeypatch
-    ):
-        cloud = Cloud(routes={"/devices": lambda request: json_reply(200, {"data": []})})
-        server = servers.http(cloud)
-        write_home_dotenv(
-            clean_environment,
-            "XANADU_CLOUD_HOST='127.0.0.1'\n"
-            f"XANADU_CLOUD_PORT='{server.port}'\n"
-            "XANADU_CLOUD_TLS='False'\n",
-        )
-        monkeypatch.setenv("XANADU_CLOUD_REFRESH_TOKEN", REFRESH_TOKEN)
-        with xcc.Connection.load() as connection:
-            assert connection.request("GET", "/devices").json() == {"data": []}
-        assert [(r.method, r.path) for r in server.requests] == [
-            ("POST", TOKEN_PATH),
-            ("GET", "/devices"),
-        ]
-        assert server.requests[1].headers["authorization"] == f"Bearer {cloud.issued[0]}"
-
-    def test_loaded_connection_uses_https_when_tls_is_not_set(
-        self, tls_server, certificates, monkeypatch
-    ):
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificates["ca"])
-        monkeypatch.setenv("XANADU_CLOUD_ACCESS_TOKEN", ACCESS_TOKEN)
-        monkeypatch.setenv("XANADU_CLOUD_HOST", "127.0.0.1")
-        monkeypatch.setenv("XANADU_CLOUD_PORT", str(tls_server.port))
-        with xcc.Connection.load() as connection:
-            assert connection.ping().status_code == 200
-        assert [r.path for r in tls_server.requests] == ["/healthz"]
-        assert tls_server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
-
-
-# --------------------------------------------------------------------------- diagnostics
-
-SILENT_BY_DEFAULT = """
-import sys, xcc
-connection = xcc.Connection(access_token=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]),
-                            tls=False)
-connection.request("GET", "/before-logging")
-print("logging" in sys.modules, "urllib.request" in sys.modules)
-import logging
-connection.request("GET", "/after-logging")
-print([type(handler).__name__ for handler in logging.getLogger("xcc").handlers])
-"""
-
-
-def logged(caplog):
-    """The messages of the ``xcc`` logger's records, as a handler would format them."""
-    return [record.getMessage() for record in caplog.records if record.name == "xcc"]
-
-
-def everything_logged(caplog):
-    """All that any handler could show of every record: message, arguments, exception."""
-    return "\n".join(
-        f"{record.levelname} {record.getMessage()} {record.args!r} {record.exc_text}"
-        for record in caplog.records
-    )
-
-
-@pytest.fixture
-def debug_log(caplog):
-    """Captures every record of the ``xcc`` logger, DEBUG and up."""
-    caplog.set_level(logging.DEBUG, logger="xcc")
-    return caplog
-
-
-class TestLogging:
-    """The ``xcc`` logger: silent by default, one DEBUG line per step, never a secret."""
-
-    def test_a_token_location_is_masked_when_debug_turns_on_during_the_request(
-        self, caplog, servers
-    ):
-        caplog.set_level(logging.DEBUG, logger="xcc")  # the handler's level, restored after
-        logging.getLogger("xcc").setLevel(logging.WARNING)  # off when the request starts
-
-        def handler(request):
-            if request.path == "/a":
-                logging.getLogger("xcc").setLevel(logging.DEBUG)  # an operator turns it on
-                location = "/b?echo=" + request.headers["authorization"][len("Bearer ") :]
-                return Reply(302, headers=[("Location", location)])
-            return Reply(200)
-
-        server = servers.http(handler)
-        connect(server).request("GET", "/a")
-        assert f"302 redirect to {server.url}/b?echo=[token]" in logged(caplog)
-        assert_not_leaked(everything_logged(caplog), *secrets_of())
-
-    def test_import_and_requests_do_not_import_logging_and_stay_silent(self, server):
-        code, out, err = run_python(["-c", SILENT_BY_DEFAULT, ACCESS_TOKEN, str(server.port)])
-        assert (code, out, err) == (0, "False False\n['NullHandler']\n", "")
-        assert [r.path for r in server.requests] == ["/before-logging", "/after-logging"]
-
-    def test_an_https_request_through_a_proxy_logs_each_step_in_order(
-        self, debug_log, tls_server, servers, certificates, monkeypatch
-    ):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url(PROXY_USER, PROXY_PASSWORD))
-        with connect(tls_server) as connection:
-            for _ in range(2):
-                connection.request("GET", "/devices", verify=certificates["ca"])
-        url, address = tls_server.url + "/devices", f"127.0.0.1:{tls_server.port}"
-        proxy_line = (
-            f"Proxy for {url}: http://127.0.0.1:{proxy.port} (with credentials), from HTTPS_PROXY"
-        )
-        lines = logged(debug_log)
-        assert lines[:3] == [
-            proxy_line,
-            f"Starting new HTTPS connection: {address}",
-            f"Verifying TLS with the CA bundle {certificates['ca']!r}, from verify",
-        ]
-        assert re.fullmatch(
-            r"TLSv1\.[23] with '127\.0\.0\.1': certificate of CN=localhost, issued by"
-            r" CN=xcc\.py test ca, valid until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC",
-            lines[3],
-        )
-        response_line = rf'https://{address} "GET /devices HTTP/1\.1" 200 2 bytes \d+ ms'
-        assert re.fullmatch(response_line, lines[4])
-        reuse = f"Reusing a kept-alive connection for GET request to '{url}'"
-        assert lines[5:7] == [proxy_line, reuse]
-        assert re.fullmatch(response_line, lines[7]) and len(lines) == 8
-
-    @pytest.mark.parametrize(
-        "verify, environment, expected",
-        [
-            ("ca", {}, "the CA bundle {ca!r}, from verify"),
-            (True, {"REQUESTS_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from REQUESTS_CA_BUNDLE"),
-            (True, {"CURL_CA_BUNDLE": "ca"}, "the CA bundle {ca!r}, from CURL_CA_BUNDLE"),
-            (False, {}, "no CA: verify=False, the certificate is not checked"),
-        ],
-    )
-    def test_the_ca_source_is_named(
-        self, debug_log, tls_server, certificates, monkeypatch, verify, environment, expected
-    ):
-        for name, value in environment.items():
-            monkeypatch.setenv(name, certificates[value])
-        verify = certificates[verify] if verify == "ca" else verify
-        connect(tls_server).request("GET", "/", verify=verify)
-        line = "Verifying TLS with " + expected.format(ca=certificates["ca"])
-        assert line in logged(debug_log)
-
-    @pytest.mark.parametrize(
-        "environment, proxies, expected",
-        [
-            ({}, None, "direct: no proxy variable or setting"),
-            ({"HTTP_PROXY": "{dead}", "NO_PROXY": "localhost, 127.0.0.1"}, None,
-             "direct: the NO_PROXY entry '127.0.0.1' matches"),
-            ({"HTTP_PROXY": "{dead}"}, {"http": None}, "direct, from proxies['http']"),
-            ({"no_proxy": "*", "all_proxy": "{dead}"}, None,
-             "direct: the NO_PROXY entry '*' matches"),
-        ],
-    )  # fmt: skip
-    def test_why_a_request_goes_direct_is_named(
-        self, debug_log, server, monkeypatch, environment, proxies, expected
-    ):
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value.format(dead=dead_proxy_url()))
-        connect(server).request("GET", "/direct", proxies=proxies)
-        assert logged(debug_log)[0] == f"Proxy for {server.url}/direct: {expected}"
-
-    def test_refresh_redirect_and_dropped_credentials_are_logged(self, debug_log, servers):
-        other = servers.http()
-        to_other = lambda request: Reply(302, headers=[("Location", other.url + "/landing")])
-        cloud = Cloud(valid=(), routes={"/jobs": to_other})
-        origin = servers.http(cloud)
-        connect(origin, access_token=None).request("GET", "/jobs")
-        connect(origin).request("GET", "/again")  # a stale access token: 401, then a refresh
-        lines = [line for line in logged(debug_log) if not line.startswith("Proxy for")]
-        token_url = origin.url + TOKEN_PATH
-        assert lines[:2] == [
-            "The access token is missing: refreshing it first",
-            f"Fetching a new access token from {token_url}",
-        ]
-        assert lines[4].startswith("Got a new access token, valid until 20")
-        assert f"302 redirect to {other.url}/landing" in lines
-        assert f"Credentials dropped: the redirect leaves {origin.url}" in lines
-        assert "401 for GET /again: refreshing the access token and sending it again" in lines
-        assert len(cloud.issued) == 2
-
-    @pytest.mark.parametrize("method, again", [("GET", "sent again on a new one"),
-                                               ("POST", "not sent twice")])  # fmt: skip
-    def test_a_dead_kept_alive_socket_and_the_resend_are_logged(
-        self, debug_log, servers, method, again
-    ):
-        raw = dying_server(servers)
-        connection = connect(raw)
-        connection.request(method, "/first")
-        try:
-            connection.request(method, "/second")
-        except xcc.ConnectionError:
-            assert method == "POST"
-        dead = [line for line in logged(debug_log) if "was dead" in line]
-        assert len(dead) == 1
-        assert dead[0].startswith("The kept-alive connection was dead (")
-        assert dead[0].endswith(f"{method} request to '{raw.url}/second' is {again}")
-
-    def test_an_idle_socket_the_server_closed_is_logged_when_dropped(self, debug_log, server):
-        connection = connect(server)
-        connection.request("GET", "/one")
-        server.drop_idle_connections()
-        connection.request("GET", "/two")
-        lines = logged(debug_log)
-        assert "Dropping a kept-alive connection that the server closed while idle" in lines
-        assert [r.connection for r in server.requests] == [1, 2]
-
-    @pytest.mark.parametrize(
-        "scenario, expected", SCENARIOS, ids=[s.__name__[len("scenario_") :] for s, _ in SCENARIOS]
-    )
-    def test_no_record_holds_a_token_or_password(
-        self, debug_log, servers, tls_context, scenario, expected
-    ):
-        issued = []
-        with pytest.raises(expected):
-            scenario(servers, tls_context, issued)
-        assert debug_log.records or expected is ValueError  # the scenario was logged
-        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
-
-    def test_no_record_of_a_whole_session_holds_a_secret(self, debug_log, servers, certificates):
-        issued = []
-        other = servers.http()
-        to_other = lambda request: Reply(307, headers=[("Location", other.url + "/landing")])
-        cloud = Cloud(valid=(), routes={"/jobs": to_other})
-        cloud.issued = issued
-        origin = servers.http(cloud)
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        proxies = {"http": proxy.url(PROXY_USER, PROXY_PASSWORD)}
-        with connect(origin) as connection:  # a stale access token: 401, refresh, redirect
-            connection.request("POST", "/jobs", json={"a": 1}, proxies=proxies)
-            connection.request("GET", "/devices", proxies=proxies, stream=True).close()
-        with pytest.raises(xcc.ProxyError):
-            connect(origin).request("GET", "/", proxies={"http": proxy.url(PROXY_USER, "wr0ng")})
-        lines = logged(debug_log)
-        assert any("(with credentials), from proxies['http']" in line for line in lines)
-        assert any("307 redirect to" in line for line in lines)
-        assert any('"GET /devices HTTP/1.1" 200 streamed' in line for line in lines)
-        assert len(issued) == 1
-        assert_not_leaked(everything_logged(debug_log), "wr0ng", *secrets_of(*issued))
-
-    def test_a_token_that_a_server_echoes_in_a_redirect_is_masked(self, debug_log, servers):
-        def echo(request):
-            token = request.headers["authorization"][len("Bearer ") :]
-            return Reply(302, headers=[("Location", f"{other.url}/landing?echo={token}")])
-
-        other = servers.http()
-        origin = servers.http(Cloud(valid=(), routes={"/jobs": echo}))
-        issued = origin.handler.issued
-        connect(origin).request("GET", "/jobs")  # a 401, a refresh, then the echo
-        assert len(issued) == 1 and other.requests[0].query == {"echo": issued}
-        lines = logged(debug_log)
-        assert f"302 redirect to {other.url}/landing?echo=[token]" in lines
-        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
-
-    # -- python xcc.py -v
-
-    @pytest.fixture
-    def tls_cloud(self, servers, tls_context):
-        """A loopback Xanadu Cloud over HTTPS whose certificate the test CA signed."""
-        healthz = lambda request: Reply(200, b"")
-        return servers.http(Cloud(routes={"/healthz": healthz}), tls_context)
-
-    def test_verbose_ping_through_a_proxy_with_a_private_ca_shows_each_step(
-        self, tls_cloud, servers, certificates
-    ):
-        proxy = servers.proxy(credentials=(PROXY_USER, PROXY_PASSWORD))
-        settings = dict(
-            cli_settings(tls_cloud),
-            XANADU_CLOUD_TLS="true",
-            HTTPS_PROXY=proxy.url(PROXY_USER, PROXY_PASSWORD),
-            REQUESTS_CA_BUNDLE=certificates["ca"],
-        )
-        code, out, err = run_cli(["-v", "ping"], settings)
-        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
-        lines = err.splitlines()
-        assert all(line.startswith("xcc: ") for line in lines)
-        steps = [
-            "xcc: Setting XANADU_CLOUD_REFRESH_TOKEN from the environment variable",
-            "xcc: The access token is missing: refreshing it first",
-            "xcc: Fetching a new access token from https://127.0.0.1:",
-            f"xcc: Proxy for {tls_cloud.url}{TOKEN_PATH}: http://127.0.0.1:{proxy.port} (with"
-            " credentials), from HTTPS_PROXY",
-            f"xcc: Starting new HTTPS connection: 127.0.0.1:{tls_cloud.port}",
-            f"xcc: Verifying TLS with the CA bundle {certificates['ca']!r}, from"
-            " REQUESTS_CA_BUNDLE",
-            "xcc: TLSv1.",
-            f'xcc: {tls_cloud.url} "POST {TOKEN_PATH} HTTP/1.1" 200 ',
-            "xcc: Got a new access token, valid until ",
-            f"xcc: Proxy for {tls_cloud.url}/healthz: http://127.0.0.1:{proxy.port}",
-            "xcc: Reusing a kept-alive connection for GET request",
-            f'xcc: {tls_cloud.url} "GET /healthz HTTP/1.1" 200 0 bytes ',
-        ]
-        found = [next(i for i, line in enumerate(lines) if line.startswith(step)) for step in steps]
-        assert found == sorted(found), err
-        assert_not_leaked(out + err, *secrets_of(*tls_cloud.handler.issued))
-
-    def test_verbose_request_prints_the_body_on_stdout_and_the_log_on_stderr(self, cloud):
-        code, out, err = run_cli(["-v", "request", "GET", "/devices"], cli_settings(cloud))
-        assert (code, out) == (0, json.dumps(DEVICES, indent=4) + "\n")
-        assert f'xcc: {cloud.url} "GET /devices HTTP/1.1" 200 ' in err
-        assert_not_leaked(out + err, *secrets_of(*cloud.handler.issued))
-
-    def test_verbose_shows_the_ca_source_before_the_step_that_failed(self, tls_cloud, certificates):
-        settings = dict(cli_settings(tls_cloud), XANADU_CLOUD_TLS="true")
-        code, _, err = run_cli(["-v", "ping"], settings)
-        lines = err.splitlines()
-        assert code == 1
-        assert lines[-2].startswith("xcc: Verifying TLS with the system's CAs: ")
-        assert lines[-1].startswith("xcc.py: error: POST request to ")
-        assert "(issued by CN=xcc.py test ca)" in lines[-1] and "verify=" not in lines[-1]
-        settings["SSL_CERT_FILE"] = certificates["ca"]
-        code, out, err = run_cli(["-v", "ping"], settings)
-        assert (code, out) == (0, "Successfully connected to the Xanadu Cloud.\n")
-        ca_file = f"file {certificates['ca']!r} (from SSL_CERT_FILE)"
-        assert f"xcc: Verifying TLS with the system's CAs: {ca_file}" in err
-
-
 # -------------------------------------------------------------------------- command line
 
 
@@ -5863,3 +5829,40 @@ class TestStandInCommand:
         assert (code, out) == (1, "")
         assert_one_error_line(err)
         assert f"cannot serve on port {server.port}" in err
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def annotated(namespace):
+    """Yields ``(qualified name, annotations)`` of each function, method and property of
+    ``namespace`` (a module or a class), its classes' included."""
+    for member in vars(namespace).values():
+        if isinstance(member, type) and member.__module__ == "xcc":
+            yield from annotated(member)
+        function = getattr(member, "fget", None) or getattr(member, "__func__", member)
+        if inspect.isfunction(function) and function.__module__ == "xcc":
+            yield function.__qualname__, function.__annotations__
+
+
+class TestAnnotations:
+    """Typed for checkers at no cost at run time (mypy --strict runs in .ci/run)."""
+
+    def test_import_xcc_does_not_import_typing(self):
+        # -S: no site-packages' .pth files, which import typing in some environments.
+        code, out, err = run_python(["-S", "-c", "import sys, xcc; print('typing' in sys.modules)"])
+        assert (code, out, err) == (0, "False\n", "")
+
+    def test_every_function_is_annotated_with_strings_or_builtin_classes(self):
+        cheap = {None, str, int, float, bool, bytes, object, BaseException, Exception}
+        found = list(annotated(xcc))
+        names = {name for name, _ in found}
+        assert {"Connection.request", "Response.iter_content", "Connection.access_token"} <= names
+        assert [name for name, annotations in found if "return" not in annotations] == []
+        assert [
+            (name, value)
+            for name, annotations in found
+            for value in annotations.values()
+            if not isinstance(value, str) and value not in cheap
+        ] == []
+        assert all(isinstance(value, str) for value in xcc.__annotations__.values())
