@@ -1512,9 +1512,9 @@ def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
             raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
     except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
         raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
-    # Verify what requests verifies, the chain and the host name: Python 3.13 switched on
-    # VERIFY_X509_STRICT, which refuses CAs that OpenSSL and requests accept, such as
-    # corporate inspection CAs whose basicConstraints is not marked critical.
+    # Verify the chain and the host name, as Python 3.12 and curl do: Python 3.13 switched
+    # on VERIFY_X509_STRICT, which refuses corporate inspection CAs whose basicConstraints
+    # is not marked critical (requests 2.32 with urllib3 2.4+ refuses them there too).
     context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     # Version shim: with OpenSSL 3, a server that closes without close_notify makes Python
     # 3.6 and 3.7 raise an SSLError where 3.8+ see the end of the stream (bpo-43794); treat
