@@ -142,6 +142,27 @@ def wait_for_close(sock):
         pass
 
 
+def exit_code_of_child(body):
+    """Forks; the child runs ``body()`` and exits with 0 if it returned true (3 if not, 2 on
+    an exception). Returns the child's exit code. A child that waits for a lock that another
+    of the parent's threads held at the fork would wait forever: after 3 s SIGALRM ends it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(3)
+            code = 0 if body() else 3
+        except BaseException:  # noqa: BLE001 (the exit code reports it)
+            code = 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+
+
 def wait_until(predicate, timeout=5.0):
     """Returns whether ``predicate()`` became true within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -3116,19 +3137,7 @@ class TestPool:
     def test_a_forked_child_never_reuses_its_parents_sockets(self, server):
         connection = connect(server)
         assert connection.request("GET", "/parent").ok
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
-            pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
-            except BaseException:  # noqa: BLE001 (the exit code reports it)
-                code = 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert exit_code_of_child(lambda: connection.request("GET", "/child", timeout=5).ok) == 0
         assert connection.request("GET", "/parent-again").ok
         seen = [(request.path, request.connection) for request in server.requests]
         assert seen == [("/parent", 1), ("/child", 2), ("/parent-again", 1)]
@@ -3210,26 +3219,17 @@ class TestPool:
         holder.start()
         try:
             assert held.wait(5)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
-                pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a hang ends the child
-                    signal.alarm(3)
-                    connection.close()
-                    with connect(server) as child:
-                        code = 0 if child.request("GET", "/child", timeout=5).ok else 3
-                except BaseException:  # noqa: BLE001 (the exit code reports it)
-                    code = 2
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
+
+            def child():
+                connection.close()
+                with connect(server) as other:
+                    return other.request("GET", "/child", timeout=5).ok
+
+            code = exit_code_of_child(child)
         finally:
             release.set()
             holder.join(10)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert code == 0
         assert [(r.path, r.connection) for r in server.requests] == [("/parent", 1), ("/child", 2)]
 
     @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
@@ -5011,26 +5011,11 @@ class TestThreads:
         refresher.start()
         try:
             assert wait_until(lambda: len(server.requests) == 1)  # the token request arrived
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
-                pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    # A child waiting for the lock that the parent's thread held at the fork
-                    # would wait forever: SIGALRM ends it.
-                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-                    signal.alarm(3)
-                    code = 0 if connection.request("GET", "/child", timeout=5).ok else 3
-                except BaseException:  # noqa: BLE001 (the exit code reports it)
-                    code = 2
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
+            code = exit_code_of_child(lambda: connection.request("GET", "/child", timeout=5).ok)
         finally:
             release.set()
             refresher.join(10)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert code == 0
         assert [r.path for r in server.requests].count(TOKEN_PATH) == 2
         sent = {(r.path, r.headers["authorization"]) for r in server.requests[2:]}
         assert sent == {("/child", "Bearer " + issued[1]), ("/parent", "Bearer " + issued[0])}
