@@ -3830,8 +3830,12 @@ class TestReader:
         assert outcome(connection, method, "/one", stream) == expected
         assert_own_answers(server, connection)
 
-    @pytest.mark.parametrize("late", [False, True], ids=["in-the-same-write", "50-ms-later"])
-    def test_stray_bytes_close_every_idle_socket_to_that_server(self, servers, late):
+    @pytest.mark.parametrize(
+        "late, sweep",
+        [(False, False), (True, False), (True, True)],
+        ids=["in-the-same-write", "50-ms-later", "50-ms-later-seen-by-the-sweep"],
+    )
+    def test_stray_bytes_close_every_idle_socket_to_that_server(self, servers, late, sweep):
         def serve(sock, index):
             while True:
                 request = server.read(sock)
@@ -3855,6 +3859,8 @@ class TestReader:
         assert connection.request("GET", "/one").content == b"hello"
         if late:
             time.sleep(0.2)  # the stray bytes reach the idle socket
+        if sweep:  # the pool checks every idle socket when another server's comes
+            assert connect(servers.paths({})).request("GET", "/other").content == b"/other"
         assert connection.request("GET", "/two").content == b"/two"
         used = {r.path: r.connection for r in server.requests}
         assert used["/two"] not in (used["/a"], used["/b"]), server.requests

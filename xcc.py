@@ -1645,6 +1645,7 @@ class _Pool:
         asked for: the server (or a path to it) wrote beyond a response, and its other
         sockets may hold such bytes too, not yet arrived, which would be read as the next
         request's answer."""
+        self._check_fork()
         with self._lock:
             idle = self._idle.pop(key, [])
         _debug(
