@@ -645,6 +645,7 @@ class Response:
 
         Raises:
             ValueError: if the body is not JSON
+            RecursionError: if the JSON is nested too deep for the interpreter
         """
         import json
 
@@ -825,6 +826,7 @@ _MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 _MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
+_MAX_DETAIL = 1000  # characters of a server's error detail shown in an HTTPError
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # The advice for a certificate that no trusted CA signed; the command line, which has no
@@ -1602,6 +1604,10 @@ class _Pool:
                 since, conn = idle.pop()  # the most recently used: the least likely closed
             if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
                 return conn
+            if conn.holds_stray_bytes():
+                conn.close()
+                self.drop(key)
+                continue
             _debug("Dropping a kept-alive connection that the server closed while idle")
             conn.close()
 
@@ -1634,6 +1640,22 @@ class _Pool:
         for old in dropped:
             old.close()
 
+    def drop(self, key: "_Key") -> None:
+        """Closes the idle connections of ``key`` after one of them received bytes nobody
+        asked for: the server (or a path to it) wrote beyond a response, and its other
+        sockets may hold such bytes too, not yet arrived, which would be read as the next
+        request's answer."""
+        self._check_fork()
+        with self._lock:
+            idle = self._idle.pop(key, [])
+        _debug(
+            "Stray bytes after a response: closing the %d idle connections to %s",
+            len(idle),
+            _url(key[0], ""),
+        )
+        for _, conn in idle:
+            conn.close()
+
     def close(self, origin: "_Origin") -> None:
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
         self._check_fork()
@@ -1650,12 +1672,18 @@ class _Pool:
         self._next_sweep = now + _SWEEP_SECONDS
         dropped: List[_Conn] = []
         for key, idle in list(self._idle.items()):
-            kept = []
+            kept: List[Tuple[float, _Conn]] = []
+            gone: List[Tuple[float, _Conn]] = []
             for since, conn in idle:
-                if now - since < _MAX_IDLE_SECONDS and conn.alive():
-                    kept.append((since, conn))
-                else:
-                    dropped.append(conn)
+                fresh = now - since < _MAX_IDLE_SECONDS and conn.alive()
+                (kept if fresh else gone).append((since, conn))
+            if any(conn.holds_stray_bytes() for _, conn in gone):  # as drop() says
+                _debug(
+                    "Stray bytes after a response: closing the idle connections to %s",
+                    _url(key[0], ""),
+                )
+                gone, kept = gone + kept, []
+            dropped.extend(conn for _, conn in gone)
             if kept:
                 self._idle[key] = kept
             else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
@@ -1738,6 +1766,15 @@ class _Conn:
         try:
             return not _readable(self.sock)
         except (OSError, ValueError):
+            return False
+
+    def holds_stray_bytes(self) -> bool:
+        """Returns whether an idle socket that :meth:`alive` refused holds bytes, not only the
+        server's close; it no longer waits for anything."""
+        try:
+            self.sock.settimeout(0)
+            return bool(self.rfile.peek(1))
+        except (OSError, ValueError):  # a reset, or a TLS record not whole yet
             return False
 
     def close(self) -> None:
@@ -2129,6 +2166,8 @@ def _roundtrip(
         # it costs a system call, so only when it differs.
         if conn.sock.gettimeout() != options.timeouts[1]:
             conn.sock.settimeout(options.timeouts[1])
+        # Only a failure before the first byte of the response is a stale socket's: once the
+        # server started answering, it acted on the request, which is never sent again.
         try:
             try:
                 if body is not None and len(body) <= 65536:
@@ -2140,13 +2179,16 @@ def _roundtrip(
             except OSError:
                 # A server may answer before it has read the whole body (a 413, or a 401 to
                 # a large upload) and close the connection (RFC 9112 §9.5): its answer is
-                # then waiting to be read. Without one, the socket just died.
-                if conn.alive():
+                # then waiting to be read. A socket with nothing to read just died.
+                answer_waiting = not conn.alive()
+                if not answer_waiting:
                     raise
                 sent = False
-            version, status, reason, fields = _read_head(conn.rfile, label)
+            if not conn.rfile.peek(1):
+                raise _StaleSocket("the server closed the connection without a response")
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
+        version, status, reason, fields = _read_head(conn.rfile, label)
         for _ in range(_MAX_INTERIM + 1):
             if not 100 <= status < 200 or status == 101:
                 break
@@ -2243,15 +2285,18 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Field
 
 def _bad_line(lines: "List[bytes]") -> bytes:
     """Returns the first of a head's ``lines`` that holds a control character (but a tab)
-    or a field name that is not a token, shortened for an error message."""
+    or a field name that is not a token, shortened for an error message. It reads the
+    lines as :func:`_read_head` did: a line that begins with a space or a tab continues the
+    field before it, but the first field line has none (its name then holds the space)."""
     for index, line in enumerate(lines):
         text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        name = text.partition(b":")[0] if index and line[0] not in b" \t" else b""
+        folded = index > 1 and line[0] in b" \t"
+        name = text.partition(b":")[0] if index and not folded else b""
         if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text) or name.translate(
             None, _TOKEN_BYTES
         ):
             return text[:40]
-    return b""
+    return b""  # not reached: _read_head refuses a head for one of the lines found above
 
 
 def _framing(
@@ -2266,30 +2311,31 @@ def _framing(
     keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
     if status == 101:  # the socket now speaks another protocol, which nobody asked for
         return 0, False, False
-    if method == "HEAD" or status in (204, 304) or status < 200:
-        # A 204 or 304 that announces a body may well send one, which would be read as the
-        # next response: do not reuse the socket then.
-        announced = headers.get("Content-Length", "0").strip() != "0"
-        if status in (204, 304) and (announced or "Transfer-Encoding" in headers):
-            keep_alive = False
-        return 0, False, keep_alive
+    if method == "HEAD" or status in (204, 304):
+        # These have no body, but a server that miscounts writes one anyway, maybe a few
+        # milliseconds later, when no check before reuse can see it yet: it would be read as
+        # the next request's answer. The Xanadu Cloud answers neither, so their socket is
+        # not worth keeping.
+        return 0, False, False
     coding = headers.get("Transfer-Encoding")
     if coding is not None:
         # Chunked is the only transfer coding read, as h11 reads: a body under another one
         # (gzip, chunked) would be handed over still encoded, as if it were whole.
         if coding.strip().lower() != "chunked":
             raise ConnectionError(f"{label} failed: unsupported Transfer-Encoding {coding!r}")
-        # A Content-Length beside Transfer-Encoding is how requests get smuggled
-        # (RFC 9112 §6.1): read this body, but do not trust the socket afterwards.
-        return None, True, keep_alive and "Content-Length" not in headers
-    values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
-    if values == {""}:
+        # A Content-Length beside Transfer-Encoding is how requests get smuggled, and an
+        # HTTP/1.0 peer may not know chunked (RFC 9112 §6.1): read this body, but do not
+        # trust the socket afterwards.
+        reusable = version == b"HTTP/1.1" and "Content-Length" not in headers
+        return None, True, keep_alive and reusable
+    announced = headers.get("Content-Length")
+    if announced is None:
         return None, False, False
+    # An empty value is refused, as h11 does (http.client would read to the close).
+    values = {value.strip() for value in announced.split(",")}
     length = values.pop()
     if values or not length or not _DIGITS.issuperset(length):
-        raise ConnectionError(
-            f"{label} failed: invalid Content-Length {headers['Content-Length']!r}"
-        )
+        raise ConnectionError(f"{label} failed: invalid Content-Length {announced!r}")
     return int(length), False, keep_alive
 
 
@@ -2441,10 +2487,13 @@ class _Body:
         beyond the body has arrived, since those bytes would be read as the next request's
         answer (a server counting characters for bytes, a body on a 204, an attack)."""
         self.done = True
-        if self._keep_alive and not _read_beyond(self._conn):
-            _POOL.put(self._conn)
-        else:
+        if not self._keep_alive:
             self._conn.close()
+        elif _read_beyond(self._conn):
+            self._conn.close()
+            _POOL.drop(self._conn.key)
+        else:
+            _POOL.put(self._conn)
 
     def _read_plain(self, amount: "Optional[int]") -> bytes:
         """Reads a body framed by ``Content-Length``, or by the end of the connection."""
@@ -2474,10 +2523,15 @@ class _Body:
         while True:
             if not self._left:
                 line = rfile.readline(_MAX_LINE + 1)
-                size = line.split(b";", 1)[0].strip().decode("latin-1")
-                if not line.endswith(b"\n") or not 0 < len(size) <= 16:
+                if not line.endswith(b"\n"):
                     raise self._broken_chunk()
-                if not _HEX_DIGITS.issuperset(size):
+                # Hex digits, then spaces or tabs and an extension (RFC 9112 §7.1.1); no
+                # control character, no space before the digits, as h11 reads it.
+                text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                size = text.partition(b";")[0].rstrip(b" \t").decode("latin-1")
+                if not 0 < len(size) <= 16 or not _HEX_DIGITS.issuperset(size):
+                    raise self._broken_chunk()
+                if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text):
                     raise self._broken_chunk()
                 self._left = int(size, 16)
                 if not self._left:
@@ -2496,12 +2550,18 @@ class _Body:
                 return b"".join(pieces)
 
     def _skip_trailers(self, rfile: "IO[bytes]") -> None:
-        """Reads the trailer fields after the last chunk; nothing uses them."""
+        """Reads the trailer fields after the last chunk (nothing uses them) within the
+        bounds of a head, and refuses a control character in them as in a head."""
+        left = _MAX_HEAD
         for _ in range(_MAX_HEADERS + 1):
-            line = rfile.readline(_MAX_LINE + 1)
-            if line in (b"\r\n", b"\n"):
+            line = rfile.readline(left + 1)
+            left -= len(line)
+            if line in (b"\r\n", b"\n") and left >= 0:
                 return
-            if not line.endswith(b"\n"):
+            if left < 0 or not line.endswith(b"\n"):
+                break
+            text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text):
                 break
         raise self._broken_chunk()
 
@@ -2515,8 +2575,8 @@ class _Decoder:
     gigabytes (a decompression bomb, as urllib3's CVE-2025-66471) streams in flat memory.
 
     The body is decoded whole or refused: a stream that stops short, or goes on after its
-    end with anything but another gzip member (RFC 1952 §2.2, as ``gzip`` reads them), is a
-    :class:`ConnectionError`.
+    end with anything but another gzip member (RFC 1952 §2.2) or zero bytes of padding after
+    one (as ``gzip.decompress`` reads them), is a :class:`ConnectionError`.
     """
 
     def __init__(self, coding: str, label: str) -> None:
@@ -2533,7 +2593,7 @@ class _Decoder:
         bytes (``None``: as they come), then checks that the stream ended."""
         limit = size or 0  # zlib's max_length; 0: no limit
         for data in pieces:
-            more: Union[bool, int] = True
+            more = True
             while more:
                 decompressor = self._decompressor
                 if decompressor is None or decompressor.eof:
@@ -2552,7 +2612,7 @@ class _Decoder:
                 else:
                     # At the limit, zlib may hold more output of the input it took.
                     data = decompressor.unconsumed_tail
-                    more = bool(data) or limit and len(piece) == limit
+                    more = bool(data) or bool(limit) and len(piece) == limit
         if self._head or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
 
@@ -2561,6 +2621,10 @@ class _Decoder:
         and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
         zlib = self._zlib
         if self._coding == "gzip":
+            if self._decompressor is not None:  # after a member, as gzip.decompress
+                data = data.lstrip(b"\0")
+                if not data:
+                    return None, b""
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
             return self._decompressor, data
         if self._decompressor is not None:
@@ -2686,14 +2750,16 @@ def _http_error(response: "Response") -> "HTTPError":
     """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
     the messages of a validation error, else the ``detail``, else requests' wording.
 
-    The server's words are repeated: :func:`_mask` takes the tokens out of them.
+    The server's words are repeated, with their control characters escaped and cut to
+    ``_MAX_DETAIL`` characters, as a reason phrase is: :func:`_mask` takes the tokens out.
     """
     body = _json_object(response)
     meta = body.get("meta")
     if response.status_code == 400 and body.get("code") == "validation-error" and meta:
-        message = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
+        words = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
+        message = _printable(words, _MAX_DETAIL)
     elif "detail" in body:
-        message = str(body["detail"])
+        message = _printable(str(body["detail"]), _MAX_DETAIL)
     else:
         message = response._status_message()
     return HTTPError(message, response=response)
@@ -2978,8 +3044,13 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
         else:
             try:
                 print(json.dumps(response.json(), indent=4))
-            except ValueError:
-                sys.stdout.buffer.write(response.content)
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+                sys.stdout.flush()
+                # buffer.write() may write part of the bytes to a pipe and return the count;
+                # the loop gets to the write that fails on a pipe closed early.
+                data = memoryview(response.content)
+                while data:
+                    data = data[sys.stdout.buffer.write(data) :]
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader stopped reading (``| head -1``): end quietly, as Unix tools do. Python
