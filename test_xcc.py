@@ -772,6 +772,29 @@ class TestRequest:
 
 
 class TestUpdateAccessToken:
+    @pytest.mark.parametrize("exp", [1e20, float("nan"), float("inf"), -1e20])
+    @pytest.mark.parametrize("log", [False, True], ids=["quiet", "logged"])
+    def test_a_token_whose_expiry_is_no_date_is_used_and_judged_by_the_server(
+        self, server, caplog, exp, log
+    ):
+        issued = make_jwt(exp)  # json.dumps writes NaN and Infinity, as some servers do
+
+        def handler(request):
+            if request.path == TOKEN_PATH:
+                return json_reply(200, {"access_token": issued})
+            return json_reply(200, {"path": request.path})
+
+        server.handler = handler
+        if log:
+            caplog.set_level(logging.DEBUG, logger="xcc")
+        connection = connect(server, access_token=None)
+        assert connection.request("GET", "/jobs").json() == {"path": "/jobs"}
+        assert connection.request("GET", "/jobs").ok  # no refresh before each request
+        assert [r.path for r in server.requests] == [TOKEN_PATH, "/jobs", "/jobs"]
+        assert server.requests[1].headers["authorization"] == "Bearer " + issued
+        if log:
+            assert "Got a new access token, valid until an unknown time" in logged(caplog)
+
     def test_success_replaces_the_access_token(self, server):
         cloud = server.handler = Cloud()
         connection = connect(server)

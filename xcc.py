@@ -436,7 +436,8 @@ class Connection:
         options: "_Options",
     ) -> "Response":
         """Sends a request with ``token`` and the per-request headers ``extra``."""
-        if token not in options.secrets:  # the stale token too, after a refresh
+        # The stale token stays listed after a refresh: a redirect may still echo it.
+        if token not in options.secrets:
             options.secrets += (self._refresh_token, token)
         headers = self._base_headers.copy()
         if "Authorization" not in headers:
@@ -512,7 +513,8 @@ class Connection:
         )
         # The refresh token never follows a redirect: it is the key to the account.
         options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
-        _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
+        if _log_enabled():
+            _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
         response = _send_following_redirects(
             "POST", self._origin, _TOKEN_PATH, headers, body, options
         )
@@ -531,7 +533,8 @@ class Connection:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
         self._set_access_token(token, fetched=True)
-        _debug("Got a new access token, valid until %s", _utc(self._token[1]))
+        if _log_enabled():
+            _debug("Got a new access token, valid until %s", _utc(self._token[1]))
 
     def _set_access_token(self, token: "Optional[str]", fetched: bool = False) -> None:
         """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
@@ -643,6 +646,9 @@ class Response:
         Args:
             **kwargs: keyword arguments of ``json.loads()``
 
+        Returns:
+            Any: the parsed body
+
         Raises:
             ValueError: if the body is not JSON
             RecursionError: if the JSON is nested too deep for the interpreter
@@ -652,8 +658,12 @@ class Response:
         return json.loads(self.content, **kwargs)
 
     def raise_for_status(self) -> None:
-        """Raises :class:`HTTPError` if the status code is 4XX or 5XX, worded as requests
-        words it: ``"404 Client Error: Not Found for url: ..."``."""
+        """Raises :class:`HTTPError` if the status code is 4XX or 5XX.
+
+        Raises:
+            HTTPError: worded as requests words it, ``"404 Client Error: Not Found for url:
+                ..."``, with :attr:`HTTPError.response` set to this response
+        """
         if 400 <= self.status_code < 600:
             raise HTTPError(self._status_message(), response=self)
 
@@ -671,6 +681,7 @@ class Response:
             Timeout: (while iterating) if the server stopped sending for longer than the
                 read timeout
             RuntimeError: if the body was already consumed by an earlier iteration
+            TypeError: if ``chunk_size`` is not a positive int or ``None``
         """
         if chunk_size is not None and (
             isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
@@ -826,6 +837,7 @@ _MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 _MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
+_MAX_EXPIRY = 253402300800  # 10000-01-01 in Unix seconds: a later JWT exp is not a date
 _MAX_DETAIL = 1000  # characters of a server's error detail shown in an HTTPError
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -971,8 +983,8 @@ def _check_header(name: object, value: object) -> "Tuple[str, str]":
     """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
 
     A CR, LF or other control character would let a value start a new header or request
-    (RFC 9110 §5.5), so it is refused here rather than left to ``http.client``, whose checks
-    differ between Python builds. The value is never echoed: it may be a credential.
+    (RFC 9110 §5.5), so it is refused before anything is written. The value is never
+    echoed: it may be a credential.
     """
     if not isinstance(name, str):
         raise TypeError(f"A header name must be a string, not {type(name).__name__}")
@@ -1160,7 +1172,8 @@ class _Options:
         self.proxies = proxies
         self.stream = bool(stream)
         self.allow_redirects = bool(allow_redirects)
-        # The tokens that a URL a server sent is masked of (see _exchange).
+        # The tokens to mask in the URLs a server sends back (a Location may echo one), filled
+        # by Connection._send_with_token; see _exchange.
         self.secrets: Tuple[Optional[str], ...] = ()
 
 
@@ -1283,7 +1296,7 @@ def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
     return None
 
 
-_NO_PROXY_SET = ("none", None)  # why a request goes direct when nothing names a proxy
+_DIRECT_SOURCE = ("none", None)  # why a request goes direct when nothing names a proxy
 
 
 def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
@@ -1313,7 +1326,7 @@ def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
 
     url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
     if url is None:
-        return None, _NO_PROXY_SET
+        return None, _DIRECT_SOURCE
     if urllib.request.proxy_bypass(host):
         return None, ("system bypass", None)
     return url, ("system", None)
@@ -1349,7 +1362,7 @@ def _proxy_url(
         return system(scheme, host)
     key = scheme if found.get(scheme) else "all"
     if not found.get(key):
-        return None, _NO_PROXY_SET
+        return None, _DIRECT_SOURCE
     entry = _bypass_proxy(host, port, found.get("no", ""))
     if entry is not None:
         return None, ("NO_PROXY", entry)
@@ -1878,9 +1891,12 @@ def _wrap_tls(
 
 def _utc(seconds: "Optional[float]") -> str:
     """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
-    if seconds is None:
-        return "an unknown time"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    if seconds is not None:
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+        except (OverflowError, ValueError, OSError):  # out of this platform's range
+            pass
+    return "an unknown time"
 
 
 def _der_items(data: bytes, start: int, end: int) -> "Iterator[Tuple[int, int, int]]":
@@ -2704,8 +2720,9 @@ def _send_following_redirects(
                 f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
-        shown = _url(next_origin, _masked(target, options.secrets))
-        _debug("%s redirect to %s", response.status_code, shown)
+        if _log_enabled():
+            shown = _url(next_origin, _masked(target, options.secrets))
+            _debug("%s redirect to %s", response.status_code, shown)
         if credentials_sent and _should_strip_auth(origin, next_origin):
             _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
@@ -2849,9 +2866,11 @@ def _jwt_expiry(token: str) -> "Optional[float]":
         expiry = claims["exp"]
     except (IndexError, KeyError, TypeError, ValueError):
         return None
+    # The claim is the server's word: NaN, infinities and years past 9999 would make the
+    # comparisons and time.gmtime() fail, so such a token is judged by the server instead.
     if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
         return None
-    return expiry
+    return expiry if 0 <= expiry < _MAX_EXPIRY else None
 
 
 # ------------------------------------------------------------------------------ settings
