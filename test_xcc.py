@@ -897,6 +897,21 @@ def write_home_dotenv(home, text):
 class TestLoad:
     """``Connection.load()``: the settings that the original client's ``xcc config`` saves."""
 
+    @pytest.mark.parametrize("kind", ["not-utf-8", "a-folder"])
+    def test_a_settings_file_that_cannot_be_read_is_a_value_error_naming_it(
+        self, clean_environment, kind
+    ):
+        path = write_home_dotenv(clean_environment, "")
+        if kind == "a-folder":
+            os.remove(path)
+            os.mkdir(path)
+        else:
+            with open(path, "wb") as file:
+                file.write(b"XANADU_CLOUD_HOST=caf\xe9\n")
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value).startswith(f"Cannot read the settings file {path!r}: ")
+
     def test_reads_the_file_that_xcc_config_writes(self, clean_environment):
         path = write_home_dotenv(
             clean_environment,

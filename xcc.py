@@ -1615,13 +1615,17 @@ class _Pool:
                 if not idle:
                     return None
                 since, conn = idle.pop()  # the most recently used: the least likely closed
-            if time.monotonic() - since < _MAX_IDLE_SECONDS and conn.alive():
+            too_old = time.monotonic() - since >= _MAX_IDLE_SECONDS
+            if not too_old and conn.alive():
                 return conn
             if conn.holds_stray_bytes():
                 conn.close()
                 self.drop(key)
                 continue
-            _debug("Dropping a kept-alive connection that the server closed while idle")
+            _debug(
+                "Dropping a kept-alive connection %s",
+                "idle for too long" if too_old else "that the server closed while idle",
+            )
             conn.close()
 
     def put(self, conn: "_Conn") -> None:
@@ -2899,6 +2903,8 @@ def _read_dotenv(path: str) -> "Dict[str, str]":
             lines = file.read().splitlines()
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeError) as exc:  # a folder, no permission, not UTF-8
+        raise ValueError(f"Cannot read the settings file {path!r}: {exc}") from exc
     values = {}
     for line in lines:
         line = line.strip()
