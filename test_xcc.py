@@ -795,6 +795,19 @@ class TestUpdateAccessToken:
         if log:
             assert "Got a new access token, valid until an unknown time" in logged(caplog)
 
+    def test_a_token_whose_claims_are_nested_too_deep_has_no_expiry_it_reads(self, server):
+        claims = base64.urlsafe_b64encode(b"[" * 100000 + b"]" * 100000).rstrip(b"=")
+        issued = "eyJhbGciOiJub25lIn0." + claims.decode("ascii") + ".sig"
+        server.handler = lambda request: (
+            json_reply(200, {"access_token": issued})
+            if request.path == TOKEN_PATH
+            else json_reply(200, {})
+        )
+        assert connect(server, access_token=issued).request("GET", "/jobs").ok
+        assert connect(server, access_token=None).request("GET", "/jobs").ok
+        assert [r.path for r in server.requests] == ["/jobs", TOKEN_PATH, "/jobs"]
+        assert server.requests[2].headers["authorization"] == "Bearer " + issued
+
     def test_success_replaces_the_access_token(self, server):
         cloud = server.handler = Cloud()
         connection = connect(server)
@@ -1487,6 +1500,60 @@ class TestResponse:
         finally:
             received.set()
 
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_iter_content_takes_a_chunk_size_beyond_any_body(self, server, stream):
+        body = b"hello" * 1000
+        server.handler = lambda request: Reply(200, gzip.compress(body), {"Content-Encoding": "gzip"})
+        response = connect(server).request("GET", "/jobs", stream=stream)
+        assert b"".join(response.iter_content(2**63)) == body
+
+    def test_a_long_streamed_error_body_is_read_only_as_far_as_its_message_needs(self, servers):
+        # 100 KiB of detail: past the 64 KiB read to word the error, so requests' wording.
+        body = json.dumps({"detail": "x" * 102400}).encode()
+        reply = raw_response(gzip.compress(body), "500 Internal Server Error",
+                             [("Content-Encoding", "gzip")])  # fmt: skip
+        server = servers.paths({"/jobs": reply})
+        with pytest.raises(xcc.HTTPError, match=r"^500 Server Error: Internal Server Error"):
+            connect(server).request("GET", "/jobs", stream=True)
+
+    def test_the_rest_of_a_long_streamed_error_body_stays_for_the_caller(self, servers):
+        body = json.dumps({"detail": "x" * 102400}).encode()
+        server = servers.paths({"/jobs": raw_response(body, "500 Internal Server Error")})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs", stream=True)
+        pieces = list(info.value.response.iter_content(1000))
+        assert b"".join(pieces) == body
+        assert max(map(len, pieces)) == 1000
+
+    def test_a_short_streamed_error_body_gives_its_detail_and_its_content(self, servers):
+        body = json.dumps({"detail": "No such job."}).encode()
+        server = servers.paths({"/jobs": raw_response(body, "404 Not Found")})
+        with pytest.raises(xcc.HTTPError, match=r"^No such job\.$") as info:
+            connect(server).request("GET", "/jobs", stream=True)
+        assert info.value.response.content == body
+
+    def test_an_endless_streamed_error_body_still_raises(self, servers):
+        def endless(sock):
+            sock.sendall(raw_head("500 Internal Server Error", [("Transfer-Encoding", "chunked")]))
+            with contextlib.suppress(OSError):
+                for _ in range(100000):  # 1 GB at most: the test fails long before
+                    sock.sendall(b"2710\r\n" + b"x" * 10000 + b"\r\n")
+
+        raw = fault_server(servers, endless)
+        with pytest.raises(xcc.HTTPError, match=r"^500 Server Error") as info:
+            connect(raw).request("GET", "/jobs", stream=True, timeout=5)
+        info.value.response.close()
+
+    def test_a_streamed_gzip_bomb_error_body_is_not_decoded_whole(self, servers):
+        bomb = raw_response(gzip_bomb(256 << 20), "500 Internal Server Error",
+                            [("Content-Encoding", "gzip")])  # fmt: skip
+        server = servers.paths({"/bomb": bomb})
+        code, out, err = run_python(["-c", ERROR_BOMB_CLIENT, HERE, str(server.port)])
+        assert code == 0, err
+        message, growth = out.rsplit(" ", 1)
+        assert message.startswith("500 Server Error: Internal Server Error")
+        assert int(growth) <= 32, f"peak RSS grew by {growth} MiB to word the error"
+
 
 # ---------------------------------------------------------------------------- exceptions
 
@@ -1974,6 +2041,14 @@ class TestInjection:
     def test_json_with_nan_or_infinity_is_refused(self, server, payload):
         call = lambda: connect(server).request("POST", "/jobs", json=payload)
         refused_before_sending(server, ValueError, call)
+
+    def test_json_nested_too_deep_is_refused(self, server):
+        payload = []
+        for _ in range(100000):
+            payload = [payload]
+        call = lambda: connect(server).request("POST", "/jobs", json=payload)
+        error = refused_before_sending(server, ValueError, call)
+        assert str(error) == "json is nested too deep to be serialised"
 
     @pytest.mark.parametrize(
         "method, content_length",
@@ -3829,6 +3904,21 @@ for size in map(int, sys.argv[3:]):
 """
 
 
+ERROR_BOMB_CLIENT = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+import xcc
+connection = xcc.Connection(access_token="a.b.c", host="127.0.0.1", port=int(sys.argv[2]),
+                            tls=False)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    connection.request("GET", "/bomb", stream=True)
+except xcc.HTTPError as exc:
+    growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(exc, growth // 1024)
+"""
+
+
 class TestReader:
     """The response reader (issue 8, SPEC §2): never one request's answer for another's,
     bounded in every dimension. A :class:`loopback.PathServer` answers ``/one`` with exact
@@ -4035,6 +4125,28 @@ class TestReader:
         assert_names_url(info.value, xcc.ConnectionError, connection.url("/one"))
         assert repr(b"HTTP/1.1 " + status)[:-1] in str(info.value)
         assert_own_answers(server, connection)
+
+    @pytest.mark.parametrize(
+        "status_line", [b"HTTP/1.1\t200 OK", b"HTTP/1.1  200 OK", b"HTTP/1.1 200\tOK",
+                        b" HTTP/1.1 200 OK", b"HTTP/1.1 \t200 OK"],
+    )  # fmt: skip
+    def test_a_status_line_not_split_on_single_spaces_is_refused(self, servers, status_line):
+        # h11 and llhttp refuse these too (RFC 9112 §4: version SP status SP reason).
+        server = servers.paths({"/one": status_line + b"\r\nContent-Length: 0\r\n\r\n"})
+        connection = connect(server)
+        with pytest.raises(xcc.ConnectionError, match="not HTTP/1.x|invalid status line"):
+            connection.request("GET", "/one")
+        assert_own_answers(server, connection)
+
+    @pytest.mark.parametrize(
+        "status_line, reason",
+        [(b"HTTP/1.1 200", ""), (b"HTTP/1.1 200 ", ""), (b"HTTP/1.1 200 Fine  today ", "Fine  today"),
+         (b"HTTP/1.0 200 OK", "OK")],
+    )  # fmt: skip
+    def test_a_status_line_without_a_reason_is_a_response(self, servers, status_line, reason):
+        server = servers.paths({"/one": status_line + b"\r\nContent-Length: 2\r\n\r\nok"})
+        response = connect(server).request("GET", "/one")
+        assert (response.status_code, response.reason, response.content) == (200, reason, b"ok")
 
     def test_a_head_of_a_thousand_folded_lines_fails_after_64_kib(self, servers):
         head = b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n" + (b" " + b"a" * 60000 + b"\r\n") * 1000

@@ -25,6 +25,7 @@ logger, and printed on stderr by ``python xcc.py -v ...``.
 """
 
 import io
+import itertools
 import os
 import select
 import socket
@@ -583,6 +584,9 @@ class Response:
         self._body = body
         self._content: Optional[bytes] = None
         self._consumed = False
+        # The start of a streamed error body, read to word its HTTPError, and the decoded
+        # pieces after it (see _peek): the caller reads both, as if nothing had been read.
+        self._peeked: "Tuple[bytes, Iterator[bytes]]" = (b"", iter(()))
         # Whether the request that got this answer carried the connection's credentials:
         # false after a redirect to another origin (see _send_following_redirects).
         self._credentials_sent = True
@@ -621,7 +625,9 @@ class Response:
             if self._consumed:
                 raise RuntimeError("The content of this response was already consumed")
             self._consumed = True
-            if "Content-Encoding" in self.headers:
+            if self._peeked[0]:
+                self._content = b"".join(self._resume(65536))
+            elif "Content-Encoding" in self.headers:
                 self._content = b"".join(self._decoded(None))
             else:  # the common case, without the generators: 3 % of a request
                 self._content = self._body.read()
@@ -687,13 +693,14 @@ class Response:
             isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
         ):
             raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
-        size = chunk_size or 65536
+        # A size beyond any body is one read of at most _MAX_READ (zlib takes a C ssize_t).
+        size = min(chunk_size or 65536, _MAX_READ)
         if self._content is not None:
             return (self._content[i : i + size] for i in range(0, len(self._content), size))
         if self._consumed:
             raise RuntimeError("The content of this response was already consumed")
         self._consumed = True
-        return self._decoded(size)
+        return self._resume(size) if self._peeked[0] else self._decoded(size)
 
     def close(self) -> None:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
@@ -731,6 +738,33 @@ class Response:
                 f" and deflate only, at most {_MAX_CODINGS})"
             )
         return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
+
+    def _peek(self, limit: int) -> "Optional[bytes]":
+        """Returns the decoded body of a streamed response if it is at most ``limit`` bytes
+        (then kept as :attr:`content`), else ``None``, reading no more than ``limit`` bytes
+        beyond: an error body may be endless, or a bomb. What was read is kept for the
+        caller's :meth:`iter_content`."""
+        if self._content is not None or self._consumed:
+            return self._content
+        pieces = self._decoded(8192)
+        start = b""
+        for piece in pieces:
+            start += piece
+            if len(start) > limit:
+                self._peeked = (start, pieces)
+                return None
+        self._consumed = True
+        self._content = start
+        return start
+
+    def _resume(self, size: int) -> "Iterator[bytes]":
+        """Yields what :meth:`_peek` read, then the rest of the body, in pieces of at most
+        ``size`` bytes."""
+        start, rest = self._peeked
+        self._peeked = (b"", iter(()))
+        for piece in itertools.chain((start,), rest):
+            for i in range(0, len(piece), size):
+                yield piece[i : i + size]
 
     def _discard(self) -> None:
         """Drops the body; a short one is read to its end so that its socket is reused."""
@@ -839,6 +873,7 @@ _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not t
 _MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
 _MAX_EXPIRY = 253402300800  # 10000-01-01 in Unix seconds: a later JWT exp is not a date
 _MAX_DETAIL = 1000  # characters of a server's error detail shown in an HTTPError
+_MAX_ERROR_BODY = 65536  # decoded bytes of a streamed error body read to find its detail
 
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # The advice for a certificate that no trusted CA signed; the command line, which has no
@@ -1097,6 +1132,8 @@ def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optio
             text = json.dumps(json_body, allow_nan=False)
         except ValueError as exc:
             raise ValueError(f"json is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ValueError("json is nested too deep to be serialised") from exc
         return text.encode("utf-8"), "application/json"
     if not data:
         return None, None
@@ -2255,10 +2292,12 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Field
     line = rfile.readline(_MAX_HEAD + 1)
     if not line:
         raise _StaleSocket("the server closed the connection without a response")
-    parts = line.split(None, 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0"):
+    # HTTP-version SP status-code SP [reason-phrase] (RFC 9112 §4): single spaces, as h11
+    # and llhttp read it; a tab or a second space is not a status line.
+    version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+    code, _, raw_reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
-    code = parts[1]
     if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
         raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
     left = _MAX_HEAD - len(line)
@@ -2295,12 +2334,12 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Field
         raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
     for index, pieces in folds.items():
         fields[index] = (fields[index][0], " ".join(pieces))
-    raw_reason = parts[2].strip() if len(parts) == 3 else b""
+    raw_reason = raw_reason.strip()
     try:
         reason = raw_reason.decode("utf-8")
     except UnicodeDecodeError:
         reason = raw_reason.decode("latin-1")
-    return parts[0], int(code), reason, fields
+    return version, int(code), reason, fields
 
 
 def _bad_line(lines: "List[bytes]") -> bytes:
@@ -2774,7 +2813,8 @@ def _http_error(response: "Response") -> "HTTPError":
     The server's words are repeated, with their control characters escaped and cut to
     ``_MAX_DETAIL`` characters, as a reason phrase is: :func:`_mask` takes the tokens out.
     """
-    body = _json_object(response)
+    # A streamed body is read only as far as the message needs: the rest stays for the caller.
+    body = _json_object(response) if response._peek(_MAX_ERROR_BODY) is not None else {}
     meta = body.get("meta")
     if response.status_code == 400 and body.get("code") == "validation-error" and meta:
         words = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
@@ -2868,7 +2908,7 @@ def _jwt_expiry(token: str) -> "Optional[float]":
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         expiry = claims["exp"]
-    except (IndexError, KeyError, TypeError, ValueError):
+    except (IndexError, KeyError, TypeError, ValueError, RecursionError):  # nested too deep
         return None
     # The claim is the server's word: NaN, infinities and years past 9999 would make the
     # comparisons and time.gmtime() fail, so such a token is judged by the server instead.
