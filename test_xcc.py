@@ -13,6 +13,7 @@ last. Run with ``python -m pytest``.
 import base64
 import contextlib
 import decimal
+import gc
 import gzip
 import hashlib
 import http.client
@@ -2622,6 +2623,21 @@ class TestProxies:
         assert_not_leaked(shown_texts, credentials, credentials.split(":")[-1], shown)
         assert proxy.connections == 0
 
+    def test_rotating_proxy_urls_leave_a_bounded_number_of_passwords_in_memory(self, servers):
+        origin = servers.http()
+        proxy = servers.proxy()
+        for number in range(100):
+            url = proxy.url(PROXY_USER, f"rotating-secret-{number:03d}")
+            assert connect(origin).request("GET", "/", proxies={"http": url}).ok
+        gc.collect()
+        authorizations = [
+            getattr(o, "authorization", "") or "" for o in gc.get_objects() if type(o) is xcc._Proxy
+        ]
+        decoded = " ".join(base64.b64decode(a[6:]).decode() for a in authorizations if a)
+        assert len(proxy.requests) == 100
+        assert decoded.count("rotating-secret-") <= 16
+        assert "rotating-secret-000" not in decoded  # the least recently used went first
+
     def test_a_407_keeps_no_proxy_password_anywhere_reachable(self, servers):
         origin = servers.http()
         proxy = servers.proxy(credentials=(PROXY_USER, "the-right-one"))
@@ -2685,6 +2701,40 @@ class TestTLS:
         response = connect(tls_server).request("GET", "/ok", verify=certificates["ca"])
         assert response.status_code == 200
         assert [r.path for r in tls_server.requests] == ["/ok"]
+
+    @pytest.mark.parametrize("how", ["verify", "REQUESTS_CA_BUNDLE"])
+    def test_a_ca_taken_out_of_the_bundle_file_is_no_longer_trusted(
+        self, tls_server, certificates, tmp_path, monkeypatch, how
+    ):
+        bundle = tmp_path / "bundle.pem"
+        shutil.copy(certificates["ca"], str(bundle))
+        kwargs = {"verify": str(bundle)} if how == "verify" else {}
+        if how == "REQUESTS_CA_BUNDLE":
+            monkeypatch.setenv(how, str(bundle))
+        connection = connect(tls_server)
+        assert connection.request("GET", "/trusted", **kwargs).ok
+        shutil.copy(certificates["lax_ca"], str(bundle))  # another CA: the server's is gone
+        assert connection.request("GET", "/pooled", **kwargs).ok  # a verified socket stays
+        connection.close()
+        with pytest.raises(xcc.SSLError):
+            connection.request("GET", "/new", **kwargs)
+        assert [r.path for r in tls_server.requests] == ["/trusted", "/pooled"]
+
+    def test_ssl_contexts_are_kept_for_a_bounded_number_of_ca_files(
+        self, tls_server, certificates, tmp_path
+    ):
+        def contexts():
+            gc.collect()
+            return sum(isinstance(o, ssl.SSLContext) for o in gc.get_objects())
+
+        before = contexts()
+        for number in range(60):  # each a temporary CA file, deleted after use
+            bundle = str(tmp_path / f"ca{number}.pem")
+            shutil.copy(certificates["ca"], bundle)
+            with connect(tls_server) as connection:
+                assert connection.request("GET", "/", verify=bundle).ok
+            os.remove(bundle)
+        assert contexts() - before <= 20  # 16 kept, and a few that the test's servers hold
 
     def test_verify_with_a_hashed_ca_directory_is_accepted(
         self, tls_server, certificates, tmp_path
@@ -3705,6 +3755,34 @@ class TestFaults:
         assert isinstance(exc, xcc.Timeout)
         assert isinstance(exc, xcc.ConnectionError)
         assert str(exc) == f"GET request to '{connection.url('/devices')}' timed out"
+
+    @pytest.mark.parametrize("dripping", ["the proxy's CONNECT answer", "the TLS handshake"])
+    def test_a_server_dripping_its_answer_cannot_stretch_the_connect_timeout(
+        self, servers, dripping
+    ):
+        # One byte every 0.1 s: each read gets a byte well within any per-read timeout.
+        if dripping == "the TLS handshake":  # a TLS record header that announces 16 KiB
+            drip = b"\x16\x03\x03\x40\x00" + bytes(16384)
+        else:
+            drip = b"HTTP/1.1 200 Connection established\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+
+        def serve(sock, index):
+            sock.recv(65536)  # the CONNECT, or the ClientHello
+            with contextlib.suppress(OSError):
+                for byte in drip[:300]:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.1)
+
+        slow = servers.raw(serve)
+        proxies = {"https": f"http://127.0.0.1:{slow.port}"}
+        port = closed_port() if dripping != "the TLS handshake" else slow.port
+        connection = xcc.Connection(access_token=ACCESS_TOKEN, host="127.0.0.1", port=port)
+        start = time.monotonic()
+        with pytest.raises(xcc.ConnectTimeout):
+            connection.request(
+                "GET", "/", timeout=(1, 60), proxies=proxies if "proxy" in dripping else None
+            )
+        assert time.monotonic() - start < 2.5  # 1 s, and some for a loaded machine
 
     def test_the_connect_timeout_is_one_budget_across_all_addresses(self):
         with blackhole() as first, blackhole() as second:

@@ -286,7 +286,10 @@ class Connection:
                 mapping or pairs are form-encoded, a binary or text file is read whole
             json (object, optional): a body serialised as JSON (without NaN or Infinity)
             timeout (float or Tuple[float, float], optional): seconds to wait for the
-                server, or a ``(connect, read)`` pair; ``None`` waits forever
+                server, or a ``(connect, read)`` pair; ``None`` waits forever. The connect
+                timeout bounds connecting, a proxy's tunnel and the TLS handshake together;
+                the read timeout bounds each read, as in requests, not the whole response:
+                a server that sends a byte now and then keeps a request going
             stream (bool): whether to leave the body unread until :meth:`Response.iter_content`
                 or :attr:`Response.content` is used
             allow_redirects (bool): whether to follow redirects (up to 30)
@@ -870,6 +873,7 @@ _MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each 
 _MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
 _DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
+_MAX_CACHED = 16  # SSL contexts (per CA bundle) and parsed proxies (per URL) kept
 _MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
 _MAX_EXPIRY = 253402300800  # 10000-01-01 in Unix seconds: a later JWT exp is not a date
 _MAX_DETAIL = 1000  # characters of a server's error detail shown in an HTTPError
@@ -1486,30 +1490,54 @@ _PROXIES: "Dict[str, _Proxy]" = {}
 
 
 def _proxy(url: str) -> "_Proxy":
-    """Returns the parsed :class:`_Proxy` for a proxy URL, parsed once per URL."""
-    proxy = _PROXIES.get(url)
-    if proxy is None:
-        proxy = _PROXIES.setdefault(url, _Proxy(url))
+    """Returns the parsed :class:`_Proxy` for a proxy URL, kept for the last
+    :data:`_MAX_CACHED` URLs: a dropped one takes its credentials with it."""
+    proxy: _Proxy = _cached(_PROXIES, url, lambda: _Proxy(url))
     return proxy
 
 
 # ----------------------------------------------------------------------- the TLS context
 
-_SSL_CONTEXTS: "Dict[_Verify, ssl.SSLContext]" = {}
+_SSL_CONTEXTS: "Dict[object, ssl.SSLContext]" = {}
 
 
 def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
-    """Returns ``(key, context)``: the shared SSL context for a ``verify`` setting.
+    """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and
+    the setting (a path for ``True`` if a variable names one) that keys the pool.
 
     ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
     then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
-    A context is built once per setting: loading a CA bundle costs milliseconds.
+    Loading a CA bundle costs milliseconds and a megabyte, so a context is kept for the
+    last :data:`_MAX_CACHED` settings; a CA file or folder that changed (its size, time or
+    inode) is loaded again, as requests does, so that a CA taken out is no longer trusted.
     """
     verify, source = _ca_bundle(verify)
-    context = _SSL_CONTEXTS.get(verify)
-    if context is None:
-        context = _SSL_CONTEXTS.setdefault(verify, _new_ssl_context(verify, source))
+    if isinstance(verify, bool):
+        key: object = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    else:
+        try:
+            state = os.stat(verify)
+            key = (verify, state.st_size, state.st_mtime_ns, state.st_ino, state.st_dev)
+        except OSError:
+            key = verify  # _new_ssl_context says what is wrong with it
+    context = _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
     return verify, context
+
+
+def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
+    """Returns ``cache[key]``, made by ``make()`` if missing; ``cache`` keeps the last
+    :data:`_MAX_CACHED` keys used, least recently used first out. No lock: each step is
+    one dict operation, atomic under the GIL; two threads may both make a missing value."""
+    value = cache.pop(key, None)  # and put back last: dicts keep their insertion order
+    if value is None:
+        value = make()
+    cache[key] = value
+    while len(cache) > _MAX_CACHED:
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread changed it
+            break
+    return value
 
 
 def _ca_bundle(verify: "_Verify") -> "Tuple[_Verify, str]":
@@ -1879,7 +1907,7 @@ def _tunnel(
     sock.settimeout(_remaining(deadline))
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
     label = f"CONNECT to {authority} through proxy {proxy.display}"
-    with sock.makefile("rb") as rfile:
+    with io.BufferedReader(_SocketReader(sock, deadline)) as rfile:
         try:
             _, status, reason, _ = _read_head(rfile, label)
         except _StaleSocket as exc:
@@ -1907,6 +1935,8 @@ def _wrap_tls(
     import ssl
 
     _, host, port = origin
+    # One timeout for the whole handshake: CPython's ssl module waits for it as a deadline
+    # (bpo-23853), however slowly the server sends it.
     sock.settimeout(_remaining(deadline))
     peer = (sock.family, sock.getpeername())
     try:
@@ -2447,10 +2477,13 @@ class _SocketReader(io.RawIOBase):
 
     probing = False
 
-    def __init__(self, sock: "socket.socket") -> None:
+    def __init__(self, sock: "socket.socket", deadline: "Optional[float]" = None) -> None:
         io.RawIOBase.__init__(self)
         self._sock = sock
         self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
+        # A proxy's CONNECT answer is read within the connect timeout as a whole: each read
+        # waits only for what is left of it, so that a proxy dripping bytes cannot stretch it.
+        self._deadline = deadline
 
     def readable(self) -> bool:
         return True
@@ -2460,6 +2493,8 @@ class _SocketReader(io.RawIOBase):
         # pending() is an ssl.SSLSocket's, called only if self._tls.
         if self.probing and not (self._tls and self._sock.pending()):  # type: ignore[attr-defined]
             return None
+        if self._deadline is not None:
+            self._sock.settimeout(_remaining(self._deadline))
         return self._sock.recv_into(buffer)
 
 
