@@ -1068,6 +1068,36 @@ class TestLoad:
         assert "environment" in str(info.value)
         assert REFRESH_TOKEN not in str(info.value)
 
+    @pytest.mark.parametrize("key, start", [("TLS", "false"), ("PORT", "443"),
+                                            ("HOST", "cloud.example.org")])  # fmt: skip
+    @pytest.mark.parametrize("where", ["file", "environment"])
+    def test_a_bad_setting_is_named_without_its_value(
+        self, clean_environment, monkeypatch, key, start, where
+    ):
+        # A line that lost its line break runs on into the next one, API key included.
+        value = f"{start}XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}"
+        path = write_home_dotenv(clean_environment, f"XANADU_CLOUD_{key}={value}\n")
+        if where == "environment":
+            os.remove(path)
+            monkeypatch.setenv(f"XANADU_CLOUD_{key}", value)
+            path = "the environment variable " + f"XANADU_CLOUD_{key}"
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value).startswith(f"XANADU_CLOUD_{key} (from {path}) is not ")
+        assert str(info.value).endswith(" (its value is not shown: it may hold a token)")
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, start + "XANADU", *secrets_of())
+
+    def test_the_command_line_names_a_bad_setting_without_its_value(self, clean_environment):
+        value = f"falseXANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}"
+        path = write_home_dotenv(clean_environment, f"XANADU_CLOUD_TLS={value}\n")
+        code, out, err = run_cli(["ping"])
+        assert (code, out) == (1, "")
+        assert err == (
+            f"xcc.py: error: XANADU_CLOUD_TLS (from {path}) is not true or false (its value is"
+            " not shown: it may hold a token)\n"
+        )
+
     def test_no_token_anywhere_raises_the_seeds_error(self, clean_environment, monkeypatch):
         write_home_dotenv(clean_environment, "XANADU_CLOUD_HOST='cloud.example.org'\n")
         monkeypatch.setenv("XANADU_CLOUD_PORT", "8443")

@@ -2937,18 +2937,23 @@ def _load_settings() -> "Dict[str, Any]":
         else:
             continue
         _debug("Setting %s from %s", name, source)
+        # A value is never shown, not even in a chained cause: a line that lost its line
+        # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
+        invalid = f"{name} (from {source}) is not {{}} (its value is not shown: it may hold a token)"
         if key == "PORT":
-            try:
-                settings["port"] = int(value)
-                if not 0 < settings["port"] < 65536:
-                    raise ValueError(value)
-            except ValueError as exc:
-                raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
+            port = int(value) if value and _DIGITS.issuperset(value) else 0
+            if not 0 < port < 65536:
+                raise ValueError(invalid.format("a port number"))
+            settings["port"] = port
         elif key == "TLS":
             if value.lower() not in _TRUE | _FALSE:
-                raise ValueError(f"{name}={value!r} (from {source}) is not true or false")
+                raise ValueError(invalid.format("true or false"))
             settings["tls"] = value.lower() in _TRUE
-        elif value or key == "HOST":
+        elif key == "HOST":
+            if not _valid_host(value):
+                raise ValueError(invalid.format("a host name or an IP address, without a port"))
+            settings["host"] = value
+        elif value:
             settings[key.lower()] = value
     return settings
 
