@@ -2939,7 +2939,9 @@ def _load_settings() -> "Dict[str, Any]":
         _debug("Setting %s from %s", name, source)
         # A value is never shown, not even in a chained cause: a line that lost its line
         # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
-        invalid = f"{name} (from {source}) is not {{}} (its value is not shown: it may hold a token)"
+        invalid = (
+            f"{name} (from {source}) is not {{}} (its value is not shown: it may hold a token)"
+        )
         if key == "PORT":
             port = int(value) if value and _DIGITS.issuperset(value) else 0
             if not 0 < port < 65536:
