@@ -2921,6 +2921,7 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
     body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
     here = _mask.__code__.co_filename
     pending: List[Optional[BaseException]] = [error]
+    chain: List[BaseException] = []
     seen: Set[int] = set()
     while pending and len(seen) < _MAX_CHAIN:
         item = pending.pop()
@@ -2930,7 +2931,7 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
         if item.__traceback__ is not None:
             if item.__traceback__.tb_frame.f_code.co_filename != here:
                 continue
-            item.__traceback__ = None
+            chain.append(item)
         # An OSError with an errno keeps its numbers: only its strings are the server's.
         item.args = tuple(
             _masked(arg, tokens) if isinstance(arg, str) else arg for arg in item.args
@@ -2947,6 +2948,10 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
                 text = _masked(response._content.decode("latin-1"), body_tokens)
                 response._content = text.encode("latin-1")
         pending.extend((item.__cause__, item.__context__))
+    # Last: on PyPy, an exception caught meanwhile (in re, say) gives the one being handled
+    # its traceback back.
+    for item in chain:
+        item.__traceback__ = None
     return error
 
 
