@@ -4856,6 +4856,42 @@ class TestSecrets:
             assert len(issued) == 1  # the token was refreshed, and the server echoed the new one
         assert_not_leaked_in_any_case(shown, *secrets_of(*issued))
 
+    @pytest.mark.parametrize(
+        "scenario",
+        [scenario_detail_echoes_the_callers_authorization,
+         scenario_detail_echoes_a_per_request_basic_authorization,
+         scenario_detail_echoes_the_callers_proxy_authorization],
+    )  # fmt: skip
+    def test_the_callers_own_credentials_are_masked_like_the_tokens(self, servers, scenario):
+        with pytest.raises(xcc.HTTPError) as info:
+            scenario(servers, None, [])
+        error = info.value
+        assert error.response.url.endswith("/b?echo=[token]")
+        assert error.response.status_code == 403
+        assert "[token] / " in str(error) and error.response.headers["X-Echo"] == str(error).rstrip()
+        assert_not_leaked_in_any_case(everything_shown(error) + reachable_texts(error),
+                                      *secrets_of())  # fmt: skip
+
+    def test_proxy_credentials_that_the_origin_echoes_are_masked(self, servers):
+        with pytest.raises(xcc.HTTPError) as info:
+            scenario_origin_echoes_the_proxy_credentials_forwarded_to_it(servers, None, [])
+        response = info.value.response  # the token request's: no Authorization
+        assert response.status_code == 403  # the origin's answer, not the proxy's
+        # The echo of Proxy-Authorization: the value, decoded, upper-cased.
+        assert response.headers["X-Echo"] == "/  /  / [token] / [token] / [token]"
+        assert response.json()["echo"][3:] == ["[token]"] * 3
+
+    def test_a_redirect_to_a_host_holding_the_token_is_refused_before_it_is_resolved(
+        self, servers, debug_log
+    ):
+        refused = r"its host holds a credential of this request \(it is not resolved\)"
+        with pytest.raises(xcc.RequestException, match=refused) as info:
+            scenario_redirect_to_a_host_holding_the_token(servers, None, [])
+        assert type(info.value) is xcc.RequestException
+        assert "to 'http://[token].example/next'" in str(info.value)
+        assert info.value.response.status_code == 302
+        assert not any("redirect to" in line for line in logged(debug_log))
+
     def test_detail_that_echoes_a_token_is_masked_but_kept(self, servers):
         with pytest.raises(xcc.HTTPError) as info:
             scenario_detail_echoes_the_tokens(servers, None, [])
