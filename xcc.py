@@ -2882,21 +2882,23 @@ def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str
         forms.append(value)
         scheme, _, credentials = value.strip().partition(" ")
         credentials = credentials.strip()
-        if credentials:
-            forms.append(credentials)
-        if credentials and scheme.lower() == "basic":
-            import base64
-            import binascii
+        if not credentials:
+            continue
+        forms.append(credentials)
+        if scheme.lower() != "basic":
+            continue
+        import base64
+        import binascii
 
-            try:
-                raw = base64.b64decode(credentials, validate=True)
-            except binascii.Error:
-                continue
-            try:
-                decoded = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                decoded = raw.decode("latin-1")
-            forms += [decoded, decoded.partition(":")[2]]
+        try:
+            raw = base64.b64decode(credentials, validate=True)
+        except binascii.Error:
+            continue
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:  # encoded as Latin-1, as requests does first
+            decoded = raw.decode("latin-1")
+        forms += [decoded, decoded.partition(":")[2]]
     return forms
 
 
