@@ -303,9 +303,9 @@ class Servers:
         """Returns a running :class:`loopback.UnrulyServer`."""
         return self._origin(UnrulyServer(seed))
 
-    def proxy(self, credentials=None, refuse=None):
+    def proxy(self, credentials=None, refuse=None, pass_credentials=False):
         """Returns a running :class:`loopback.Proxy`."""
-        return self._stack.enter_context(Proxy(credentials, refuse))
+        return self._stack.enter_context(Proxy(credentials, refuse, pass_credentials))
 
     def tinyproxy(self, connect_port):
         """Returns a running :class:`loopback.Tinyproxy`, or skips the test without one."""
@@ -1081,6 +1081,36 @@ class TestLoad:
         assert f"XANADU_CLOUD_{key}" in str(info.value)
         assert "environment" in str(info.value)
         assert REFRESH_TOKEN not in str(info.value)
+
+    @pytest.mark.parametrize("key, start", [("TLS", "false"), ("PORT", "443"),
+                                            ("HOST", "cloud.example.org")])  # fmt: skip
+    @pytest.mark.parametrize("where", ["file", "environment"])
+    def test_a_bad_setting_is_named_without_its_value(
+        self, clean_environment, monkeypatch, key, start, where
+    ):
+        # A line that lost its line break runs on into the next one, API key included.
+        value = f"{start}XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}"
+        path = write_home_dotenv(clean_environment, f"XANADU_CLOUD_{key}={value}\n")
+        if where == "environment":
+            os.remove(path)
+            monkeypatch.setenv(f"XANADU_CLOUD_{key}", value)
+            path = "the environment variable " + f"XANADU_CLOUD_{key}"
+        with pytest.raises(ValueError) as info:
+            xcc.Connection.load()
+        assert str(info.value).startswith(f"XANADU_CLOUD_{key} (from {path}) is not ")
+        assert str(info.value).endswith(" (its value is not shown: it may hold a token)")
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, start + "XANADU", *secrets_of())
+
+    def test_the_command_line_names_a_bad_setting_without_its_value(self, clean_environment):
+        value = f"falseXANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}"
+        path = write_home_dotenv(clean_environment, f"XANADU_CLOUD_TLS={value}\n")
+        code, out, err = run_cli(["ping"])
+        assert (code, out) == (1, "")
+        assert err == (
+            f"xcc.py: error: XANADU_CLOUD_TLS (from {path}) is not true or false (its value is"
+            " not shown: it may hold a token)\n"
+        )
 
     def test_no_token_anywhere_raises_the_seeds_error(self, clean_environment, monkeypatch):
         write_home_dotenv(clean_environment, "XANADU_CLOUD_HOST='cloud.example.org'\n")
@@ -4665,21 +4695,49 @@ class TestRedirects:
 
 OTHER_REFRESH = make_jwt(int(time.time()) + 86400, "another-refresh")
 BAD_NEW_TOKEN = "new-" + MARK + " token"
+# Credentials that the caller sends in its own Authorization or Proxy-Authorization.
+CALLER_TOKEN = make_jwt(int(time.time()) + 3600, "the-callers-own-token")
+CALLER_PASSWORD = "callers-Own-Password-4e1d"
+CALLER_BASIC = "Basic " + base64.b64encode(b"caller:" + CALLER_PASSWORD.encode()).decode()
 
 
 def secrets_of(*extra):
     """The values that must never be shown, and the payload segment of each JWT (so that
     a token cut short is caught too)."""
     values = [REFRESH_TOKEN, ACCESS_TOKEN, OTHER_REFRESH, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL,
-              MARK] + list(extra)  # fmt: skip
+              PROXY_AUTHORIZATION[6:], MARK, CALLER_TOKEN, CALLER_PASSWORD,
+              CALLER_BASIC[6:]] + list(extra)  # fmt: skip
     return values + [value.split(".")[1] for value in values if value.count(".") == 2]
+
+
+def assert_not_leaked_in_any_case(text, *secrets):
+    """Asserts that none of ``secrets`` appears in ``text``, in any case: a host comes back
+    lower-cased, and a server may change the case of what it echoes."""
+    assert_not_leaked(text.lower(), *[secret.lower() for secret in secrets])
+
+
+def module_locals(error):
+    """The locals of this module's frames in the traceback of ``error`` and of its chained
+    causes and contexts, as ``capture_locals=True`` shows them (``pytest --showlocals``,
+    error trackers). The test's own frames are left out: they hold the test's secrets."""
+    texts, todo = [], [traceback.TracebackException(type(error), error, error.__traceback__,
+                                                    capture_locals=True)]  # fmt: skip
+    while todo:
+        shown = todo.pop()
+        if shown is not None:
+            for frame in shown.stack:
+                if os.path.basename(frame.filename) == "xcc.py":
+                    texts.append(f"{frame.name}: {frame.locals!r}")
+            todo += [shown.__cause__, shown.__context__]
+    return "\n".join(texts)
 
 
 def everything_shown(error):
     """The texts a user or a log may see of an exception: str, repr, the whole formatted
-    traceback (with its chained causes), and its response's repr and URL."""
+    traceback (with its chained causes), the locals of this module's frames in it, and its
+    response's repr and URL."""
     texts = [str(error), repr(error), "".join(traceback.format_exception(type(error), error,
-             error.__traceback__))]  # fmt: skip
+             error.__traceback__)), module_locals(error)]  # fmt: skip
     response = getattr(error, "response", None)
     if response is not None:
         texts += [repr(response), response.url, response.reason]
@@ -4858,7 +4916,106 @@ def scenario_error_after_a_redirect_to_a_location_holding_the_token(servers, tls
     connect(servers.http(handler)).request("GET", "/a")
 
 
+def echo_credentials(request):
+    """What a server that repeats the credentials it was sent answers: a 403 whose
+    ``detail``, headers and body hold each header value, its Base64 part decoded."""
+    echoed = []
+    for name in ("authorization", "proxy-authorization"):
+        value = request.headers.get(name, "")
+        scheme, _, credentials = value.partition(" ")
+        decoded = base64.b64decode(credentials).decode() if scheme == "Basic" else ""
+        echoed += [value, decoded, value.upper()]
+    detail = " / ".join(echoed)
+    return json_reply(403, {"detail": detail, "echo": echoed}, [("X-Echo", detail)])
+
+
+def redirect_then_echo_credentials(request):
+    """Redirects to a Location that holds the credentials sent, then echoes them."""
+    if request.path == "/a":
+        value = request.headers.get("authorization") or request.headers["proxy-authorization"]
+        return Reply(302, headers=[("Location", "/b?echo=" + value.partition(" ")[2])])
+    return echo_credentials(request)
+
+
+def scenario_detail_echoes_the_callers_authorization(servers, tls_context, issued):
+    server = servers.http(redirect_then_echo_credentials)
+    connect(server, headers={"authorization": "Bearer " + CALLER_TOKEN}).request("GET", "/a")
+
+
+def scenario_detail_echoes_a_per_request_basic_authorization(servers, tls_context, issued):
+    server = servers.http(redirect_then_echo_credentials)
+    connect(server).request("GET", "/a", headers={"AUTHORIZATION": CALLER_BASIC})
+
+
+def scenario_detail_echoes_the_callers_proxy_authorization(servers, tls_context, issued):
+    server = servers.http(redirect_then_echo_credentials)
+    connect(server).request("GET", "/a", headers={"Proxy-Authorization": CALLER_BASIC})
+
+
+def scenario_origin_echoes_the_proxy_credentials_forwarded_to_it(servers, tls_context, issued):
+    proxy = servers.proxy((PROXY_USER, PROXY_PASSWORD), pass_credentials=True)
+    origin = servers.http(echo_credentials)
+    proxies = {"http": proxy.url(PROXY_USER, PROXY_PASSWORD)}
+    connect(origin, access_token=None).request("GET", "/jobs", proxies=proxies)
+
+
+def scenario_detail_echoes_the_tokens_in_another_case(servers, tls_context, issued):
+    detail = f"rejected {ACCESS_TOKEN.upper()} and {REFRESH_TOKEN.swapcase()}"
+    server = servers.http(lambda request: json_reply(403, {"detail": detail}))
+    connect(server).request("GET", "/jobs")
+
+
+def scenario_redirect_to_a_host_holding_the_token(servers, tls_context, issued):
+    def handler(request):
+        token = request.headers["authorization"][len("Bearer ") :]
+        return Reply(302, headers=[("Location", f"http://{token}.example/next")])
+
+    connect(servers.http(handler)).request("GET", "/")
+
+
+def scenario_constructor_refuses_a_bad_access_token(servers, tls_context, issued):
+    xcc.Connection(REFRESH_TOKEN, MARK + " token", headers={"Authorization": CALLER_BASIC})
+
+
+def scenario_constructor_refuses_a_bad_host(servers, tls_context, issued):
+    xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "bad host", headers={"Authorization": CALLER_BASIC})
+
+
+def scenario_load_refuses_a_bad_setting(servers, tls_context, issued):
+    settings = f"XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}\nXANADU_CLOUD_TLS=maybe\n"
+    write_home_dotenv(os.environ["HOME"], settings)
+    xcc.Connection.load(headers={"Authorization": CALLER_BASIC})
+
+
+def scenario_request_refuses_a_bad_timeout(servers, tls_context, issued):
+    proxies = {"http": f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@127.0.0.1:1"}
+    headers = {"Authorization": CALLER_BASIC}
+    connect(servers.http()).request("GET", "/", timeout=-1, proxies=proxies, headers=headers)
+
+
+def scenario_update_access_token_fails(servers, tls_context, issued):
+    echo = lambda request: json_reply(503, {"detail": "down"}, [("X-Form", request.body.decode())])
+    connect(servers.http(echo), access_token=None).update_access_token()
+
+
+def scenario_ping_fails(servers, tls_context, issued):
+    echo = lambda request: json_reply(503, {"detail": request.headers["authorization"]})
+    connect(servers.http(echo)).ping()
+
+
 SCENARIOS = [
+    (scenario_detail_echoes_the_callers_authorization, xcc.HTTPError),
+    (scenario_detail_echoes_a_per_request_basic_authorization, xcc.HTTPError),
+    (scenario_detail_echoes_the_callers_proxy_authorization, xcc.HTTPError),
+    (scenario_origin_echoes_the_proxy_credentials_forwarded_to_it, xcc.HTTPError),
+    (scenario_detail_echoes_the_tokens_in_another_case, xcc.HTTPError),
+    (scenario_redirect_to_a_host_holding_the_token, xcc.RequestException),
+    (scenario_constructor_refuses_a_bad_access_token, ValueError),
+    (scenario_constructor_refuses_a_bad_host, ValueError),
+    (scenario_load_refuses_a_bad_setting, ValueError),
+    (scenario_request_refuses_a_bad_timeout, ValueError),
+    (scenario_update_access_token_fails, xcc.HTTPError),
+    (scenario_ping_fails, xcc.HTTPError),
     (scenario_404_without_detail, xcc.HTTPError),
     (scenario_500_with_detail, xcc.HTTPError),
     (scenario_detail_echoes_the_tokens, xcc.HTTPError),
@@ -4901,7 +5058,44 @@ class TestSecrets:
         shown = everything_shown(info.value) + reachable_texts(info.value)
         if scenario is scenario_detail_echoes_the_refreshed_token:
             assert len(issued) == 1  # the token was refreshed, and the server echoed the new one
-        assert_not_leaked(shown, *secrets_of(*issued))
+        assert_not_leaked_in_any_case(shown, *secrets_of(*issued))
+
+    @pytest.mark.parametrize(
+        "scenario",
+        [scenario_detail_echoes_the_callers_authorization,
+         scenario_detail_echoes_a_per_request_basic_authorization,
+         scenario_detail_echoes_the_callers_proxy_authorization],
+    )  # fmt: skip
+    def test_the_callers_own_credentials_are_masked_like_the_tokens(self, servers, scenario):
+        with pytest.raises(xcc.HTTPError) as info:
+            scenario(servers, None, [])
+        error = info.value
+        assert error.response.url.endswith("/b?echo=[token]")
+        assert error.response.status_code == 403
+        assert "[token] / " in str(error)
+        assert error.response.headers["X-Echo"] == str(error).rstrip()
+        assert_not_leaked_in_any_case(everything_shown(error) + reachable_texts(error),
+                                      *secrets_of())  # fmt: skip
+
+    def test_proxy_credentials_that_the_origin_echoes_are_masked(self, servers):
+        with pytest.raises(xcc.HTTPError) as info:
+            scenario_origin_echoes_the_proxy_credentials_forwarded_to_it(servers, None, [])
+        response = info.value.response  # the token request's: no Authorization
+        assert response.status_code == 403  # the origin's answer, not the proxy's
+        # The echo of Proxy-Authorization: the value, decoded, upper-cased.
+        assert response.headers["X-Echo"] == "/  /  / [token] / [token] / [token]"
+        assert response.json()["echo"][3:] == ["[token]"] * 3
+
+    def test_a_redirect_to_a_host_holding_the_token_is_refused_before_it_is_resolved(
+        self, servers, debug_log
+    ):
+        refused = r"its host holds a credential of this request \(it is not resolved\)"
+        with pytest.raises(xcc.RequestException, match=refused) as info:
+            scenario_redirect_to_a_host_holding_the_token(servers, None, [])
+        assert type(info.value) is xcc.RequestException
+        assert "to 'http://[token].example/next'" in str(info.value)
+        assert info.value.response.status_code == 302
+        assert not any("redirect to" in line for line in logged(debug_log))
 
     def test_detail_that_echoes_a_token_is_masked_but_kept(self, servers):
         with pytest.raises(xcc.HTTPError) as info:
@@ -4994,7 +5188,7 @@ class TestSecrets:
         connection = xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "127.0.0.1", closed_port(), tunnel)
         with pytest.raises(xcc.ProxyError) as info:
             connection.request("GET", "/", proxies={"https" if tunnel else "http": url})
-        assert "407 no Basic [credentials]" in str(info.value)
+        assert "407 no [token]" in str(info.value)
         assert proxy.requests[0].headers["proxy-authorization"] == PROXY_AUTHORIZATION
         shown = everything_shown(info.value) + reachable_texts(info.value)
         assert_not_leaked(shown, PROXY_PASSWORD, PROXY_AUTHORIZATION[6:])
@@ -5191,7 +5385,7 @@ class TestLogging:
         with pytest.raises(expected):
             scenario(servers, tls_context, issued)
         assert debug_log.records or expected is ValueError  # the scenario was logged
-        assert_not_leaked(everything_logged(debug_log), *secrets_of(*issued))
+        assert_not_leaked_in_any_case(everything_logged(debug_log), *secrets_of(*issued))
 
     def test_no_record_of_a_whole_session_holds_a_secret(self, debug_log, servers, certificates):
         issued = []

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     _HeadersBase = MutableMapping[str, str]
     _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
     _Connection = TypeVar("_Connection", bound="Connection")
+    _Error = TypeVar("_Error", bound=BaseException)
 else:
     _HeadersBase = MutableMapping  # collections.abc is not subscriptable before 3.9
 
@@ -151,6 +152,24 @@ class Connection:
         tls: bool = True,
         headers: "Optional[Dict[str, str]]" = None,
     ) -> None:
+        try:
+            self._setup(refresh_token, access_token, host, port, tls, headers)
+        except (TypeError, ValueError) as exc:
+            # This frame is the one the error keeps (see _mask): no token or Authorization in
+            # its locals, and no half-built self, whose repr would fail.
+            del self, refresh_token, access_token, headers
+            raise _mask(exc, ())
+
+    def _setup(
+        self,
+        refresh_token: "Optional[str]",
+        access_token: "Optional[str]",
+        host: str,
+        port: int,
+        tls: bool,
+        headers: "Optional[Dict[str, str]]",
+    ) -> None:
+        """Checks the arguments of the constructor and sets the connection up."""
         refresh_token = _check_token("refresh token", refresh_token)
         access_token = _check_token("access token", access_token)
         if refresh_token is None and access_token is None:
@@ -176,6 +195,9 @@ class Connection:
         self._tls = tls
         self._headers: Dict[str, str] = dict(checked)
         self._origin = (self.scheme, host.lower(), port)
+        # What every request masks: the API key and the credentials in `headers`; each
+        # request adds its access tokens, its own credentials and its proxy's.
+        self._secrets = [refresh_token] + _credentials_in(checked)
         # What every request sends but the access token, in the order of `headers`.
         self._base_headers = _Headers(
             [
@@ -315,6 +337,34 @@ class Connection:
             the first request has a 401 status code. The second request will be identical
             to the first one except that a fresh access token will be used.
         """
+        options = None
+        try:
+            options = _Options(
+                timeout,
+                verify,
+                proxies,
+                stream,
+                allow_redirects,
+                self._secrets + [self.access_token],
+            )
+            return self._request(method, path, headers, params, data, json, options)
+        except (RequestException, ValueError, TypeError) as exc:
+            # This frame is the one the error keeps (see _mask): none of the caller's
+            # credentials (or other values) in its locals.
+            headers = params = data = json = proxies = None
+            raise _mask(exc, options.secrets + [self.access_token] if options else ())
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        headers: "Optional[Mapping[str, Union[str, bytes, None]]]",
+        params: "Union[None, str, bytes, _Pairs]",
+        data: "Any",
+        json: "Any",
+        options: "_Options",
+    ) -> "Response":
+        """Checks and sends a request (see :meth:`request`); its errors are not masked yet."""
         method = _check_method(method)
         if not isinstance(path, str):
             raise TypeError(f"path must be a string, not {type(path).__name__}")
@@ -327,36 +377,25 @@ class Connection:
                 query if target.endswith(("?", "&")) else ("&" if "?" in target else "?") + query
             )
         extra = _check_headers(headers, allow_none=True)
-        options = _Options(timeout, verify, proxies, stream, allow_redirects)
+        options.secrets += _credentials_in(extra)
         body, content_type = _encode_body(data, json)  # last: it may read a file
 
         token, expiry = self._token
-        first = token
-        try:
-            if self._refresh_token is not None and (
-                token is None or expiry is not None and time.time() >= expiry
-            ):
-                _debug(
-                    "The access token is %s: refreshing it first", "expired" if token else "missing"
-                )
-                token = self._refresh(token, options)
+        if self._refresh_token is not None and (
+            token is None or expiry is not None and time.time() >= expiry
+        ):
+            _debug("The access token is %s: refreshing it first", "expired" if token else "missing")
+            token = self._refresh(token, options)
+        response = self._send_with_token(method, target, extra, body, content_type, token, options)
+        if response.status_code == 401 and self._refresh_token and response._credentials_sent:
+            _debug("401 for %s %s: refreshing the access token and sending it again", method, path)
+            response._discard()
+            token = self._refresh(token, options)
             response = self._send_with_token(
                 method, target, extra, body, content_type, token, options
             )
-            if response.status_code == 401 and self._refresh_token and response._credentials_sent:
-                _debug(
-                    "401 for %s %s: refreshing the access token and sending it again", method, path
-                )
-                response._discard()
-                token = self._refresh(token, options)
-                response = self._send_with_token(
-                    method, target, extra, body, content_type, token, options
-                )
-            if response.status_code >= 400:
-                raise _http_error(response)
-        except RequestException as exc:
-            _mask(exc, (self._refresh_token, first, token, self.access_token))
-            raise
+        if response.status_code >= 400:
+            raise _http_error(response)
         return response
 
     def update_access_token(self) -> None:
@@ -369,12 +408,12 @@ class Connection:
             ValueError: if the connection has no refresh token (nothing is sent), or the
                 Xanadu Cloud returned an invalid access token response
         """
+        options = _Options(secrets=self._secrets + [self.access_token])
         try:
             with self._refresh_lock():
-                self._update_access_token(_Options())
-        except RequestException as exc:
-            _mask(exc, (self._refresh_token, self.access_token))
-            raise
+                self._update_access_token(options)
+        except (RequestException, ValueError) as exc:
+            raise _mask(exc, options.secrets + [self.access_token])
 
     def url(self, path: str = "") -> str:
         """Returns the URL to a Xanadu Cloud endpoint.
@@ -405,9 +444,16 @@ class Connection:
         Raises:
             ValueError: if a setting is invalid; the message names the variable or file
         """
-        settings = _load_settings()
-        settings.update(overrides)
-        return cls(**settings)
+        settings: Dict[str, Any] = {}
+        try:
+            settings = _load_settings()
+            settings.update(overrides)
+            return cls(**settings)
+        except (TypeError, ValueError) as exc:
+            # This frame is the one the error keeps (see _mask): no token in its locals.
+            settings.clear()
+            overrides.clear()
+            raise _mask(exc, ())
 
     def close(self) -> None:
         """Closes the idle sockets to this connection's server. The connection stays usable."""
@@ -442,7 +488,7 @@ class Connection:
         """Sends a request with ``token`` and the per-request headers ``extra``."""
         # The stale token stays listed after a refresh: a redirect may still echo it.
         if token not in options.secrets:
-            options.secrets += (self._refresh_token, token)
+            options.secrets.append(token)
         headers = self._base_headers.copy()
         if "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {token}"
@@ -488,7 +534,7 @@ class Connection:
             try:
                 self._update_access_token(options)
             except (RequestException, ValueError) as exc:
-                _mask(exc, (self._refresh_token, stale))
+                _mask(exc, options.secrets + [stale])
                 # A copy, without the traceback: its frames hold the form with the API key.
                 self._failed_refresh = (count + 1, copy.copy(exc), settings)
                 raise
@@ -515,8 +561,11 @@ class Connection:
             + _TRANSPORT_HEADERS
             + [("Content-Type", "application/x-www-form-urlencoded")]
         )
-        # The refresh token never follows a redirect: it is the key to the account.
-        options = _Options(options.timeouts, options.verify, options.proxies, allow_redirects=False)
+        # The refresh token never follows a redirect: it is the key to the account. The
+        # secrets are shared: the caller masks its error with the proxy's credentials too.
+        options = _Options(
+            options.timeouts, options.verify, options.proxies, False, False, options.secrets
+        )
         if _log_enabled():
             _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
         response = _send_following_redirects(
@@ -1196,6 +1245,7 @@ class _Options:
         proxies: "Any" = None,
         stream: bool = False,
         allow_redirects: bool = True,
+        secrets: "Optional[List[Optional[str]]]" = None,
     ) -> None:
         self.timeouts = _check_timeout(timeout)
         if not isinstance(verify, (bool, str)):
@@ -1213,9 +1263,9 @@ class _Options:
         self.proxies = proxies
         self.stream = bool(stream)
         self.allow_redirects = bool(allow_redirects)
-        # The tokens to mask in the URLs a server sends back (a Location may echo one), filled
-        # by Connection._send_with_token; see _exchange.
-        self.secrets: Tuple[Optional[str], ...] = ()
+        # What the request's errors and the URLs a server sends back (a Location may echo
+        # one) mask: see _mask; each token sent and the proxy's credentials are added to it.
+        self.secrets: List[Optional[str]] = [] if secrets is None else secrets
 
 
 def _valid_host(host: str) -> bool:
@@ -1478,12 +1528,8 @@ class _Proxy:
             except UnicodeEncodeError:
                 raw = credentials.encode("utf-8")
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
-
-    def masked(self, text: str) -> str:
-        """Returns a proxy's words ``text`` without the Base64 credentials it may echo."""
-        if self.authorization:
-            text = text.replace(self.authorization[6:], "[credentials]")
-        return text
+        # The proxy, or the server it forwards them to, may echo them in any error.
+        self.secrets = _credentials_in([("Proxy-Authorization", self.authorization)])
 
 
 _PROXIES: "Dict[str, _Proxy]" = {}
@@ -1912,13 +1958,12 @@ def _tunnel(
             _, status, reason, _ = _read_head(rfile, label)
         except _StaleSocket as exc:
             raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
-        except ConnectionError as exc:  # its line may echo the credentials
-            exc.args = (proxy.masked(str(exc)),)
+        except ConnectionError as exc:  # its line may echo the credentials: see _exchange
             raise ProxyError(str(exc)) from exc
     if not 200 <= status < 300:
         raise ProxyError(
             f"Proxy {proxy.display} refused the tunnel to {authority}: {status}"
-            f" {_printable(proxy.masked(reason))}"
+            f" {_printable(reason)}"
         )
 
 
@@ -2144,14 +2189,16 @@ def _exchange(
     byte of the response, an idempotent request is sent once more on a new socket, but a
     POST or PATCH is never sent twice (the server may have acted on it).
     """
+    proxy_url, proxy_source = _proxy_url(origin, options.proxies)
+    proxy = _proxy(proxy_url) if proxy_url else None
+    if proxy is not None and proxy.secrets and proxy.secrets[0] not in options.secrets:
+        options.secrets += proxy.secrets  # the public method masks its errors with them
     # A redirect's Location may hold a token the server echoed: the URL that the response,
     # the label of its errors (a streamed body's, after request() returned) and the log
     # show is masked here, once.
     shown_target = _masked(target, options.secrets)
     url = _url(origin, shown_target)
     label = f"{method} request to '{url}'"
-    proxy_url, proxy_source = _proxy_url(origin, options.proxies)
-    proxy = _proxy(proxy_url) if proxy_url else None
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
     key = (origin, None if proxy is None else proxy.key, verify)
     head = _serialize(method, origin, target, headers, body, proxy)
@@ -2190,9 +2237,6 @@ def _exchange(
         _debug("%s", _response_text(origin, shown_target, method, response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
-        response.reason = proxy.masked(response.reason)
-        for name, value in list(response.headers.items()):
-            response.headers[name] = proxy.masked(value)
         raise ProxyError(
             f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}",
             response=response,
@@ -2798,6 +2842,13 @@ def _send_following_redirects(
                 f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
+        if any(secret.lower() in next_origin[1] for secret in options.secrets if secret):
+            # Resolving such a host would send the credential to the DNS servers on the way.
+            raise RequestException(
+                f"Cannot follow the redirect from '{response.url}' to {location!r}: its host"
+                " holds a credential of this request (it is not resolved)",
+                response=response,
+            )
         if _log_enabled():
             shown = _url(next_origin, _masked(target, options.secrets))
             _debug("%s redirect to %s", response.status_code, shown)
@@ -2884,37 +2935,85 @@ def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
 
 
 def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
-    """Returns ``text`` with each of ``secrets`` (tokens; ``None`` is skipped) as ``[token]``."""
+    """Returns ``text`` with each of ``secrets`` (``None`` is skipped) as ``[token]``, in any
+    case: a host comes back lower-cased, and a server may change the case of what it echoes."""
+    folded = text.lower()
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[token]")
+        if secret and secret.lower() in folded:
+            import re
+
+            text = re.sub(re.escape(secret), "[token]", text, flags=re.IGNORECASE)
     return text
 
 
-def _mask(error: "Optional[BaseException]", secrets: "Iterable[Optional[str]]") -> None:
-    """Replaces each of ``secrets`` (tokens; ``None`` is skipped) with ``[token]`` in what a
-    user can read of ``error``: its message, those of its chained causes and contexts, and
-    the reason, URL, header values and body of its response.
+def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str]":
+    """Returns the forms in which a server may echo the ``Authorization`` and
+    ``Proxy-Authorization`` values among ``headers``: the whole value, its credentials
+    after the scheme, and for ``Basic`` the decoded ``user:password`` and the password."""
+    forms = []
+    for name, value in headers:
+        if not value or name.lower() not in ("authorization", "proxy-authorization"):
+            continue
+        forms.append(value)
+        scheme, _, credentials = value.strip().partition(" ")
+        credentials = credentials.strip()
+        if not credentials:
+            continue
+        forms.append(credentials)
+        if scheme.lower() != "basic":
+            continue
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(credentials, validate=True)
+        except binascii.Error:
+            continue
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:  # encoded as Latin-1, as requests does first
+            decoded = raw.decode("latin-1")
+        forms += [decoded, decoded.partition(":")[2]]
+    return forms
+
+
+def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
+    """Returns ``error`` with nothing of ``secrets`` (``None`` is skipped) left in what a user
+    can read of it: each is ``[token]``, in any case, in its message, those of its chained
+    causes and contexts, and the reason, URL, header values and body of its response; and
+    their tracebacks are dropped, as their frames' locals hold the tokens, the form with the
+    API key, the caller's headers and the proxy's password (what ``pytest --showlocals`` and
+    error trackers show).
 
     Errors repeat a server's words (a reason phrase, a ``detail``, a ``Set-Cookie``), and a
     server may repeat what it was sent, such as the form of the token request with the API
-    key in it. :meth:`Connection.request` and :meth:`Connection.update_access_token` pass
-    every :class:`RequestException` they raise through here; a URL is masked earlier, where
-    :func:`_exchange` reads it, as a streamed body's errors come after ``request()``.
+    key in it. The public methods of :class:`Connection` raise every error through here,
+    from a frame that holds no secret; a URL is masked earlier, where :func:`_exchange`
+    reads it, as a streamed body's errors come after ``request()``. An exception caught
+    outside this module (one the caller was handling when it called ``request()``) ends the
+    walk: it is the caller's.
     """
     tokens = [secret for secret in secrets if secret]
+    # A body is masked as Latin-1, which maps each byte to one character and back.
+    body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
+    here = _mask.__code__.co_filename
     pending: List[Optional[BaseException]] = [error]
+    chain: List[BaseException] = []
     seen: Set[int] = set()
     while pending and len(seen) < _MAX_CHAIN:
-        error = pending.pop()
-        if error is None or id(error) in seen:
+        item = pending.pop()
+        if item is None or id(item) in seen:
             continue
-        seen.add(id(error))
+        seen.add(id(item))
+        if item.__traceback__ is not None:
+            if item.__traceback__.tb_frame.f_code.co_filename != here:
+                continue
+            chain.append(item)
         # An OSError with an errno keeps its numbers: only its strings are the server's.
-        error.args = tuple(
-            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in error.args
+        item.args = tuple(
+            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in item.args
         )
-        response = getattr(error, "response", None)
+        response = getattr(item, "response", None)
         if isinstance(response, Response):
             response.reason, response.url = (
                 _masked(response.reason, tokens),
@@ -2923,11 +3022,14 @@ def _mask(error: "Optional[BaseException]", secrets: "Iterable[Optional[str]]") 
             for name, value in list(response.headers.items()):
                 response.headers[name] = _masked(value, tokens)
             if response._content is not None:
-                for secret in tokens:
-                    response._content = response._content.replace(
-                        secret.encode("utf-8"), b"[token]"
-                    )
-        pending.extend((error.__cause__, error.__context__))
+                text = _masked(response._content.decode("latin-1"), body_tokens)
+                response._content = text.encode("latin-1")
+        pending.extend((item.__cause__, item.__context__))
+    # Last: on PyPy, an exception caught meanwhile (in re, say) gives the one being handled
+    # its traceback back.
+    for item in chain:
+        item.__traceback__ = None
+    return error
 
 
 def _jwt_expiry(token: str) -> "Optional[float]":
@@ -3012,18 +3114,25 @@ def _load_settings() -> "Dict[str, Any]":
         else:
             continue
         _debug("Setting %s from %s", name, source)
+        # A value is never shown, not even in a chained cause: a line that lost its line
+        # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
+        invalid = (
+            f"{name} (from {source}) is not {{}} (its value is not shown: it may hold a token)"
+        )
         if key == "PORT":
-            try:
-                settings["port"] = int(value)
-                if not 0 < settings["port"] < 65536:
-                    raise ValueError(value)
-            except ValueError as exc:
-                raise ValueError(f"{name}={value!r} (from {source}) is not a port number") from exc
+            port = int(value) if value and _DIGITS.issuperset(value) else 0
+            if not 0 < port < 65536:
+                raise ValueError(invalid.format("a port number"))
+            settings["port"] = port
         elif key == "TLS":
             if value.lower() not in _TRUE | _FALSE:
-                raise ValueError(f"{name}={value!r} (from {source}) is not true or false")
+                raise ValueError(invalid.format("true or false"))
             settings["tls"] = value.lower() in _TRUE
-        elif value or key == "HOST":
+        elif key == "HOST":
+            if not _valid_host(value):
+                raise ValueError(invalid.format("a host name or an IP address, without a port"))
+            settings["host"] = value
+        elif value:
             settings[key.lower()] = value
     return settings
 

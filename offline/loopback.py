@@ -385,15 +385,20 @@ class Proxy:
     Args:
         credentials (tuple, optional): ``(user, password)`` it requires, else it answers 407
         refuse (int, optional): a status with which to refuse every CONNECT
+        pass_credentials (bool): whether an absolute-form request is forwarded with its
+            ``Proxy-Authorization``, as RFC 9110 §11.7.1 allows
 
     ``requests`` records, as :class:`Recorded`, the requests the proxy itself read (the
     CONNECTs and the absolute-form requests, not what goes through a tunnel);
     ``connections`` counts the TCP connections made to it.
     """
 
-    def __init__(self, credentials=None, refuse=None):
+    def __init__(self, credentials=None, refuse=None, pass_credentials=False):
         self.credentials = credentials
         self.refuse = refuse
+        self.dropped = {"connection", "keep-alive"}
+        if not pass_credentials:
+            self.dropped.add("proxy-authorization")
         self._server = RawServer(self._serve)
         self.host = "127.0.0.1"
         self.port = self._server.port
@@ -464,7 +469,7 @@ class Proxy:
             lines += [
                 f"{name}: {value}"
                 for name, value in request.raw_headers
-                if name.lower() not in ("proxy-authorization", "connection", "keep-alive")
+                if name.lower() not in self.dropped
             ]
             head = "\r\n".join(lines + ["Connection: close", "", ""]).encode("latin-1")
             upstream.sendall(head + request.body)
