@@ -117,13 +117,14 @@ class Connection:
             requests to the Xanadu Cloud; missing, invalid, or expired access tokens are
             replaced using the refresh token
         host (str): hostname of the Xanadu Cloud server
-        port (int): port of the Xanadu Cloud server
-        tls (bool): whether to use HTTPS for the connection
+        port (int): port of the Xanadu Cloud server (a string of digits is read as one)
+        tls (bool): whether to use HTTPS for the connection (``1`` and ``0`` are taken too)
         headers (Dict[str, str], optional): HTTP request headers to override
 
     Raises:
-        ValueError: if both the refresh token and access token are ``None``, if a token
-            holds characters that no JWT holds, or if the host, port or a header is invalid
+        ValueError: if both the refresh token and access token are ``None`` (or empty), if
+            a token cannot be sent in a header (a control character such as CR, LF or NUL),
+            or if the host, port or a header is invalid
         TypeError: if an argument has the wrong type
 
     **Example:**
@@ -148,7 +149,7 @@ class Connection:
         refresh_token: "Optional[str]" = None,
         access_token: "Optional[str]" = None,
         host: str = _DEFAULT_HOST,
-        port: int = 443,
+        port: "Union[int, str]" = 443,
         tls: bool = True,
         headers: "Optional[Dict[str, str]]" = None,
     ) -> None:
@@ -165,7 +166,7 @@ class Connection:
         refresh_token: "Optional[str]",
         access_token: "Optional[str]",
         host: str,
-        port: int,
+        port: "Union[int, str]",
         tls: bool,
         headers: "Optional[Dict[str, str]]",
     ) -> None:
@@ -181,12 +182,16 @@ class Connection:
             raise TypeError(f"host must be a string, not {type(host).__name__}")
         if not _valid_host(host):
             raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
+        # The original takes a port "8000" and a tls of 1 and uses them: so does this.
+        if isinstance(port, str) and port and _DIGITS.issuperset(port):
+            port = int(port)
         if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"port must be an int, not {type(port).__name__}")
+            raise TypeError(f"port must be an int or a string of digits, not {port!r}")
         if not 0 < port < 65536:
             raise ValueError(f"Invalid port {port!r}: a port is 1 to 65535")
-        if not isinstance(tls, bool):
-            raise TypeError(f"tls must be True or False, not {tls!r}")
+        if not isinstance(tls, int) or tls not in (0, 1):  # a bool is an int
+            raise TypeError(f"tls must be True or False (or 1 or 0), not {tls!r}")
+        tls = bool(tls)
         checked = _check_headers(headers, allow_none=False)
 
         self._refresh_token = refresh_token
@@ -427,7 +432,9 @@ class Connection:
         return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
 
     @classmethod
-    def load(cls: "Type[_Connection]", **overrides: "Any") -> "_Connection":
+    def load(
+        cls: "Type[_Connection]", settings: "Any" = None, **overrides: "Any"
+    ) -> "_Connection":
         """Returns a connection with the settings that the original client's ``xcc config``
         saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
         ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
@@ -436,6 +443,9 @@ class Connection:
         ``%LOCALAPPDATA%\\Xanadu\\xanadu-cloud\\.env`` on Windows).
 
         Args:
+            settings (xcc.Settings, optional): the original client's settings object, whose
+                ``REFRESH_TOKEN``, ``ACCESS_TOKEN``, ``HOST``, ``PORT`` and ``TLS`` are used
+                instead of reading them (``None`` values are left out)
             **overrides: arguments of :class:`Connection` that win over the settings
 
         Returns:
@@ -444,14 +454,20 @@ class Connection:
         Raises:
             ValueError: if a setting is invalid; the message names the variable or file
         """
-        settings: Dict[str, Any] = {}
+        values: Dict[str, Any] = {}
         try:
-            settings = _load_settings()
-            settings.update(overrides)
-            return cls(**settings)
+            if settings is None:
+                values = _load_settings()
+            else:
+                for key in _SETTINGS:
+                    if getattr(settings, key, None) is not None:
+                        values[key.lower()] = getattr(settings, key)
+            values.update(overrides)
+            return cls(**values)
         except (TypeError, ValueError) as exc:
             # This frame is the one the error keeps (see _mask): no token in its locals.
-            settings.clear()
+            settings = None
+            values.clear()
             overrides.clear()
             raise _mask(exc, ())
 
@@ -580,9 +596,8 @@ class Connection:
             # Not response.json(): its JSONDecodeError would carry the whole body, which may
             # repeat the API key, into the chained cause.
             token = _json_object(response)["access_token"]
-            if not isinstance(token, str):
-                raise TypeError(f"the access token is {type(token).__name__}")
-            _check_token("access token", token)
+            if not isinstance(token, str) or _check_token("access token", token) is None:
+                raise TypeError("the access token is not a string that can be sent")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
         self._set_access_token(token, fetched=True)
@@ -848,6 +863,8 @@ class RequestException(OSError):
     def __init__(self, message: str = "", response: "Optional[Response]" = None) -> None:
         super().__init__(message)
         self.response = response
+        if "requests.exceptions" in sys.modules:  # the caller's `except requests...` catches it
+            self.__class__ = _with_requests_class(type(self))
 
 
 class HTTPError(RequestException):
@@ -948,8 +965,6 @@ _FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _DIGITS = frozenset("0123456789")
 _HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
-# A JWT is Base64URL segments joined by dots (RFC 7519 §3).
-_JWT_CHARS = frozenset(_ALPHANUMERIC + "-_.")
 # The characters of a method or a header name (RFC 9110 §5.6.2).
 _TOKEN_CHARS = frozenset(_ALPHANUMERIC + "!#$%&'*+-.^_`|~")
 _HOST_CHARS = frozenset(_ALPHANUMERIC + "-._:")
@@ -1020,16 +1035,18 @@ def _printable(text: str, limit: "Optional[int]" = None) -> str:
 
 
 def _check_token(name: str, token: object) -> "Optional[str]":
-    """Returns ``token`` (``None`` stays ``None``) if it can be a JWT; ``name`` says which
-    token an error is about, since the error never echoes the token itself."""
-    if token is None:
+    """Returns ``token`` if it can be sent in a header, ``None`` for ``None`` or ``""`` (no
+    token, as the original reads it); ``name`` says which token an error is about, since
+    the error never echoes the token itself. Any other text is the server's to judge, as
+    in the original (its own example's ``"Xanadu Cloud API key goes here"`` included)."""
+    if token is None or token == "":
         return None
     if not isinstance(token, str):
         raise TypeError(f"The {name} must be a string, not {type(token).__name__}")
-    if not token or not _JWT_CHARS.issuperset(token):
+    if not _CONTROL_CHARS.isdisjoint(token) or max(token) > "\xff":
         raise ValueError(
-            f"The {name} is not a JWT: it is empty or holds whitespace, control characters or"
-            " characters outside Base64URL and '.'"
+            f"The {name} cannot be sent in a header: it holds a control character (such as"
+            " CR, LF, NUL or a tab) or a character outside Latin-1"
         )
     return token
 
@@ -3030,6 +3047,35 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
     for item in chain:
         item.__traceback__ = None
     return error
+
+
+_REQUESTS_CLASSES: "Dict[type, type]" = {}
+
+
+def _with_requests_class(cls: "type") -> "type":
+    """Returns ``cls`` mixed with the ``requests.exceptions`` class of the same name (or of
+    its nearest base's), so that code written for the original client, which raised
+    requests' errors, catches this module's; ``cls`` if there is none. Never imports
+    requests: a program that has not imported it has no ``except`` clause naming it."""
+    mixed = _REQUESTS_CLASSES.get(cls)
+    if mixed is None:
+        exceptions = sys.modules["requests.exceptions"]
+        theirs = next(
+            (
+                getattr(exceptions, base.__name__)
+                for base in cls.__mro__
+                if base.__module__ == __name__ and hasattr(exceptions, base.__name__)
+            ),
+            None,
+        )
+        if theirs is None or issubclass(cls, theirs):
+            return cls
+        # request: what requests' errors carry beside response; pickled as cls, which has
+        # a name to import by (and mixes requests' class in again when it is imported).
+        namespace = {"__module__": cls.__module__, "request": None}
+        namespace["__reduce__"] = lambda error: (cls, error.args, error.__dict__)
+        mixed = _REQUESTS_CLASSES.setdefault(cls, type(cls.__name__, (cls, theirs), namespace))
+    return mixed
 
 
 def _jwt_expiry(token: str) -> "Optional[float]":
