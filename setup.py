@@ -22,7 +22,9 @@ setup(
     long_description=readme,
     long_description_content_type="text/markdown",
     keywords="xanadu xanadu-cloud quantum http-client",
+    license="Apache-2.0",
     classifiers=[
+        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.6",

@@ -1,3 +1,6 @@
+# Copyright 2026 the xcc.py authors
+# SPDX-License-Identifier: Apache-2.0
+# Licensed under the Apache License 2.0: see LICENSE, or https://www.apache.org/licenses/LICENSE-2.0
 """The Xanadu Cloud Client's Connection in one file of standard-library Python.
 
 ``xcc.py`` gives a script the ``xcc.Connection`` of the Xanadu Cloud Client without
@@ -84,7 +87,7 @@ else:
 
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
 # argparse) are imported where they are used, so that ``import xcc`` stays cheap.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ConnectTimeout",
