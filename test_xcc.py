@@ -38,6 +38,7 @@ import time
 import traceback
 import urllib.request
 import warnings
+import zipfile
 import zlib
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -5930,6 +5931,9 @@ class TestRandomised:
 # ------------------------------------------------------ Connection: the original callers
 
 
+X8_CIRCUIT = "name t\nversion 1.0\ntarget X8_01 (shots=3)\n\nMeasureFock() | [0, 1, 2, 3, 4, 5, 6, 7]\n"
+
+
 class TestOriginalCallers:
     """The calls the original client makes, end to end against the Xanadu Cloud stand-in."""
 
@@ -5953,19 +5957,63 @@ class TestOriginalCallers:
         stand_in.result_size = 3 * 32768 + 5
         connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)
         job = connection.request(
-            "POST", "/jobs", json={"name": "j", "target": "X8_01", "circuit": "..."}
+            "POST", "/jobs", json={"name": "j", "target": "X8_01", "circuit": X8_CIRCUIT}
         ).json()
         jobs = connection.request(
             "GET", "/jobs", params={"size": 10, "id": [job["id"], "other"], "status": None}
         ).json()
         assert [item["id"] for item in jobs["data"]] == [job["id"]]
         assert stand_in.requests[-1].query == {"size": ["10"], "id": [job["id"], "other"]}
-        cancelled = connection.request("PATCH", f"/jobs/{job['id']}", json={"status": "cancelled"})
+        other = connection.request("POST", "/jobs", json={"circuit": X8_CIRCUIT}).json()
+        cancelled = connection.request("PATCH", f"/jobs/{other['id']}", json={"status": "cancelled"})
         assert cancelled.json()["status"] == "cancelled"
+        wait_until(lambda: connection.request("GET", f"/jobs/{job['id']}").json()["status"] == "complete")
         response = connection.request("GET", f"/jobs/{job['id']}/result", stream=True)
         chunks = list(response.iter_content(chunk_size=32768))
         assert [len(chunk) for chunk in chunks] == [32768, 32768, 32768, 5]
         assert b"".join(chunks) == standin.result_bytes(stand_in.result_size)
+
+    def test_the_stand_in_serves_what_the_original_package_and_strawberry_fields_read(
+        self, stand_in
+    ):
+        connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)
+        spec = connection.request("GET", "/devices/X8_01/specifications").json()
+        assert (spec["target"], spec["modes"], spec["compiler"][0]) == ("X8_01", 8, "Xcov")
+        assert re.findall(r"\btarget (\w+)", spec["layout"]) == ["X8_01"]
+        assert spec["gate_parameters"]["squeezing_amplitude_0"] == [0, 1]
+        assert connection.request("GET", "/devices/X8_01/certificate").json()["target"] == "X8_01"
+        good = connection.request("POST", "/jobs", json={"circuit": X8_CIRCUIT}).json()
+        bad = connection.request("POST", "/jobs", json={"circuit": "no target here"}).json()
+        assert set(good) == {"id", "name", "status", "target", "language", "created_at",
+                             "started_at", "finished_at", "running_time", "meta"}  # fmt: skip
+        assert good["status"] == "open" and good["running_time"] is None
+        with pytest.raises(xcc.HTTPError, match="^Job result not found"):
+            connection.request("GET", f"/jobs/{good['id']}/result")
+        with pytest.raises(xcc.HTTPError, match="^Job not found"):
+            connection.request("GET", "/jobs/unknown/result")
+        seen = set()
+        for _ in range(100):
+            seen.add(connection.request("GET", f"/jobs/{good['id']}").json()["status"])
+            if "complete" in seen:
+                break
+            time.sleep(0.02)
+        assert seen >= {"queued", "complete"}
+        record = connection.request("GET", f"/jobs/{good['id']}").json()
+        assert record["running_time"] > 0 and record["started_at"] < record["finished_at"]
+        failed = connection.request("GET", f"/jobs/{bad['id']}").json()
+        assert (failed["status"], failed["meta"]["error_code"]) == ("failed", "invalid-circuit")
+        circuit = connection.request("GET", f"/jobs/{good['id']}/circuit").json()
+        assert circuit == {"circuit": X8_CIRCUIT}
+        npz = zipfile.ZipFile(io.BytesIO(connection.request("GET", f"/jobs/{good['id']}/result").content))
+        npy = npz.read("arr_0.npy")
+        header_length = struct.unpack("<H", npy[8:10])[0]
+        header = npy[10 : 10 + header_length].decode("latin-1")
+        assert npy[:8] == b"\x93NUMPY\x01\x00" and (10 + header_length) % 64 == 0
+        assert "'descr': '<i8'" in header and "'shape': (3, 8)" in header
+        counts = struct.unpack("<24q", npy[10 + header_length :])
+        assert all(0 <= count <= 10 for count in counts)
+        listed = connection.request("GET", "/jobs", params={"status": "failed", "size": 5}).json()
+        assert [job["id"] for job in listed["data"]] == [bad["id"]] and listed["meta"]["count"] == 1
 
     def test_a_validation_error_from_the_cloud_is_raised_with_its_message(self, stand_in):
         connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)

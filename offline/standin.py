@@ -1,8 +1,12 @@
 """A loopback stand-in for the Xanadu Cloud, for tests, the demo and the benchmark.
 
-``StandIn`` serves, on 127.0.0.1 and an ephemeral port, the few endpoints that
-``xcc.Connection`` and its real callers use: the token endpoint, ``/healthz``,
-``/devices`` and ``/jobs`` (create, list, get, cancel, result). It records every
+``StandIn`` serves, on 127.0.0.1 and an ephemeral port, what ``xcc.Connection`` and its
+real callers (the original package's ``xcc.Device``, ``xcc.Job`` and ``xcc`` command line,
+Strawberry Fields' ``RemoteEngine``) read: the token endpoint, ``/healthz``, ``/devices``
+(a device, its specification and its certificate) and ``/jobs`` (create, list, get, cancel,
+circuit, result). A job goes open, queued, then complete within ``job_seconds`` (or
+failed, if its circuit names no device); its result is an ``.npz`` file of made-up photon
+counts, shaped like the device's ``(shots, modes)`` but not physics. It records every
 request it receives, so a test can check what reached the server and on which TCP
 connection. Standard library only, CPython 3.6 to 3.13; ``xcc.py`` never imports it.
 
@@ -15,8 +19,11 @@ connection. Standard library only, CPython 3.6 to 3.13; ``xcc.py`` never imports
 
 import base64
 import http.server
+import io
 import json
 import os
+import random
+import re
 import socket
 import socketserver
 import ssl
@@ -24,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+import zipfile
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
@@ -65,6 +73,66 @@ X8_01 = {
     "status": "online",
 }
 DEVICES = {"X8_01": X8_01}
+
+# The X8's specification as Strawberry Fields reads it: the Blackbird template that a
+# program is compiled to, and the values each of its parameters may take.
+X8_LAYOUT = """name template_4x2_X8
+version 1.0
+target X8_01 (shots=1)
+
+# for n spatial degrees, first n signal modes, then n idler modes, all phases zero
+S2gate({squeezing_amplitude_0}, 0.0) | [0, 4]
+S2gate({squeezing_amplitude_1}, 0.0) | [1, 5]
+S2gate({squeezing_amplitude_2}, 0.0) | [2, 6]
+S2gate({squeezing_amplitude_3}, 0.0) | [3, 7]
+
+# standard 4x4 interferometer for the signal modes (the lower ones in frequency)
+# even phase indices correspond to internal Mach-Zehnder interferometer phases
+# odd phase indices correspond to external Mach-Zehnder interferometer phases
+MZgate({phase_0}, {phase_1}) | [0, 1]
+MZgate({phase_2}, {phase_3}) | [2, 3]
+MZgate({phase_4}, {phase_5}) | [1, 2]
+MZgate({phase_6}, {phase_7}) | [0, 1]
+MZgate({phase_8}, {phase_9}) | [2, 3]
+MZgate({phase_10}, {phase_11}) | [1, 2]
+
+# duplicate the interferometer for the idler modes (the higher ones in frequency)
+MZgate({phase_0}, {phase_1}) | [4, 5]
+MZgate({phase_2}, {phase_3}) | [6, 7]
+MZgate({phase_4}, {phase_5}) | [5, 6]
+MZgate({phase_6}, {phase_7}) | [4, 5]
+MZgate({phase_8}, {phase_9}) | [6, 7]
+MZgate({phase_10}, {phase_11}) | [5, 6]
+
+# add final dummy phases to allow mapping any unitary to this template (these do not
+# affect the photon number measurement)
+""" + "".join("Rgate({{final_phase_{0}}}) | [{0}]\n".format(mode) for mode in range(8)) + """
+# measurement in Fock basis
+MeasureFock() | [0, 1, 2, 3, 4, 5, 6, 7]
+"""
+_PHASE = [0, [0, 6.283185307179586]]  # 0, or anything from 0 to 2 pi
+SPECIFICATIONS = {
+    "X8_01": {
+        "target": "X8_01",
+        "layout": X8_LAYOUT,
+        "modes": 8,
+        "compiler": ["Xcov"],
+        "gate_parameters": dict(
+            [("squeezing_amplitude_{}".format(i), [0, 1]) for i in range(4)]
+            + [("phase_{}".format(i), _PHASE) for i in range(12)]
+            + [("final_phase_{}".format(i), _PHASE) for i in range(8)]
+        ),
+    }
+}
+CERTIFICATES = {
+    "X8_01": {
+        "target": "X8_01",
+        "calibration_date": "2021-01-27T15:15:25.801308Z",
+        "laser_wavelength_meters": 1.55e-06,
+        "note": "made up by the stand-in: no device was calibrated",
+    }
+}
+_MAX_SHOTS = 100000  # a result of 8 x 100,000 counts is 6.4 MB
 
 _PERIOD = 251  # a prime, so a result chunk that lands at the wrong offset does not match
 _BLOCK = bytes(range(_PERIOD)) * 261  # 65511 bytes, a whole number of periods
@@ -178,8 +246,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not (auth.startswith("Bearer ") and self.standin._valid(auth[len("Bearer ") :])):
             return self._send(401, {"detail": "Invalid or expired access token."})
         status, body = self.standin._route(self.command, split.path, self.record)
-        if body is None:  # a job result, streamed in blocks
+        if body is None:  # result_size bytes, streamed in blocks
             return self._send_result()
+        if isinstance(body, bytes):
+            return self._send(status, body, "application/octet-stream")
         self._send(status, body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
@@ -231,7 +301,8 @@ class StandIn:
         self.requests = []
         self.connections = 0
         self.tokens_issued = 0
-        self.result_size = 1 << 20
+        self.result_size = None  # a size in bytes: results are that many bytes, not .npz
+        self.job_seconds = 0.5  # how long a job takes from open to complete
         self.hang_up = 0  # how many of the next requests get no answer: the socket is closed
         self.delay = 0  # seconds to wait before answering each request (to test timeouts)
         self.jobs = {}  # id -> job, in creation order
@@ -321,39 +392,46 @@ class StandIn:
             return token in self._tokens
 
     def _route(self, method, path, record):
-        """Returns ``(status, JSON body)``, or ``(200, None)`` for a job result."""
+        """Returns ``(status, JSON body)``, or ``(200, bytes)`` for a job result."""
         parts = path.strip("/").split("/")
-        if method in ("GET", "HEAD") and path == "/healthz":
+        reading = method in ("GET", "HEAD")
+        if reading and path == "/healthz":
             return 200, {}
-        if method in ("GET", "HEAD") and parts[0] == "devices" and len(parts) <= 2:
+        if reading and parts[0] == "devices" and len(parts) <= 3:
             if len(parts) == 1:
                 data = list(DEVICES.values())
                 return 200, {"data": data, "meta": {"count": len(data)}}
-            if parts[1] in DEVICES:
+            if parts[1] not in DEVICES:
+                return 404, {"detail": "Device not found."}
+            if len(parts) == 2:
                 return 200, DEVICES[parts[1]]
-            return 404, {"detail": "Device not found."}
-        if parts[0] != "jobs" or len(parts) > 3 or (len(parts) == 3 and parts[2] != "result"):
+            extra = {"specifications": SPECIFICATIONS, "certificate": CERTIFICATES}
+            if parts[2] in extra:
+                return 200, extra[parts[2]][parts[1]]
+        if parts[0] != "jobs" or len(parts) > 3:
             return 404, {"detail": "Not found."}
         if len(parts) == 1 and method == "POST":
             return self._create_job(record.body)
-        if len(parts) == 1 and method in ("GET", "HEAD"):
+        if len(parts) == 1 and reading:
             return self._list_jobs(record.query)
-        if len(parts) == 3 and method in ("GET", "HEAD"):
-            return 200, None
         with self._lock:
-            job = self.jobs.get(parts[1]) if len(parts) == 2 else None
-            if job is not None and method in ("GET", "HEAD"):
-                return 200, dict(job)
-            if job is not None and method == "PATCH":
-                try:
-                    status = json.loads(record.body.decode("utf-8")).get("status")
-                except (ValueError, AttributeError):
-                    status = None
-                if status != "cancelled":
-                    return _validation_error("status", "Must be one of: cancelled.")
-                job["status"] = "cancelled"
-                return 200, dict(job)
-        return 404, {"detail": "Job not found." if len(parts) == 2 else "Not found."}
+            job = self.jobs.get(parts[1])
+            if job is None:
+                return 404, {"detail": "Job not found."}
+            record_ = self._advance(job)
+            if len(parts) == 2 and reading:
+                return 200, record_
+            if len(parts) == 2 and method == "PATCH":
+                return self._cancel(job, record.body)
+            if parts[2:] == ["circuit"] and reading:
+                return 200, {"circuit": job["circuit"]}
+            if parts[2:] == ["result"] and reading:
+                if job["status"] != "complete":
+                    return 404, {"detail": "Job result not found: the job is " + job["status"]}
+                if self.result_size is not None:
+                    return 200, None  # a body of result_size bytes, for tests of streaming
+                return 200, _npz(job["samples"])
+        return 404, {"detail": "Not found."}
 
     def _create_job(self, body):
         try:
@@ -364,17 +442,70 @@ class StandIn:
             return _validation_error("_schema", "Invalid input type.")
         if "circuit" not in payload:
             return _validation_error("circuit", "Missing data for required field.")
+        now = time.time()
         job = {
             "id": str(uuid.uuid4()),
-            "status": "open",
             "name": payload.get("name"),
+            "status": "open",
             "target": payload.get("target"),
-            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "language": payload.get("language"),
+            "created_at": _timestamp(now),
+            "started_at": None,
+            "finished_at": None,
+            "running_time": None,
+            "meta": {},
+            # Not part of the record:
+            "circuit": payload["circuit"],
+            "created": now,
         }
         with self._lock:
             self.jobs[job["id"]] = job
-        return 201, dict(job)
+            return 201, self._advance(job)
+
+    def _advance(self, job):
+        """Moves ``job`` along its lifecycle as the time since it was made says; returns its
+        record. The caller holds the lock."""
+        elapsed = time.time() - job["created"]
+        if job["status"] == "open" and elapsed >= self.job_seconds / 5:
+            job["status"] = "queued"
+        if job["status"] == "queued" and elapsed >= self.job_seconds:
+            started = job["created"] + self.job_seconds / 5
+            finished = job["created"] + self.job_seconds
+            job.update(
+                started_at=_timestamp(started),
+                finished_at=_timestamp(finished),
+                running_time=round(finished - started, 6),
+            )
+            circuit = job["circuit"] if isinstance(job["circuit"], str) else ""
+            found = re.search(r"^\s*target\s+(\w+)\s*(?:\(([^)]*)\))?", circuit, re.MULTILINE)
+            if found is None or found.group(1) not in SPECIFICATIONS:
+                job["status"] = "failed"
+                job["meta"] = {
+                    "error_code": "invalid-circuit",
+                    "error_detail": "The circuit has no 'target' line naming a device"
+                    " ({})".format(", ".join(SPECIFICATIONS)),
+                }
+            else:
+                shots = re.search(r"\bshots\s*=\s*(\d+)", found.group(2) or "")
+                count = min(int(shots.group(1)) if shots else 1, _MAX_SHOTS)
+                modes = SPECIFICATIONS[found.group(1)]["modes"]
+                rng = random.Random(job["id"])  # the same samples at every read
+                job["samples"] = [[rng.choice((0, 0, 0, 1, 1, 2)) for _ in range(modes)]
+                                  for _ in range(count)]  # fmt: skip
+                job["status"] = "complete"
+        return {key: value for key, value in job.items() if key in _JOB_FIELDS}
+
+    def _cancel(self, job, body):
+        """Cancels ``job`` if the PATCH ``body`` asks for it; the caller holds the lock."""
+        try:
+            status = json.loads(body.decode("utf-8")).get("status")
+        except (ValueError, AttributeError):
+            status = None
+        if status != "cancelled":
+            return _validation_error("status", "Must be one of: cancelled.")
+        if job["status"] in ("open", "queued"):
+            job.update(status="cancelled", finished_at=_timestamp(time.time()))
+        return 200, self._advance(job)
 
     def _list_jobs(self, query):
         try:
@@ -384,12 +515,36 @@ class StandIn:
         ids = set(query.get("id", []))
         statuses = set(query.get("status", []))
         with self._lock:
-            jobs = [
-                dict(job)
-                for job in self.jobs.values()
-                if (not ids or job["id"] in ids) and (not statuses or job["status"] in statuses)
-            ]
+            jobs = [self._advance(job) for job in self.jobs.values()]
+        jobs = [
+            job
+            for job in reversed(jobs)  # the newest first, as the Xanadu Cloud lists them
+            if (not ids or job["id"] in ids) and (not statuses or job["status"] in statuses)
+        ]
         return 200, {"data": jobs[: max(size, 0)], "meta": {"count": len(jobs)}}
+
+
+_JOB_FIELDS = ("id", "name", "status", "target", "language", "created_at", "started_at",
+               "finished_at", "running_time", "meta")  # fmt: skip
+
+
+def _timestamp(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _npz(samples):
+    """Returns an ``.npz`` file (what ``numpy.savez`` writes) whose ``arr_0`` is ``samples``,
+    a list of rows of integers, as 64-bit integers: the ``.npy`` format, version 1.0, is a
+    magic string, a header that is a Python dict literal padded to 64 bytes, then the data."""
+    rows, columns = len(samples), len(samples[0]) if samples else 0
+    header = "{{'descr': '<i8', 'fortran_order': False, 'shape': ({}, {}), }}".format(rows, columns)
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    data = b"".join(int(value).to_bytes(8, "little", signed=True) for row in samples for value in row)
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin-1") + data
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("arr_0.npy", npy)
+    return buffer.getvalue()
 
 
 def main(argv=None):
@@ -400,7 +555,10 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(
         prog="standin.py",
-        description="A loopback stand-in for the Xanadu Cloud, on 127.0.0.1 over HTTP.",
+        description="A loopback stand-in for the Xanadu Cloud, on 127.0.0.1 over HTTP: its"
+        " devices, specifications, certificates and jobs are what the original client and"
+        " Strawberry Fields read, but a job's samples are made up (shaped like the X8's,"
+        " not physics).",
     )
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
     args = parser.parse_args(argv)

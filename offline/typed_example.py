@@ -10,6 +10,7 @@ API_KEY``, plain HTTP): the annotations cost nothing and break nothing at run ti
 
 import os
 import sys
+import time
 from typing import Any, Dict, Iterator, List, Optional
 
 # xcc.py stands one folder up, at the top of the repository.
@@ -52,9 +53,13 @@ def main(argv: List[str]) -> int:
     headers: Dict[str, str] = connection.headers
     settings = (connection.host, connection.port, connection.tls, connection.api_version)
     device = get_device(connection, "X8_01")
+    circuit = "name typed\nversion 1.0\ntarget X8_01 (shots=2)\n"
     job: Dict[str, Any] = connection.request(
-        "POST", "/jobs", json={"name": "typed", "target": "X8_01", "circuit": "..."}
+        "POST", "/jobs", json={"name": "typed", "target": "X8_01", "circuit": circuit}
     ).json()
+    while job["status"] not in ("complete", "failed", "cancelled"):
+        time.sleep(0.1)
+        job = connection.request("GET", f"/jobs/{job['id']}").json()
     size = stream_result(connection, str(job["id"]))
     content_type: Optional[str] = ping.headers.get("Content-Type")
     try:
