@@ -205,7 +205,7 @@ class Connection:
         self._origin = (self.scheme, host.lower(), port)
         # What every request masks: the API key and the credentials in `headers`; each
         # request adds its access tokens, its own credentials and its proxy's.
-        self._secrets = [refresh_token] + _credentials_in(checked)
+        self._secrets: List[Optional[str]] = [refresh_token, *_credentials_in(checked)]
         # What every request sends but the access token, in the order of `headers`.
         self._base_headers = _Headers(
             [
@@ -3075,7 +3075,7 @@ def _with_requests_class(cls: "type") -> "type":
             return cls
         # request: what requests' errors carry beside response; pickled as cls, which has
         # a name to import by (and mixes requests' class in again when it is imported).
-        namespace = {"__module__": cls.__module__, "request": None}
+        namespace: Dict[str, Any] = {"__module__": cls.__module__, "request": None}
         namespace["__reduce__"] = lambda error: (cls, error.args, error.__dict__)
         mixed = _REQUESTS_CLASSES.setdefault(cls, type(cls.__name__, (cls, theirs), namespace))
     return mixed
