@@ -1510,7 +1510,7 @@ class _Proxy:
     """
 
     def __init__(self, url: str) -> None:
-        from urllib.parse import unquote, urlsplit
+        from urllib.parse import clear_cache, unquote, urlsplit
 
         # Say nothing of a URL that does not parse, not even in a chained cause: it may
         # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
@@ -1518,6 +1518,8 @@ class _Proxy:
         # ("http://user:pw#1@proxy" would make "pw" the port, "user" the host).
         try:
             parts = urlsplit(url if "://" in url else "http://" + url)
+            if "@" in url:  # urllib.parse keeps the last URLs it split, password and all
+                clear_cache()
             scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
             unreadable = "@" in parts.path + parts.query + parts.fragment
