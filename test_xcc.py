@@ -1554,6 +1554,14 @@ class TestResponse:
         with pytest.raises(xcc.HTTPError, match=r"^500 Server Error: Internal Server Error"):
             connect(server).request("GET", "/jobs", stream=True)
 
+    def test_a_token_echoed_in_a_long_streamed_error_body_is_masked(self, servers):
+        body = json.dumps({"detail": ACCESS_TOKEN + "x" * 102400}).encode()
+        server = servers.paths({"/jobs": raw_response(body, "500 Internal Server Error")})
+        with pytest.raises(xcc.HTTPError) as info:
+            connect(server).request("GET", "/jobs", stream=True)
+        shown = b"".join(info.value.response.iter_content(1000))
+        assert shown == body.replace(ACCESS_TOKEN.encode(), b"[token]")
+
     def test_the_rest_of_a_long_streamed_error_body_stays_for_the_caller(self, servers):
         body = json.dumps({"detail": "x" * 102400}).encode()
         server = servers.paths({"/jobs": raw_response(body, "500 Internal Server Error")})

@@ -3046,6 +3046,10 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
             if response._content is not None:
                 text = _masked(response._content.decode("latin-1"), body_tokens)
                 response._content = text.encode("latin-1")
+            start, rest = response._peeked  # what was read of a long streamed error body
+            if start:
+                text = _masked(start.decode("latin-1"), body_tokens)
+                response._peeked = (text.encode("latin-1"), rest)
         pending.extend((item.__cause__, item.__context__))
     # Last: on PyPy, an exception caught meanwhile (in re, say) gives the one being handled
     # its traceback back.
