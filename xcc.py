@@ -1510,7 +1510,8 @@ class _Proxy:
     """
 
     def __init__(self, url: str) -> None:
-        from urllib.parse import clear_cache, unquote, urlsplit
+        from urllib.parse import clear_cache  # type: ignore[attr-defined]  # not in typeshed
+        from urllib.parse import unquote, urlsplit
 
         # Say nothing of a URL that does not parse, not even in a chained cause: it may
         # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
