@@ -2683,6 +2683,14 @@ class TestProxies:
         assert decoded.count("rotating-secret-") <= 16
         assert "rotating-secret-000" not in decoded  # the least recently used went first
 
+    def test_a_refusing_proxy_is_named_with_the_setting_that_chose_it(self, servers):
+        origin = servers.http()
+        url = f"http://127.0.0.1:{closed_port()}"
+        expected = rf"^Cannot connect to proxy {url}: .* \(the proxy from proxies\['http'\]\)$"
+        with connect(origin) as connection, pytest.raises(xcc.ProxyError, match=expected):
+            connection.request("GET", "/devices", proxies={"http": url})
+        assert origin.requests == []
+
     def test_a_407_keeps_no_proxy_password_anywhere_reachable(self, servers):
         origin = servers.http()
         proxy = servers.proxy(credentials=(PROXY_USER, "the-right-one"))
@@ -6281,6 +6289,48 @@ class TestCommandLine:
         for token in [REFRESH_TOKEN] + cloud.handler.issued:
             assert_not_leaked(out + err, token)
 
+    @pytest.mark.parametrize("module", [False, True])
+    def test_an_http_error_line_names_the_status_method_and_path(self, cloud, module):
+        code, out, err = run_cli(["request", "GET", "/devices/X9"], cli_settings(cloud), module)
+        prog = "python -m xcc" if module else "xcc.py"
+        assert (code, out) == (1, "")
+        assert err == f"{prog}: error: 404 GET /devices/X9: Device X9 not found.\n"
+
+    def test_a_validation_error_line_names_the_fields(self, servers):
+        meta = {"circuit": ["Missing data for required field."], "target": {"0": ["Unknown."]}}
+        body = {"code": "validation-error", "meta": meta}
+        server = servers.http(lambda request: json_reply(400, body))
+        settings = dict(cli_settings(server), XANADU_CLOUD_ACCESS_TOKEN=ACCESS_TOKEN)
+        code, out, err = run_cli(["request", "POST", "/jobs", "--json", "{}"], settings)
+        assert (code, out) == (1, "")
+        assert err == (
+            "xcc.py: error: 400 POST /jobs: circuit: Missing data for required field.;"
+            " target.0: Unknown.\n"
+        )
+
+    @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+    def test_a_refusing_proxy_is_named_with_the_variable_that_set_it(self, cloud, variable):
+        port = closed_port()
+        settings = dict(cli_settings(cloud), **{variable: f"http://127.0.0.1:{port}"})
+        code, out, err = run_cli(["ping"], settings)
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert f"Cannot connect to proxy http://127.0.0.1:{port}: " in err
+        assert err.endswith(f" (the proxy from {variable})\n")
+        assert "shut down" not in err
+
+    def test_the_default_host_out_of_reach_points_to_the_stand_in(self, servers):
+        # Through a proxy that refuses every tunnel, as one does for a host it cannot
+        # resolve, so that the test reaches no network.
+        proxy = servers.proxy(refuse=502)
+        settings = {"XANADU_CLOUD_ACCESS_TOKEN": ACCESS_TOKEN, "HTTPS_PROXY": proxy.url()}
+        code, out, err = run_cli(["ping"], settings)
+        assert (code, out) == (1, "")
+        assert_one_error_line(err)
+        assert [r.target for r in proxy.requests] == [f"{xcc._DEFAULT_HOST}:443"]
+        assert "The Xanadu Cloud shut down in January 2026" in err
+        assert "`python offline/standin.py`" in err
+
     def test_a_servers_terminal_escapes_are_printed_escaped(self, servers):
         detail = "no \x1b]0;owned\x07\x1b[2J \x9b31m \u2028 end"
         server = servers.http(lambda request: json_reply(400, {"detail": detail}))
@@ -6294,7 +6344,9 @@ class TestCommandLine:
     @pytest.mark.parametrize(
         "args",
         [["frobnicate"], [], ["request", "GET"], ["request", "GET", "/echo", "--param", "novalue"],
-         ["request", "POST", "/echo", "--json", "{bad"], ["--port", "http", "ping"]],
+         ["request", "POST", "/echo", "--json", "{bad"], ["--port", "http", "ping"],
+         ["--port", "-5", "ping"], ["--port", "0", "ping"], ["--port", "65536", "ping"],
+         ["--timeout", "-1", "ping"], ["--timeout", "0", "ping"], ["--timeout", "nan", "ping"]],
     )  # fmt: skip
     def test_usage_error_exits_2_with_one_line(self, cloud, args):
         code, out, err = run_cli(args, cli_settings(cloud))
@@ -6308,6 +6360,25 @@ class TestCommandLine:
         assert code == 2
         assert_one_error_line(err)
         assert "novalue" in err
+
+    def test_a_negative_timeout_is_told_in_the_command_lines_terms(self):
+        code, _, err = run_cli(["--timeout", "-1", "ping"])
+        assert code == 2
+        assert err.startswith("xcc.py: error: argument --timeout: '-1' is not a number of")
+        assert "pair" not in err
+
+    def test_usage_under_python_m_names_python_m_xcc(self):
+        code, out, _ = run_cli(["--help"], module=True)
+        assert (code, out.split()[:4]) == (0, ["usage:", "python", "-m", "xcc"])
+        code, _, err = run_cli(["frobnicate"], module=True)
+        assert code == 2
+        assert err.startswith("python -m xcc: error: argument COMMAND: invalid choice")
+
+    def test_help_of_request_describes_each_option(self):
+        code, out, _ = run_cli(["request", "--help"])
+        assert code == 0
+        assert "--param KEY=VALUE    a query parameter" in out
+        assert "--header NAME:VALUE  a header field" in out
 
     def test_help_lists_the_commands(self):
         code, out, _ = run_cli(["--help"])
@@ -6374,6 +6445,7 @@ class TestCommandLine:
         assert out == ""
         assert_one_error_line(err)
         assert f"127.0.0.1:{port}" in err
+        assert "shut down" not in err  # only the default host's failure speaks of it
         assert_not_leaked(err, ACCESS_TOKEN)
 
     def test_invalid_refresh_token_prints_the_seeds_message(self, cloud):
@@ -6382,7 +6454,8 @@ class TestCommandLine:
         code, out, err = run_cli(["ping"], settings)
         assert code == 1
         assert_one_error_line(err)
-        assert "Refresh token (e.g., Xanadu Cloud API key) is invalid" in err
+        message = "Refresh token (e.g., Xanadu Cloud API key) is invalid"
+        assert f"400 POST {TOKEN_PATH}: {message}" in err
         assert_not_leaked(out + err, other)
 
     def test_help_names_the_settings_and_the_settings_file(self):

@@ -45,6 +45,7 @@ TYPE_CHECKING = False
 
 
 if TYPE_CHECKING:
+    import argparse
     import ipaddress
     import logging
     import ssl
@@ -1484,22 +1485,29 @@ def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
     """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
     the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
     kind, detail = source
-    shown = "direct"
-    if proxy is not None:
-        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
-    if kind == "proxies":
-        return f"{shown}, from proxies[{detail!r}]"
-    if kind == "environment":  # lower case wins, as in _environ_proxies
-        assert detail is not None  # the variable's scheme
-        names = (detail + "_proxy", detail.upper() + "_PROXY")
-        return f"{shown}, from " + next((name for name in names if os.environ.get(name)), names[1])
-    if kind == "system":
-        return f"{shown}, from the system settings"
     if kind == "NO_PROXY":
         return f"direct: the NO_PROXY entry {detail!r} matches"
     if kind == "system bypass":
         return "direct: the system settings exempt this host"
-    return "direct: no proxy variable or setting"
+    if kind == "none":
+        return "direct: no proxy variable or setting"
+    shown = "direct"
+    if proxy is not None:
+        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
+    return f"{shown}, from {_proxy_setting(source)}"
+
+
+def _proxy_setting(source: "_Source") -> str:
+    """Returns the setting that named a proxy, from the ``source`` that :func:`_proxy_url`
+    gave: ``proxies['https']``, a variable such as ``HTTPS_PROXY``, or the system's."""
+    kind, detail = source
+    if kind == "proxies":
+        return f"proxies[{detail!r}]"
+    if kind == "environment":  # lower case wins, as in _environ_proxies
+        assert detail is not None  # the variable's scheme
+        names = (detail + "_proxy", detail.upper() + "_PROXY")
+        return next((name for name in names if os.environ.get(name)), names[1])
+    return "the system settings"
 
 
 class _Proxy:
@@ -2250,7 +2258,11 @@ def _exchange(
             _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
             if context is not None:
                 _debug("Verifying TLS with %s", _ca_source(options.verify))
-        conn = _Conn.open(key, proxy, context, options.timeouts, label)
+        try:
+            conn = _Conn.open(key, proxy, context, options.timeouts, label)
+        except ProxyError as exc:  # the proxy may come from a variable the user forgot
+            exc.args = (f"{exc} (the proxy from {_proxy_setting(proxy_source)})",)
+            raise
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
         except _StaleSocket as exc:
@@ -2915,9 +2927,10 @@ def _redirect_method(status: int, method: str) -> str:
 # --------------------------------------------------------------------- errors and tokens
 
 
-def _http_error(response: "Response") -> "HTTPError":
+def _http_error(response: "Response", named: bool = False) -> "HTTPError":
     """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
-    the messages of a validation error, else the ``detail``, else requests' wording.
+    the messages of a validation error (each after its field's name if ``named``, as the
+    command line shows them), else the ``detail``, else requests' wording.
 
     The server's words are repeated, with their control characters escaped and cut to
     ``_MAX_DETAIL`` characters, as a reason phrase is: :func:`_mask` takes the tokens out.
@@ -2926,7 +2939,8 @@ def _http_error(response: "Response") -> "HTTPError":
     body = _json_object(response) if response._peek(_MAX_ERROR_BODY) is not None else {}
     meta = body.get("meta")
     if response.status_code == 400 and body.get("code") == "validation-error" and meta:
-        words = "; ".join(_validation_messages(meta) if isinstance(meta, dict) else [str(meta)])
+        messages = _validation_messages(meta, named) if isinstance(meta, dict) else [str(meta)]
+        words = "; ".join(messages)
         message = _printable(words, _MAX_DETAIL)
     elif "detail" in body:
         message = _printable(str(body["detail"]), _MAX_DETAIL)
@@ -2944,16 +2958,21 @@ def _json_object(response: "Response") -> "Dict[str, Any]":
     return body if isinstance(body, dict) else {}
 
 
-def _validation_messages(meta: "Dict[str, Any]") -> "List[str]":
-    """Returns the messages of a ``validation-error`` body's ``meta``, in order.
+def _validation_messages(meta: "Dict[str, Any]", named: bool = False) -> "List[str]":
+    """Returns the messages of a ``validation-error`` body's ``meta``, in order, each after
+    its field's name if ``named``.
 
     Each value of ``meta`` is a list of messages or a mapping whose values are lists:
-    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``.
+    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``, or named
+    ``["head.0: Foo", "tail: Bar"]``.
     """
     messages: List[str] = []
-    for value in meta.values():
-        for group in value.values() if isinstance(value, dict) else (value,):
-            messages.extend(map(str, group) if isinstance(group, list) else [str(group)])
+    for field, value in meta.items():
+        groups = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, group in groups:
+            name = f"{field}: " if key is None else f"{field}.{key}: "
+            for text in map(str, group) if isinstance(group, list) else [str(group)]:
+                messages.append(name + text if named else text)
     return messages
 
 
@@ -3206,15 +3225,45 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         int: 0 on success, 1 on an error or when the reader of stdout closed it early, 2 on a
         usage error
     """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.getLogger("xcc").addHandler(handler)
+        logging.getLogger("xcc").setLevel(logging.DEBUG)
+    kwargs = _request_options(parser, args)
+    overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
+    if args.no_tls:
+        overrides["tls"] = False
+    method, path = ("GET", "/healthz") if args.command == "ping" else (args.method, args.path)
+    settings = None  # Connection.load(), unrolled: a missing token gets a hint to set one
+    try:
+        settings = _load_settings()
+        with Connection(**dict(settings, **overrides)) as connection:
+            response = connection.request(method, path, **kwargs)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
+        message = _error_line(exc, method, settings, overrides.get("host"))
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 1
+    return _print_response(None if args.command == "ping" else response)
+
+
+def _parser() -> "argparse.ArgumentParser":
+    """Returns the command line's parser; its usage errors exit with status 2."""
     import argparse
-    import json
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
             self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     parser = Parser(
-        prog="xcc.py",
+        # argparse would say "xcc.py" under "python -m xcc" too.
+        prog="python -m xcc" if __name__ == "__main__" and __spec__ is not None else "xcc.py",
         description="Talk to the Xanadu Cloud with the settings that `xcc config` saved.",
         epilog=f"""settings, read from these environment variables over the same lines in
 {_settings_path()}:
@@ -3229,9 +3278,11 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     )
     parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
     parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
-    parser.add_argument("--port", type=int, help="the Xanadu Cloud port")
+    parser.add_argument("--port", type=_port_option, help="the Xanadu Cloud port")
     parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
-    parser.add_argument("--timeout", type=float, default=10, help="seconds to wait (default 10)")
+    parser.add_argument(
+        "--timeout", type=_seconds_option, default=10, help="seconds to wait (default 10)"
+    )
     parser.add_argument(
         "-v",
         "--verbose",
@@ -3246,18 +3297,47 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     request.add_argument("method", help="HTTP method, such as GET")
     request.add_argument("path", help="request path, such as /devices")
     request.add_argument("--json", metavar="BODY", help="JSON request body")
-    request.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
-    args = parser.parse_args(argv)
-    if args.verbose:
-        import logging
+    for option, metavar, what in [
+        ("--param", "KEY=VALUE", "a query parameter, percent-encoded for you"),
+        ("--header", "NAME:VALUE", "a header field, such as 'Accept: application/json'"),
+    ]:
+        request.add_argument(
+            option, action="append", default=[], metavar=metavar, help=f"{what} (repeatable)"
+        )
+    return parser
 
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        logging.getLogger("xcc").addHandler(handler)
-        logging.getLogger("xcc").setLevel(logging.DEBUG)
 
-    kwargs = {"timeout": args.timeout}
+def _port_option(text: str) -> int:
+    """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
+    import argparse
+
+    if text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+
+
+def _seconds_option(text: str) -> float:
+    """Returns the seconds of ``--timeout``; anything but a number above 0 is a usage error."""
+    import argparse
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if 0 < seconds <= _MAX_TIMEOUT:  # NaN is not
+        return seconds
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a number of seconds above 0 and at most {_MAX_TIMEOUT}"
+    )
+
+
+def _request_options(
+    parser: "argparse.ArgumentParser", args: "argparse.Namespace"
+) -> "Dict[str, Any]":
+    """Returns the keyword arguments of :meth:`Connection.request` that ``args`` give."""
+    import json
+
+    kwargs: Dict[str, Any] = {"timeout": args.timeout}
     if args.command == "request":
         kwargs.update(params=[], headers={})
         for param in args.param:
@@ -3275,34 +3355,48 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
                 kwargs["json"] = json.loads(args.json)
             except ValueError as exc:
                 parser.error(f"--json is not valid JSON: {exc}")
-    overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
-    if args.no_tls:
-        overrides["tls"] = False
-    no_token = False  # Connection.load(), unrolled: a missing token gets a hint to set one
-    try:
-        settings = _load_settings()
-        no_token = "refresh_token" not in settings and "access_token" not in settings
-        settings.update(overrides)
-        with Connection(**settings) as connection:
-            if args.command == "ping":
-                connection.request("GET", "/healthz", **kwargs)
-                response = None
-            else:
-                response = connection.request(args.method, args.path, **kwargs)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
-        # A server's words (a reason, a detail) reach the terminal: never its escapes.
-        message = _printable(" ".join(str(exc).split())) or type(exc).__name__
-        if no_token:
+    return kwargs
+
+
+def _error_line(
+    exc: Exception, method: str, settings: "Optional[Dict[str, Any]]", host: "Optional[str]"
+) -> str:
+    """Returns the command line's one line for ``exc``, raised by a ``method`` request with
+    ``settings`` (``None``: they could not be read) and ``--host``: what the server answered
+    and to which request, a validation error's field names, and what to do next."""
+    message = str(exc)
+    response = exc.response if isinstance(exc, HTTPError) else None
+    if response is not None:
+        from urllib.parse import urlsplit
+
+        if _json_object(response).get("code") == "validation-error":
+            message = str(_http_error(response, named=True))
+        path = urlsplit(response.url).path
+        method = "POST" if path == _TOKEN_PATH else method  # the token refresh failed
+        message = f"{response.status_code} {method} {path}: {message}"
+    # A server's words (a reason, a detail) reach the terminal: never its escapes.
+    message = _printable(" ".join(message.split())) or type(exc).__name__
+    if settings is not None and "refresh_token" not in settings and "access_token" not in settings:
+        message += (
+            " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
+            f" {_settings_path()}."
+        )
+    if isinstance(exc, SSLError):  # the command line has no verify=, only the variables
+        message = message.replace(_VERIFY_ADVICE, "")
+    elif isinstance(exc, ConnectionError) and settings is not None:
+        if (host or settings.get("host", _DEFAULT_HOST)) == _DEFAULT_HOST:
             message += (
-                " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
-                f" {_settings_path()}."
+                " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
+                " serves a stand-in for it on this machine."
             )
-        if isinstance(exc, SSLError):  # the command line has no verify=, only the variables
-            message = message.replace(_VERIFY_ADVICE, "")
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 1
+    return message
+
+
+def _print_response(response: "Optional[Response]") -> int:
+    """Prints the body of ``response`` (JSON indented, else as sent), or for ``None`` that
+    the ping succeeded; returns the exit status."""
+    import json
+
     try:
         if response is None:
             print("Successfully connected to the Xanadu Cloud.")
