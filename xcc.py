@@ -1485,16 +1485,16 @@ def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
     """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
     the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
     kind, detail = source
+    shown = "direct"
+    if proxy is not None:
+        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
+    if kind in ("proxies", "environment", "system"):
+        return f"{shown}, from {_proxy_setting(source)}"
     if kind == "NO_PROXY":
         return f"direct: the NO_PROXY entry {detail!r} matches"
     if kind == "system bypass":
         return "direct: the system settings exempt this host"
-    if kind == "none":
-        return "direct: no proxy variable or setting"
-    shown = "direct"
-    if proxy is not None:
-        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
-    return f"{shown}, from {_proxy_setting(source)}"
+    return "direct: no proxy variable or setting"
 
 
 def _proxy_setting(source: "_Source") -> str:
