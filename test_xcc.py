@@ -10,6 +10,7 @@ logging, threads, randomised inputs, the original callers) and the command line 
 last. Run with ``python -m pytest``.
 """
 
+import ast
 import base64
 import contextlib
 import decimal
@@ -6616,6 +6617,113 @@ class TestStandInCommand:
         assert (code, out) == (1, "")
         assert_one_error_line(err)
         assert f"cannot serve on port {server.port}" in err
+
+
+def read_npz(data):
+    """Returns ``(names in the zip file, the .npy header of arr_0, its rows)`` of an ``.npz``
+    file of a 2-D integer array, read as numpy's documented format (no numpy)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        npy = archive.read("arr_0.npy")
+    assert npy[:8] == b"\x93NUMPY\x01\x00"  # the magic string, then version 1.0
+    end = 10 + struct.unpack("<H", npy[8:10])[0]
+    assert end % 64 == 0 and npy[end - 1 : end] == b"\n"
+    header = ast.literal_eval(npy[10:end].decode("latin-1"))
+    rows, columns = header["shape"]
+    values = struct.unpack("<{}q".format(rows * columns), npy[end:])
+    return names, header, [list(values[i * columns : (i + 1) * columns]) for i in range(rows)]
+
+
+class TestStandInAPI:
+    """More of what the stand-in serves to the original package and Strawberry Fields, over
+    real sockets to ``xcc.Connection``."""
+
+    @pytest.fixture
+    def cloud(self):
+        with standin.StandIn() as stand_in:
+            stand_in.job_seconds = 0.2
+            connection = connect(stand_in, refresh_token=standin.REFRESH_TOKEN, access_token=None)
+            yield stand_in, connection
+            connection.close()
+
+    @staticmethod
+    def submit(connection, shots=3):
+        circuit = X8_CIRCUIT.replace("(shots=3)", "(shots={})".format(shots))
+        payload = {"name": "job", "target": "X8_01", "circuit": circuit, "language": "bb:1.0"}
+        return connection.request("POST", "/jobs", json=payload).json()
+
+    @staticmethod
+    def wait(connection, job_id):
+        """Polls the job, as ``xcc.Job.wait`` does, until it ends; returns its last record."""
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            record = connection.request("GET", f"/jobs/{job_id}").json()
+            if record["status"] in ("cancelled", "complete", "failed"):
+                return record
+            time.sleep(0.02)
+        raise AssertionError(f"the job stayed {record['status']}")
+
+    def test_every_parameter_of_the_layout_has_allowed_values_or_ranges(self, cloud):
+        _, connection = cloud
+        spec = connection.request("GET", "/devices/X8_01/specifications").json()
+        assert sorted(spec) == ["compiler", "gate_parameters", "layout", "modes", "target"]
+        names = set(re.findall(r"\{(\w+)\}", spec["layout"]))
+        assert names == set(spec["gate_parameters"]) and len(names) == 24
+        for allowed in spec["gate_parameters"].values():
+            for value in allowed:  # a value, or a [low, high] range, as Strawberry Fields reads
+                assert isinstance(value, (int, float)) or (
+                    len(value) == 2 and value[0] < value[1]
+                ), allowed
+        assert spec["gate_parameters"]["phase_11"] == [0, [0, 2 * math.pi]]
+
+    @pytest.mark.parametrize("part", ["specifications", "certificate"])
+    def test_an_unknown_devices_specification_and_certificate_are_404(self, cloud, part):
+        _, connection = cloud
+        with pytest.raises(xcc.HTTPError, match=r"^Device not found\.$") as info:
+            connection.request("GET", f"/devices/X9_01/{part}")
+        assert info.value.response.status_code == 404
+
+    def test_a_result_has_the_circuits_shots_by_the_devices_modes(self, cloud):
+        _, connection = cloud
+        job = self.submit(connection, shots=13)
+        assert self.wait(connection, job["id"])["status"] == "complete"
+        response = connection.request("GET", f"/jobs/{job['id']}/result", stream=True)
+        names, header, rows = read_npz(b"".join(response.iter_content(chunk_size=32768)))
+        assert names == ["arr_0.npy"]
+        assert header == {"descr": "<i8", "fortran_order": False, "shape": (13, 8)}
+        assert all(count >= 0 for row in rows for count in row)
+        again = connection.request("GET", f"/jobs/{job['id']}/result").content
+        assert read_npz(again)[2] == rows  # the same samples at every read
+
+    def test_a_cancelled_job_stays_cancelled_and_has_no_result(self, cloud):
+        stand_in, connection = cloud
+        stand_in.job_seconds = 30
+        job = self.submit(connection)
+        cancel = {"status": "cancelled"}
+        record = connection.request("PATCH", f"/jobs/{job['id']}", json=cancel).json()
+        assert record["status"] == "cancelled" and record["finished_at"] is not None
+        stand_in.job_seconds = 0.01
+        time.sleep(0.05)
+        assert connection.request("GET", f"/jobs/{job['id']}").json()["status"] == "cancelled"
+        with pytest.raises(xcc.HTTPError, match=r"^Job result not found") as info:
+            connection.request("GET", f"/jobs/{job['id']}/result")
+        assert info.value.response.status_code == 404
+
+    def test_the_job_list_filters_as_the_original_sends_them(self, cloud):
+        stand_in, connection = cloud
+        stand_in.job_seconds = 30
+        jobs = [self.submit(connection)["id"] for _ in range(7)]
+        connection.request("PATCH", f"/jobs/{jobs[1]}", json={"status": "cancelled"})
+
+        def listed(**params):
+            body = connection.request("GET", "/jobs", params=params).json()
+            return [job["id"] for job in body["data"]], body["meta"]["count"]
+
+        assert listed() == (jobs[::-1][:5], 7)  # the newest first, 5 by default
+        assert listed(size=2) == (jobs[::-1][:2], 7)
+        assert listed(size=2, id=[jobs[0], jobs[3], "other"]) == ([jobs[3], jobs[0]], 2)
+        assert listed(size=5, status="cancelled") == ([jobs[1]], 1)
+        assert listed(size=5, status="open", id=[jobs[1], jobs[2]]) == ([jobs[2]], 1)
 
 
 # ----------------------------------------------------------------------------- annotations
