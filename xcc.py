@@ -1909,7 +1909,7 @@ class _Conn:
             if context is not None:
                 if proxy is not None:
                     _tunnel(sock, host, port, proxy, deadline)
-                sock = _wrap_tls(sock, key[0], proxy, context, deadline, label)
+                sock = _wrap_tls(sock, key[0], context, deadline, label)
             sock.settimeout(read_timeout)
         except RequestException:
             sock.close()
@@ -2001,38 +2001,37 @@ def _tunnel(
 def _wrap_tls(
     sock: "socket.socket",
     origin: "_Origin",
-    proxy: "Optional[_Proxy]",
     context: "ssl.SSLContext",
     deadline: "Optional[float]",
     label: str,
 ) -> "ssl.SSLSocket":
-    """Returns ``sock`` wrapped in TLS for the host of ``origin``, its certificate checked by
-    ``context``; ``proxy`` is the one whose tunnel ``sock`` is, if any."""
+    """Returns ``sock`` wrapped in TLS for the host of ``origin``, verified by ``context``."""
     import ssl
 
-    _, host, port = origin
+    _, host, _ = origin
     # One timeout for the whole handshake: CPython's ssl module waits for it as a deadline
     # (bpo-23853), however slowly the server sends it.
     sock.settimeout(_remaining(deadline))
-    peer = (sock.family, sock.getpeername())
     try:
         sock = context.wrap_socket(sock, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
         # Python 3.6 raises CertificateError for a wrong host name, after the handshake.
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, ssl.CertificateError):
-            certificate = _peer_certificate(peer, host, port, proxy, deadline)
-            raise _verification_error(exc, host, label, certificate) from exc
+            raise _verification_error(exc, host, label) from exc
         raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
     if _log_enabled():
-        facts = _certificate_facts(sock.getpeercert(binary_form=True) or b"") or {}
-        _debug(
-            "%s with %r: certificate of %s, issued by %s, valid until %s",
-            sock.version(),
-            host,
-            facts.get("subject"),
-            facts.get("issuer"),
-            _utc(facts.get("not_after")),
-        )
+        certificate = sock.getpeercert()
+        if certificate:
+            _debug(
+                "%s with %r: certificate of %s, issued by %s, valid until %s",
+                sock.version(),
+                host,
+                _distinguished_name(certificate["subject"]),
+                _distinguished_name(certificate["issuer"]),
+                _utc(ssl.cert_time_to_seconds(certificate["notAfter"])),
+            )
+        else:  # the ssl module decodes only a certificate that it verified
+            _debug("%s with %r: certificate not verified (verify=False)", sock.version(), host)
     return sock
 
 
@@ -2046,161 +2045,55 @@ def _utc(seconds: "Optional[float]") -> str:
     return "an unknown time"
 
 
-def _der_items(data: bytes, start: int, end: int) -> "Iterator[Tuple[int, int, int]]":
-    """Yields ``(tag, content start, content end)`` of the DER elements in ``data[start:end]``
-    (X.690 §8.1: a tag byte, a length, the content); a bad length raises ``IndexError``."""
-    while start < end:
-        tag, length, start = data[start], data[start + 1], start + 2
-        if length & 0x80:  # the long form: the next (length & 0x7F) bytes hold the length
-            count = length & 0x7F
-            length, start = int.from_bytes(data[start : start + count], "big"), start + count
-        if start + length > end:
-            raise IndexError("a DER length runs past its container")
-        yield tag, start, start + length
-        start += length
+# The attributes of a distinguished name that a log line shows (RFC 5280 §4.1.2.4).
+_NAME_ATTRIBUTES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU"}
+_MAX_SHOWN_CHARS = 200  # characters of a certificate's text that a message or log line shows
 
 
-# The attributes of a distinguished name that a message shows (RFC 5280 §4.1.2.4).
-_NAME_ATTRIBUTES = {b"\x55\x04\x03": "CN", b"\x55\x04\x0a": "O", b"\x55\x04\x0b": "OU"}
-_SUBJECT_ALT_NAME = b"\x55\x1d\x11"  # the OID 2.5.29.17
-_MAX_SHOWN_NAMES = 5  # subjectAltNames a message lists
-_MAX_SHOWN_CHARS = 200  # characters of a name (or all of a subject) a message shows
+def _distinguished_name(name: "Tuple[Tuple[Tuple[str, str], ...], ...]") -> str:
+    """Returns a distinguished name from ``getpeercert()`` as ``CN=..., O=...``, escaped."""
+    parts = [
+        f"{_NAME_ATTRIBUTES[key]}={value}"
+        for rdn in name
+        for key, value in rdn
+        if key in _NAME_ATTRIBUTES
+    ]
+    return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
 
 
-def _certificate_facts(der: "Optional[bytes]") -> "Optional[Dict[str, Any]]":
-    """Returns what a message or a log line says of a DER certificate: ``subject``,
-    ``issuer``, ``not_before`` and ``not_after`` (Unix seconds) and ``names`` (its
-    subjectAltName DNS names and IP addresses), or ``None`` if it cannot be read.
-
-    The certificate is only read, never trusted (RFC 5280 §4.1): this names the cause of a
-    failed verification, and the ``ssl`` module decodes only certificates that verified.
-    """
-    import calendar
-    import ipaddress
-
-    if der is None:  # getpeercert() gives None when there was no handshake
-        return None
-
-    def children(span: "Tuple[Optional[int], int, int]") -> "List[Tuple[int, int, int]]":
-        return list(_der_items(der, span[1], span[2]))
-
-    def name(span: "Tuple[int, int, int]") -> str:
-        parts = []
-        for _, *rdn in children(span):
-            for _, *pair in _der_items(der, *rdn):
-                (_, *oid), (_, *value) = _der_items(der, *pair)
-                label = _NAME_ATTRIBUTES.get(der[oid[0] : oid[1]])
-                if label:
-                    parts.append(f"{label}={der[value[0] : value[1]].decode('utf-8', 'replace')}")
-        return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
-
-    def seconds(span: "Tuple[int, int, int]") -> int:
-        text = der[span[1] : span[2]].decode("ascii").rstrip("Z")
-        if span[0] == 0x17:  # UTCTime: YYMMDDHHMMSS, 1950-2049 (RFC 5280 §4.1.2.5.1)
-            text = ("19" if text[:2] >= "50" else "20") + text
-        return calendar.timegm(time.strptime(text, "%Y%m%d%H%M%S"))
-
-    try:
-        certificate = children((None, 0, len(der)))[0]
-        fields = children(children(certificate)[0])  # the TBSCertificate
-        fields = fields[1:] if fields[0][0] == 0xA0 else fields  # the optional version
-        issuer, validity, subject = fields[2], fields[3], fields[4]
-        not_before, not_after = children(validity)
-        names: List[str] = []
-        for extensions in (field for field in fields[6:] if field[0] == 0xA3):
-            for extension in children(children(extensions)[0]):
-                oid, *_, value = children(extension)
-                if der[oid[1] : oid[2]] != _SUBJECT_ALT_NAME:
-                    continue
-                for tag, first, last in children(children(value)[0]):
-                    if len(names) == _MAX_SHOWN_NAMES:
-                        names.append("...")
-                        break
-                    if tag == 0x82:  # dNSName
-                        text = der[first:last].decode("ascii", "replace")
-                        names.append(_printable(text, _MAX_SHOWN_CHARS))
-                    elif tag == 0x87:  # iPAddress
-                        names.append(str(ipaddress.ip_address(der[first:last])))
-        return {
-            "subject": name(subject),
-            "issuer": name(issuer),
-            "not_before": seconds(not_before),
-            "not_after": seconds(not_after),
-            "names": names,
-        }
-    except (IndexError, ValueError):
-        return None
-
-
-def _peer_certificate(
-    peer: "Tuple[int, Any]",
-    host: str,
-    port: int,
-    proxy: "Optional[_Proxy]",
-    deadline: "Optional[float]",
-) -> "Optional[bytes]":
-    """Returns the DER certificate that the server at ``peer`` (``(family, address)``,
-    through ``proxy``'s tunnel if given) shows for ``host``, fetched with a handshake that
-    verifies nothing, or ``None``. Nothing is sent on it; it only names a failure's cause."""
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.socket(peer[0], socket.SOCK_STREAM) as sock:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(peer[1])
-            if proxy is not None:
-                _tunnel(sock, host, port, proxy, deadline)
-            with context.wrap_socket(sock, server_hostname=host) as tls:
-                return tls.getpeercert(binary_form=True)
-    except (OSError, ValueError, RequestException):
-        return None
-
-
-def _verification_error(
-    exc: Exception, host: str, label: str, certificate: "Optional[bytes]"
-) -> "SSLError":
-    """Returns the :class:`SSLError` for a certificate that did not verify, naming its
-    cause: an unknown issuer (with the CA advice), dates (with this machine's clock), or a
-    host name that the certificate does not hold (with the names it holds).
+def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
+    """Returns the :class:`SSLError` for a certificate that did not verify, with the advice
+    that fits its cause: the CA advice for an unknown issuer, this machine's clock for dates,
+    none for a host name that the certificate does not hold.
 
     The cause is OpenSSL's verification code where ``ssl`` gives it (Python 3.7+); Python
     3.6 raises ``CertificateError`` for a wrong name and says only "certificate verify
-    failed" otherwise, so there the certificate's dates tell.
+    failed" otherwise, so there the message says what it may be.
     """
     import ssl
 
-    facts = _certificate_facts(certificate)
     code = getattr(exc, "verify_code", None)
+    cause = str(exc)
     # Version shim: from 3.7, CertificateError is SSLCertVerificationError, which carries
-    # the code; 3.6 raises it, without one, only for a wrong name.
+    # the code; 3.6 raises it, without one, only for a wrong name, and lists the names
+    # that the certificate holds: the server's words, escaped and cut.
     if code is None and isinstance(exc, ssl.CertificateError):
-        code = _HOSTNAME_MISMATCH
-    now = time.time()
-    if facts and code is None:
-        if now > facts["not_after"]:
-            code = _EXPIRED
-        elif now < facts["not_before"]:
-            code = _NOT_YET_VALID
-    failed = f"{label} failed: the TLS certificate of {host!r}"
-    if code in (_EXPIRED, _NOT_YET_VALID):
-        cause = "has expired" if code == _EXPIRED else "is not valid yet"
-        if facts and not facts["not_before"] <= now <= facts["not_after"]:
-            dates = f"it is valid from {_utc(facts['not_before'])} to {_utc(facts['not_after'])}"
-            cause += f": {dates}, and"
-        else:  # a certificate of the chain, not the server's own
-            cause = f"has a CA certificate in its chain that {cause}:"
-        return SSLError(f"{failed} {cause} this machine's clock says {_utc(now)} ({exc})")
+        code, cause = _HOSTNAME_MISMATCH, _printable(cause, _MAX_SHOWN_CHARS)
+    failed = f"{label} failed: the TLS certificate of {host!r} did not verify ({cause})"
     if code in _NAME_MISMATCH:
-        held = ", ".join(facts["names"] or [facts["subject"]]) if facts else "other names"
-        return SSLError(f"{failed} is for {held}, not for {host!r} ({exc})")
+        return SSLError(failed)
+    clock = f"this machine's clock says {_utc(time.time())}"
+    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
+    if code in (_EXPIRED, _NOT_YET_VALID):
+        return SSLError(f"{failed}; {clock}")
+    if code is None:  # Python 3.6
+        return SSLError(
+            f"{failed}: its issuer may not be trusted here, or it has expired or is not valid"
+            f" yet ({clock}); {advice}"
+        )
     # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
     # above: the advice that was always given.
-    issuer = f" (issued by {facts['issuer']})" if facts else ""
-    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
-    return SSLError(f"{failed}{issuer} did not verify ({exc}); {advice}")
+    return SSLError(f"{failed}; {advice}")
 
 
 # --------------------------------------------- writing the request, reading the response
