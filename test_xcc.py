@@ -14,6 +14,7 @@ import ast
 import base64
 import contextlib
 import decimal
+import enum
 import gc
 import gzip
 import hashlib
@@ -2013,6 +2014,9 @@ class TestInjection:
         assert request.target == target
         assert request.headers["host"] == f"127.0.0.1:{server.port}"
 
+    class Scope(str, enum.Enum):  # a str Enum: str() of a member is its name
+        ALL = "all jobs"
+
     @pytest.mark.parametrize(
         "path, params, target",
         [
@@ -2028,6 +2032,8 @@ class TestInjection:
             ("/p", {"u": "é"}, "/p?u=%C3%A9"),
             ("/p", {"日本": "語"}, "/p?%E6%97%A5%E6%9C%AC=%E8%AA%9E"),
             ("/p", {"s": "a b"}, "/p?s=a+b"),
+            ("/p", {"t": "a~b", "~": b"~"}, "/p?t=a~b&~=~"),  # unreserved, on 3.6 too
+            ("/p", {Scope.ALL: [Scope.ALL]}, "/p?all+jobs=all+jobs"),  # the value, not the name
             ("/p", {"k y": "v"}, "/p?k+y=v"),
             ("/p", {"q": "a&b=c"}, "/p?q=a%26b%3Dc"),
             ("/p", {"p": "/+?#%"}, "/p?p=%2F%2B%3F%23%25"),

@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     import zlib
     from typing import (
         IO,
-        AbstractSet,
         Any,
         Callable,
         Dict,
@@ -979,11 +978,9 @@ _TOKEN_BYTES = "".join(sorted(_TOKEN_CHARS)).encode("ascii")
 _FIELD_CONTROL_BYTES = "".join(sorted(_FIELD_CONTROL_CHARS)).encode("ascii")
 _HEAD_CONTROL_BYTES = _FIELD_CONTROL_BYTES.replace(b"\n", b"")  # CR: as CRLF only
 # What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
-_UNRESERVED = frozenset(_ALPHANUMERIC + "-._~")
-_PATH_SAFE = frozenset("!$&'()*+,/:;=?@[]")
-_PATH_CHARS = _UNRESERVED | _PATH_SAFE
-_FORM_SAFE = frozenset(" ")  # form encoding turns a space into "+"
-_PERCENT_ENCODED = [f"%{byte:02X}" for byte in range(256)]
+# "~" is unreserved, but quote() before Python 3.7 encodes it unless it is named safe.
+_PATH_SAFE = "!$&'()*+,/:;=?@[]~"
+_PATH_CHARS = frozenset(_ALPHANUMERIC + "-._" + _PATH_SAFE)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -1112,15 +1109,6 @@ def _check_header(name: object, value: object) -> "Tuple[str, str]":
     return name, value.strip(" \t")
 
 
-def _quote(text: "Union[str, bytes]", safe: "AbstractSet[str]" = frozenset()) -> str:
-    """Percent-encodes the UTF-8 bytes of ``text`` except unreserved characters and ``safe``."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return "".join(
-        chr(byte) if chr(byte) in _UNRESERVED or chr(byte) in safe else _PERCENT_ENCODED[byte]
-        for byte in data
-    )
-
-
 def _requote(path: str) -> str:
     """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
 
@@ -1129,21 +1117,16 @@ def _requote(path: str) -> str:
     """
     if _PATH_CHARS.issuperset(path):
         return path
+    from urllib.parse import quote
+
     first, *rest = path.split("%")
-    pieces = [_quote(first, _PATH_SAFE)]
+    pieces = [quote(first, _PATH_SAFE)]
     for piece in rest:
         if _HEX_DIGITS.issuperset(piece[:2]) and len(piece) >= 2:
-            pieces.append("%" + piece[:2] + _quote(piece[2:], _PATH_SAFE))
+            pieces.append("%" + piece[:2] + quote(piece[2:], _PATH_SAFE))
         else:
-            pieces.append("%25" + _quote(piece, _PATH_SAFE))
+            pieces.append("%25" + quote(piece, _PATH_SAFE))
     return "".join(pieces)
-
-
-def _form_value(value: object) -> str:
-    """Returns the form-encoded text of a key or value (``+`` for space, as urlencode)."""
-    if not isinstance(value, (str, bytes)):
-        value = str(value)
-    return _quote(value, _FORM_SAFE).replace(" ", "+")
 
 
 def _encode_pairs(pairs: "_Pairs") -> str:
@@ -1152,6 +1135,8 @@ def _encode_pairs(pairs: "_Pairs") -> str:
     A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
     ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
     """
+    from urllib.parse import urlencode
+
     if hasattr(pairs, "items"):
         items = pairs.items()
     else:
@@ -1160,17 +1145,22 @@ def _encode_pairs(pairs: "_Pairs") -> str:
             # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    encoded: List[str] = []
+    flat: List[Tuple[object, object]] = []
     for key, value in items:
         values = (
             value
             if hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
             else (value,)
         )
-        encoded.extend(
-            _form_value(key) + "=" + _form_value(item) for item in values if item is not None
-        )
-    return "&".join(encoded)
+        # As requests, a string is sent as its UTF-8: urlencode would send str() of a str
+        # subclass, the name of a str Enum's member instead of its value.
+        flat.extend((_utf8(key), _utf8(item)) for item in values if item is not None)
+    return urlencode(flat, safe="~")  # "~" as Python 3.7+ on 3.6 too
+
+
+def _utf8(value: object) -> object:
+    """Returns a string as its UTF-8 bytes, anything else as it is."""
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
