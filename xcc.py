@@ -1145,7 +1145,7 @@ def _encode_pairs(pairs: "_Pairs") -> str:
             # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    flat: List[Tuple[object, object]] = []
+    flat: List[Tuple[Any, Any]] = []  # urlencode takes str() of what is not str or bytes
     for key, value in items:
         values = (
             value
@@ -2010,7 +2010,7 @@ def _wrap_tls(
             raise _verification_error(exc, host, label) from exc
         raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
     if _log_enabled():
-        certificate = sock.getpeercert()
+        certificate: "Optional[Dict[str, Any]]" = sock.getpeercert()
         if certificate:
             _debug(
                 "%s with %r: certificate of %s, issued by %s, valid until %s",
