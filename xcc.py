@@ -76,7 +76,6 @@ if TYPE_CHECKING:
     _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]
     _Source = Tuple[str, Optional[str]]  # why a proxy was chosen, for the log
     _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
-    _Fields = List[Tuple[str, str]]
     _HeadersBase = MutableMapping[str, str]
     _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
     _Connection = TypeVar("_Connection", bound="Connection")
@@ -976,7 +975,6 @@ _FIELD_CONTROL_CHARS = _CONTROL_CHARS - {"\t"}  # a header value may hold a tab
 # The same two sets as bytes, for bytes.translate() to check a response's lines at C speed.
 _TOKEN_BYTES = "".join(sorted(_TOKEN_CHARS)).encode("ascii")
 _FIELD_CONTROL_BYTES = "".join(sorted(_FIELD_CONTROL_CHARS)).encode("ascii")
-_HEAD_CONTROL_BYTES = _FIELD_CONTROL_BYTES.replace(b"\n", b"")  # CR: as CRLF only
 # What stands unencoded in a URL (RFC 3986 §2.2-2.3): requests' requote_uri keeps these.
 # "~" is unreserved, but quote() before Python 3.7 encodes it unless it is named safe.
 _PATH_SAFE = "!$&'()*+,/:;=?@[]~"
@@ -1872,14 +1870,18 @@ class _Conn:
         key: "_Key",
         proxy: "Optional[_Proxy]",
         context: "Optional[ssl.SSLContext]",
-        timeouts: "_Timeouts",
+        options: "_Options",
         label: str,
     ) -> "_Conn":
         """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
         ``context`` is given, all within the connect timeout. Every failure is a
         :class:`ConnectionError` (``ProxyError``, ``SSLError``) or a :class:`ConnectTimeout`."""
-        (_, host, port), _, _ = key
-        connect_timeout, read_timeout = timeouts
+        (scheme, host, port), _, _ = key
+        if _log_enabled():
+            _debug("Starting new %s connection: %s", scheme.upper(), _netloc(host, port))
+            if context is not None:
+                _debug("Verifying TLS with %s", _ca_source(options.verify))
+        connect_timeout, read_timeout = options.timeouts
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         where = (host, port) if proxy is None else (proxy.host, proxy.port)
         try:
@@ -2121,14 +2123,23 @@ def _exchange(
     if logging_on:
         _debug("Proxy for %s: %s", url, _proxy_text(proxy, proxy_source))
     conn = _POOL.get(key)
-    response = None
-    if conn is not None:
-        if logging_on:
+    reused = conn is not None
+    while True:
+        if conn is None:
+            try:
+                conn = _Conn.open(key, proxy, context, options, label)
+            except ProxyError as exc:  # the proxy may come from a variable the user forgot
+                exc.args = (f"{exc} (the proxy from {_proxy_setting(proxy_source)})",)
+                raise
+        elif logging_on:
             _debug("Reusing a kept-alive connection for %s", label)
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
+            break
         except _StaleSocket as exc:
             conn.close()
+            if not reused:
+                raise ConnectionError(f"{label} failed: {exc}") from exc
             again = "sent again on a new one" if method in _IDEMPOTENT_METHODS else "not sent twice"
             _debug("The kept-alive connection was dead (%s): %s is %s", exc, label, again)
             if method not in _IDEMPOTENT_METHODS:
@@ -2136,21 +2147,7 @@ def _exchange(
                     f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
                     " not sent twice)"
                 ) from exc
-    if response is None:
-        if logging_on:
-            _debug("Starting new %s connection: %s", origin[0].upper(), _netloc(*origin[1:]))
-            if context is not None:
-                _debug("Verifying TLS with %s", _ca_source(options.verify))
-        try:
-            conn = _Conn.open(key, proxy, context, options.timeouts, label)
-        except ProxyError as exc:  # the proxy may come from a variable the user forgot
-            exc.args = (f"{exc} (the proxy from {_proxy_setting(proxy_source)})",)
-            raise
-        try:
-            response = _roundtrip(conn, head, body, method, url, label, options)
-        except _StaleSocket as exc:
-            conn.close()
-            raise ConnectionError(f"{label} failed: {exc}") from exc
+            conn, reused = None, False
     if logging_on:
         _debug("%s", _response_text(origin, shown_target, method, response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
@@ -2219,41 +2216,22 @@ def _roundtrip(
         # server started answering, it acted on the request, which is never sent again.
         try:
             try:
-                if body is not None and len(body) <= 65536:
-                    conn.sock.sendall(head + body)
-                else:
+                if body is not None and len(body) > 65536:
                     conn.sock.sendall(head)
-                    if body is not None:
-                        conn.sock.sendall(body)
+                    conn.sock.sendall(body)
+                else:
+                    conn.sock.sendall(head + (body or b""))
             except OSError:
                 # A server may answer before it has read the whole body (a 413, or a 401 to
                 # a large upload) and close the connection (RFC 9112 §9.5): its answer is
                 # then waiting to be read. A socket with nothing to read just died.
-                answer_waiting = not conn.alive()
-                if not answer_waiting:
+                if conn.alive():
                     raise
                 sent = False
-            if not conn.rfile.peek(1):
-                raise _StaleSocket("the server closed the connection without a response")
+            conn.rfile.peek(1)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
-        version, status, reason, fields = _read_head(conn.rfile, label)
-        for _ in range(_MAX_INTERIM + 1):
-            if not 100 <= status < 200 or status == 101:
-                break
-            try:  # an interim response (RFC 9110 §15.2): the final one follows
-                version, status, reason, fields = _read_head(conn.rfile, label)
-            except _StaleSocket as exc:  # not stale: the server did answer
-                raise ConnectionError(f"{label} failed: {exc} after a {status}") from exc
-        else:
-            raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
-        headers = _Headers()
-        combined = headers._fields  # filled here: through __setitem__, 4 % of a request
-        for name, value in fields:
-            key = name.lower()
-            if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
-                value = combined[key][1] + ", " + value
-            combined[key] = (name, value)
+        version, status, reason, headers = _read_head(conn.rfile, label)
         length, chunked, keep_alive = _framing(method, version, status, headers, label)
     except _StaleSocket:
         raise
@@ -2271,34 +2249,66 @@ def _roundtrip(
     return response
 
 
-def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Fields]":
-    """Reads a response's head: ``(version, status, reason, fields)`` (RFC 9112 §4-§5).
+def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Headers]":
+    """Reads a response's head, after any interim ones (RFC 9110 §15.2): ``(version, status,
+    reason, headers)`` (RFC 9112 §4-§5), refusing what a strict parser refuses, since a field
+    that an intermediary on the path may read differently is how responses get smuggled.
 
-    It refuses what a strict parser refuses, since a field that an intermediary on the path
-    may read differently is how responses get smuggled: a head that is not HTTP/1.x, cut
-    short, larger than ``_MAX_HEAD`` bytes or ``_MAX_HEADERS`` lines, a status outside
-    100-599, a field name that is not a token (``Name : value``), or a control character
-    other than a tab (CR, NUL: RFC 9110 §5.5). A connection that ends before the first
-    byte raises :class:`_StaleSocket`, so that the request may be sent again.
+    A connection that ends before the first byte raises :class:`_StaleSocket`, so that the
+    request may be sent again.
     """
-    line = rfile.readline(_MAX_HEAD + 1)
-    if not line:
-        raise _StaleSocket("the server closed the connection without a response")
-    # HTTP-version SP status-code SP [reason-phrase] (RFC 9112 §4): single spaces, as h11
-    # and llhttp read it; a tab or a second space is not a status line.
-    version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-    code, _, raw_reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
-    if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
-        raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
-    left = _MAX_HEAD - len(line)
-    lines = [line]
-    names = []
-    fields: _Fields = []
-    # index in fields -> the pieces of a folded value, joined once at the end
-    folds: Dict[int, List[str]] = {}
-    for _ in range(_MAX_HEADERS + 1):  # field lines, then the empty line
+    status = 0
+    for _ in range(_MAX_INTERIM + 1):
+        line = rfile.readline(_MAX_HEAD + 1)
+        if not line:
+            closed = "the server closed the connection without a response"
+            if status:  # not stale: the server did answer, with an interim response
+                raise ConnectionError(f"{label} failed: {closed} after a {status}")
+            raise _StaleSocket(closed)
+        # HTTP-version SP status-code SP [reason-phrase] (RFC 9112 §4): single spaces, as
+        # h11 and llhttp read it; a tab or a second space is not a status line.
+        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+        code, _, raw_reason = rest.partition(b" ")
+        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+            raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
+        if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
+            raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
+        status = int(code)
+        texts = _read_fields(rfile, [line], label)
+        if not 100 <= status < 200 or status == 101:
+            break
+    else:
+        raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
+    fields: List[List[Any]] = []  # [name, value pieces]: a folded value is joined once
+    for text in texts[1:]:
+        name, colon, rest = text.partition(b":")
+        if text[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
+            fields[-1][1].append(text.strip().decode("latin-1"))
+        elif colon and name and not name.translate(None, _TOKEN_BYTES):
+            fields.append([name.decode("latin-1"), [rest.strip().decode("latin-1")]])
+        else:
+            raise ConnectionError(f"{label} failed: invalid header line {text[:40]!r}")
+    headers = _Headers()
+    combined = headers._fields  # filled here: through __setitem__, 4 % of a request
+    for name, pieces in fields:
+        key, value = name.lower(), " ".join(pieces)
+        if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
+            value = combined[key][1] + ", " + value
+        combined[key] = (name, value)
+    raw_reason = raw_reason.strip()
+    try:
+        reason = raw_reason.decode("utf-8")
+    except UnicodeDecodeError:
+        reason = raw_reason.decode("latin-1")
+    return version, status, reason, headers
+
+
+def _read_fields(rfile: "IO[bytes]", lines: "List[bytes]", label: str) -> "List[bytes]":
+    """Reads field lines up to the empty one, within ``_MAX_HEAD`` bytes (``lines``, read
+    before, included) and ``_MAX_HEADERS`` lines; returns all without their line ends. A
+    control character other than a tab (CR, NUL: RFC 9110 §5.5) is refused."""
+    left = _MAX_HEAD - sum(map(len, lines))
+    for _ in range(_MAX_HEADERS + 1):
         line = rfile.readline(left + 1)
         left -= len(line)
         if line in (b"\r\n", b"\n") and left >= 0:
@@ -2307,47 +2317,15 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Field
             problem = f"larger than {_MAX_HEAD} bytes" if left < 0 else "cut short"
             raise ConnectionError(f"{label} failed: the response head is {problem}")
         lines.append(line)
-        name, colon, value = line.partition(b":")
-        if line[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
-            folds.setdefault(len(fields) - 1, [fields[-1][1]]).append(
-                line.strip().decode("latin-1")
-            )
-        elif colon and name:
-            names.append(name)
-            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        else:
-            raise ConnectionError(f"{label} failed: invalid header line {line[:40]!r}")
     else:
         raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
-    # The whole head at once, in C: a check of each line would cost a request 8 % more.
-    head = b"".join(lines).replace(b"\r\n", b"\n")
-    controls = len(head) - len(head.translate(None, _HEAD_CONTROL_BYTES))
-    if controls or b"".join(names).translate(None, _TOKEN_BYTES):
-        raise ConnectionError(f"{label} failed: invalid header line {_bad_line(lines)!r}")
-    for index, pieces in folds.items():
-        fields[index] = (fields[index][0], " ".join(pieces))
-    raw_reason = raw_reason.strip()
-    try:
-        reason = raw_reason.decode("utf-8")
-    except UnicodeDecodeError:
-        reason = raw_reason.decode("latin-1")
-    return version, int(code), reason, fields
-
-
-def _bad_line(lines: "List[bytes]") -> bytes:
-    """Returns the first of a head's ``lines`` that holds a control character (but a tab)
-    or a field name that is not a token, shortened for an error message. It reads the
-    lines as :func:`_read_head` did: a line that begins with a space or a tab continues the
-    field before it, but the first field line has none (its name then holds the space)."""
-    for index, line in enumerate(lines):
-        text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        folded = index > 1 and line[0] in b" \t"
-        name = text.partition(b":")[0] if index and not folded else b""
-        if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text) or name.translate(
-            None, _TOKEN_BYTES
-        ):
-            return text[:40]
-    return b""  # not reached: _read_head refuses a head for one of the lines found above
+    texts = [line[:-2] if line.endswith(b"\r\n") else line[:-1] for line in lines]
+    # All lines at once, in C: a check of each line would cost a request 8 % more.
+    joined = b"".join(texts)
+    if len(joined.translate(None, _FIELD_CONTROL_BYTES)) < len(joined):
+        bad = next(t for t in texts if len(t.translate(None, _FIELD_CONTROL_BYTES)) < len(t))
+        raise ConnectionError(f"{label} failed: invalid header line {bad[:40]!r}")
+    return texts
 
 
 def _framing(
@@ -2606,20 +2584,11 @@ class _Body:
                 return b"".join(pieces)
 
     def _skip_trailers(self, rfile: "IO[bytes]") -> None:
-        """Reads the trailer fields after the last chunk (nothing uses them) within the
-        bounds of a head, and refuses a control character in them as in a head."""
-        left = _MAX_HEAD
-        for _ in range(_MAX_HEADERS + 1):
-            line = rfile.readline(left + 1)
-            left -= len(line)
-            if line in (b"\r\n", b"\n") and left >= 0:
-                return
-            if left < 0 or not line.endswith(b"\n"):
-                break
-            text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-            if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text):
-                break
-        raise self._broken_chunk()
+        """Reads the trailer fields after the last chunk (nothing uses them) as a head's."""
+        try:
+            _read_fields(rfile, [], self.label)
+        except ConnectionError as exc:
+            raise self._broken_chunk() from exc
 
     def _broken_chunk(self) -> "ConnectionError":
         return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
