@@ -520,13 +520,8 @@ class Connection:
         return _send_following_redirects(method, self._origin, target, headers, body, options)
 
     def _refresh(self, stale: "Optional[str]", options: "_Options") -> "Optional[str]":
-        """Replaces the access token ``stale`` and returns the new one.
-
-        Threads that saw the same stale token share one token request: those that waited
-        for it get its token, or a copy of its error if it failed, rather than each making
-        their own in turn (N threads would wait N timeouts). None waits for another's
-        refresh longer than its own timeout allows a request to take.
-        """
+        """Replaces the access token ``stale``; threads that saw it share one token request and
+        its token or error (N threads must not wait N timeouts), none longer than its timeout."""
         failures = self._failed_refresh[0]
         settings = (options.timeouts, options.verify, options.proxies)
         connect_timeout, read_timeout = options.timeouts
@@ -1718,15 +1713,9 @@ def _remaining(deadline: "Optional[float]") -> "Optional[float]":
 
 
 class _Pool:
-    """Idle kept-alive connections, per server and settings, shared by every
-    :class:`Connection` of the process.
-
-    It is thread-safe (a connection is handed to one request at a time), bounded as
-    urllib3's ``PoolManager`` is (10 idle sockets per server, 10 servers: the least recently
-    used server's sockets are closed when an 11th comes), drops sockets that idled for a
-    minute or that their server closed, and is fork-safe: a child process never reuses its
-    parent's sockets, since two processes writing to one TCP stream would interleave requests.
-    """
+    """Idle kept-alive sockets per server and settings, for the whole process: thread-safe,
+    bounded as urllib3's ``PoolManager`` (10 per server, 10 servers), and fork-safe (two
+    processes writing to one TCP stream would interleave requests)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -1736,8 +1725,7 @@ class _Pool:
         self._next_sweep = 0.0
 
     def get(self, key: "_Key") -> "Optional[_Conn]":
-        """Returns an idle connection for ``key`` that is still open, or ``None``. The order of
-        the least recently used servers changes on :meth:`put` only."""
+        """Returns an idle connection for ``key`` that is still open, or ``None``."""
         self._check_fork()
         while True:
             with self._lock:
@@ -1788,10 +1776,8 @@ class _Pool:
             old.close()
 
     def drop(self, key: "_Key") -> None:
-        """Closes the idle connections of ``key`` after one of them received bytes nobody
-        asked for: the server (or a path to it) wrote beyond a response, and its other
-        sockets may hold such bytes too, not yet arrived, which would be read as the next
-        request's answer."""
+        """Closes ``key``'s idle sockets after one received bytes nobody asked for: the others may
+        hold such bytes too, not yet arrived, that would be read as the next request's answer."""
         self._check_fork()
         with self._lock:
             idle = self._idle.pop(key, [])
@@ -1813,9 +1799,8 @@ class _Pool:
             conn.close()
 
     def _sweep(self, now: float) -> "List[_Conn]":
-        """Takes out and returns the idle connections that idled too long or that their
-        server closed; the caller holds the lock. A socket is checked whatever server it
-        belongs to, so that no dead socket stays open until its server is asked again."""
+        """Takes out and returns the idle sockets of any server that idled too long or that their
+        server closed (the caller holds the lock), so that none stays open until asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
         dropped: List[_Conn] = []
         for key, idle in list(self._idle.items()):
@@ -1873,9 +1858,8 @@ class _Conn:
         options: "_Options",
         label: str,
     ) -> "_Conn":
-        """Connects to the server of ``key``, through ``proxy`` if given, and wraps TLS if
-        ``context`` is given, all within the connect timeout. Every failure is a
-        :class:`ConnectionError` (``ProxyError``, ``SSLError``) or a :class:`ConnectTimeout`."""
+        """Connects to ``key``'s server (through ``proxy``; TLS if ``context``) within the connect
+        timeout; fails only with :class:`ConnectionError` or :class:`ConnectTimeout`."""
         (scheme, host, port), _, _ = key
         if _log_enabled():
             _debug("Starting new %s connection: %s", scheme.upper(), _netloc(host, port))
@@ -1912,16 +1896,14 @@ class _Conn:
         return cls(key, sock)
 
     def alive(self) -> bool:
-        """Returns whether an idle socket can carry another request: a readable idle socket
-        means the server closed it (or sent bytes nobody asked for)."""
+        """Returns whether an idle socket can carry a request (readable: closed, or stray bytes)."""
         try:
             return not _readable(self.sock)
         except (OSError, ValueError):
             return False
 
     def holds_stray_bytes(self) -> bool:
-        """Returns whether an idle socket that :meth:`alive` refused holds bytes, not only the
-        server's close; it no longer waits for anything."""
+        """Returns whether a socket that :meth:`alive` refused holds bytes, not only a close."""
         try:
             self.sock.settimeout(0)
             return bool(self.rfile.peek(1))
@@ -1937,12 +1919,8 @@ class _Conn:
 def _connect(
     addresses: "Iterable[Tuple[Any, ...]]", deadline: "Optional[float]"
 ) -> "socket.socket":
-    """Opens a TCP connection to the first of ``addresses`` (``getaddrinfo()`` entries)
-    that accepts before ``deadline``.
-
-    Unlike ``socket.create_connection``, which gives each address the whole timeout, the
-    one budget covers every address the host resolves to.
-    """
+    """Opens a TCP connection to the first of ``addresses`` that accepts before ``deadline``:
+    one budget for all, where ``socket.create_connection`` gives each the whole timeout."""
     error = OSError("the host name resolved to no address")
     for family, kind, protocol, _, address in addresses:
         sock = None
@@ -1964,11 +1942,8 @@ def _connect(
 def _tunnel(
     sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "Optional[float]"
 ) -> None:
-    """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6).
-
-    The ``Host`` header goes out on every Python version, and ``Proxy-Authorization`` on
-    the CONNECT only: the server at the end of the tunnel never sees the proxy's password.
-    """
+    """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6); its password goes on the
+    CONNECT only, never to the server at the end of the tunnel."""
     authority = _netloc(host, port)
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if proxy.authorization:
@@ -2055,13 +2030,7 @@ def _distinguished_name(name: "Tuple[Tuple[Tuple[str, str], ...], ...]") -> str:
 
 def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
     """Returns the :class:`SSLError` for a certificate that did not verify, with the advice
-    that fits its cause: the CA advice for an unknown issuer, this machine's clock for dates,
-    none for a host name that the certificate does not hold.
-
-    The cause is OpenSSL's verification code where ``ssl`` gives it (Python 3.7+); Python
-    3.6 raises ``CertificateError`` for a wrong name and says only "certificate verify
-    failed" otherwise, so there the message says what it may be.
-    """
+    for its cause (OpenSSL's code on 3.7+; on 3.6, what it may be): CA, clock, or none."""
     import ssl
 
     code = getattr(exc, "verify_code", None)
@@ -2099,12 +2068,8 @@ def _exchange(
     body: "Optional[bytes]",
     options: "_Options",
 ) -> "Response":
-    """Sends one request over a pooled or a new socket and returns its :class:`Response`.
-
-    An idle socket can die between the pool's check and the request; if it fails before a
-    byte of the response, an idempotent request is sent once more on a new socket, but a
-    POST or PATCH is never sent twice (the server may have acted on it).
-    """
+    """Sends one request over a pooled or a new socket and returns its :class:`Response`; a
+    pooled socket found dead sends it again on a new one, but never a POST or PATCH twice."""
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     if proxy is not None and proxy.secrets and proxy.secrets[0] not in options.secrets:
@@ -2203,9 +2168,8 @@ def _roundtrip(
     label: str,
     options: "_Options",
 ) -> "Response":
-    """Sends a request on ``conn`` and returns its :class:`Response` once the head is read
-    (and the body too, unless ``options.stream``); raises :class:`_StaleSocket` if the
-    socket failed before a byte of the response came back."""
+    """Sends a request on ``conn`` and returns its :class:`Response` (read whole unless
+    ``options.stream``); :class:`_StaleSocket` if it failed before a byte came back."""
     sent = True
     try:
         # A pooled socket still has the read timeout of the request that opened it; setting
@@ -2250,13 +2214,9 @@ def _roundtrip(
 
 
 def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Headers]":
-    """Reads a response's head, after any interim ones (RFC 9110 §15.2): ``(version, status,
-    reason, headers)`` (RFC 9112 §4-§5), refusing what a strict parser refuses, since a field
-    that an intermediary on the path may read differently is how responses get smuggled.
-
-    A connection that ends before the first byte raises :class:`_StaleSocket`, so that the
-    request may be sent again.
-    """
+    """Reads a response's head after any interim ones: ``(version, status, reason, headers)``
+    (RFC 9112 §4-§5). It refuses what a strict parser refuses: a field that an intermediary
+    may read differently is how responses get smuggled. :class:`_StaleSocket` if no byte came."""
     status = 0
     for _ in range(_MAX_INTERIM + 1):
         line = rfile.readline(_MAX_HEAD + 1)
@@ -2304,9 +2264,8 @@ def _read_head(rfile: "IO[bytes]", label: str) -> "Tuple[bytes, int, str, _Heade
 
 
 def _read_fields(rfile: "IO[bytes]", lines: "List[bytes]", label: str) -> "List[bytes]":
-    """Reads field lines up to the empty one, within ``_MAX_HEAD`` bytes (``lines``, read
-    before, included) and ``_MAX_HEADERS`` lines; returns all without their line ends. A
-    control character other than a tab (CR, NUL: RFC 9110 §5.5) is refused."""
+    """Reads field lines to the empty one within a head's bounds (``lines`` count) and returns
+    all without line ends, refusing a control character but a tab (RFC 9110 §5.5)."""
     left = _MAX_HEAD - sum(map(len, lines))
     for _ in range(_MAX_HEADERS + 1):
         line = rfile.readline(left + 1)
@@ -2331,11 +2290,8 @@ def _read_fields(rfile: "IO[bytes]", lines: "List[bytes]", label: str) -> "List[
 def _framing(
     method: str, version: bytes, status: int, headers: "_Headers", label: str
 ) -> "Tuple[Optional[int], bool, bool]":
-    """Returns ``(length, chunked, keep_alive)`` for a response body (RFC 9112 §6.3).
-
-    ``length`` is the body's size, or ``None`` if it is chunked or ends when the server
-    closes the connection; ``keep_alive`` tells whether the socket may carry another request.
-    """
+    """Returns ``(length, chunked, keep_alive)`` of a body (RFC 9112 §6.3); ``length`` is
+    ``None`` if it is chunked or ends with the connection."""
     tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
     keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
     if status == 101:  # the socket now speaks another protocol, which nobody asked for
@@ -2410,10 +2366,8 @@ class _Headers(_HeadersBase):
 
 
 class _SocketReader(io.RawIOBase):
-    """The socket under a connection's read buffer, as ``sock.makefile()`` has it. While
-    ``probing``, a read returns only bytes that have already arrived (decrypted ones that
-    OpenSSL holds) and never waits, so that ``peek()`` on the buffer tells at once whether
-    bytes beyond the response just read are there."""
+    """The socket under a connection's read buffer. While ``probing``, a read returns only bytes
+    already there (or that OpenSSL holds), so ``peek()`` tells at once if more came."""
 
     probing = False
 
@@ -2439,9 +2393,8 @@ class _SocketReader(io.RawIOBase):
 
 
 def _read_beyond(conn: "_Conn") -> bool:
-    """Returns whether bytes beyond the response just read wait in ``conn``'s read buffer or
-    TLS layer. (Bytes still in the kernel are seen before the socket is reused:
-    :meth:`_Conn.alive` refuses a socket that is readable while idle.)"""
+    """Returns whether bytes beyond the response wait in ``conn``'s buffer or TLS layer (bytes
+    in the kernel are seen by :meth:`_Conn.alive` before reuse)."""
     raw = conn.rfile.raw
     raw.probing = True
     try:
@@ -2453,11 +2406,8 @@ def _read_beyond(conn: "_Conn") -> bool:
 
 
 def _read_exactly(rfile: "IO[bytes]", size: int) -> bytes:
-    """Returns ``size`` bytes from ``rfile``, fewer only if the peer closed first.
-
-    Pieces of at most 1 MiB: a server that announces a terabyte gets an error when it stops
-    sending, not a terabyte buffer allocated up front.
-    """
+    """Returns ``size`` bytes, fewer only at the end, in reads of at most 1 MiB: an announced
+    terabyte is never allocated up front."""
     if size <= _MAX_READ:
         return rfile.read(size)
     pieces = []
@@ -2471,12 +2421,8 @@ def _read_exactly(rfile: "IO[bytes]", size: int) -> bytes:
 
 
 class _Body:
-    """Reads one response body as it is framed (RFC 9112 §6-§7), then gives the socket back
-    to the pool, or closes it if the server will not reuse it.
-
-    A body that ends early (the server closed before ``Content-Length`` bytes, or inside a
-    chunk) raises :class:`ConnectionError`: a short body is never passed off as whole.
-    """
+    """Reads one body as it is framed (RFC 9112 §6-§7), then pools or closes its socket; a body
+    cut short is a :class:`ConnectionError`, never passed off as whole."""
 
     def __init__(
         self, conn: "_Conn", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
@@ -2491,8 +2437,7 @@ class _Body:
             self._finish()
 
     def read(self, amount: "Optional[int]" = None) -> bytes:
-        """Returns the next bytes of the body, ``b""`` at its end: ``amount`` bytes (fewer at
-        the end, or up to the end of the current chunk), or all that is left if ``None``."""
+        """Returns up to ``amount`` bytes of the body (within a chunk), all the rest if ``None``."""
         if self.done:
             return b""
         try:
@@ -2517,9 +2462,8 @@ class _Body:
             self._conn.close()
 
     def _finish(self) -> None:
-        """Marks the end of the body and releases the socket: to the pool only if nothing
-        beyond the body has arrived, since those bytes would be read as the next request's
-        answer (a server counting characters for bytes, a body on a 204, an attack)."""
+        """Ends the body and pools the socket only if nothing came beyond it: those bytes would be
+        the next request's answer (a server counting characters, a body on a 204, an attack)."""
         self.done = True
         if not self._keep_alive:
             self._conn.close()
@@ -2550,8 +2494,8 @@ class _Body:
         return data
 
     def _read_chunked(self, amount: "Optional[int]") -> bytes:
-        """Reads a chunked body (RFC 9112 §7.1): with an ``amount``, at most the rest of the
-        current chunk, so that a stream yields each chunk as soon as it arrives."""
+        """Reads a chunked body (RFC 9112 §7.1); with an ``amount``, at most the chunk's rest, so a
+        stream yields each chunk as it arrives."""
         rfile = self._conn.rfile
         pieces: List[bytes] = []
         while True:
@@ -2595,14 +2539,9 @@ class _Body:
 
 
 class _Decoder:
-    """Decodes one content coding, ``gzip`` or ``deflate`` (RFC 9110 §8.4.1), as the body
-    arrives and in pieces no larger than asked for, so that a small body that inflates to
-    gigabytes (a decompression bomb, as urllib3's CVE-2025-66471) streams in flat memory.
-
-    The body is decoded whole or refused: a stream that stops short, or goes on after its
-    end with anything but another gzip member (RFC 1952 §2.2) or zero bytes of padding after
-    one (as ``gzip.decompress`` reads them), is a :class:`ConnectionError`.
-    """
+    """Decodes ``gzip`` or ``deflate`` as it arrives, in pieces no larger than asked for (a bomb
+    streams in flat memory, cf. CVE-2025-66471); a stream cut short or with trailing data but
+    another gzip member or zero padding (as ``gzip.decompress``) is a :class:`ConnectionError`."""
 
     def __init__(self, coding: str, label: str) -> None:
         import zlib
@@ -2674,8 +2613,7 @@ class _Decoder:
 def _response_text(
     origin: "_Origin", target: str, method: str, response: "Response", started: float
 ) -> str:
-    """Returns the log line of a response, worded as urllib3's, with the body's size and the
-    milliseconds since ``started`` (connecting included)."""
+    """Returns a response's log line, worded as urllib3's, with size and milliseconds."""
     if response._content is not None:
         size = f"{len(response._content)} bytes"
     else:
@@ -2696,14 +2634,8 @@ def _send_following_redirects(
     body: "Optional[bytes]",
     options: "_Options",
 ) -> "Response":
-    """Sends a request, follows its redirects as requests does, and returns the last
-    :class:`Response`.
-
-    Up to 30 redirects are followed (RFC 9110 §15.4): 302 and 303 turn any method but
-    HEAD into GET, 301 turns POST into GET, and all but 307 and 308 drop the body.
-    Credentials are dropped when a redirect leaves the origin, and not restored if a later
-    redirect comes back.
-    """
+    """Sends a request and follows its redirects as requests does (RFC 9110 §15.4): up to 30,
+    credentials dropped for good once one leaves the origin; returns the last response."""
     credentials_sent = True
     for _ in range(_MAX_REDIRECTS + 1):
         response = _exchange(method, origin, target, headers, body, options)
@@ -2755,12 +2687,8 @@ def _send_following_redirects(
 
 
 def _should_strip_auth(old: "_Origin", new: "_Origin") -> bool:
-    """Returns whether a redirect from origin ``old`` to origin ``new`` must drop credentials.
-
-    Origins are ``(scheme, lower-cased host, port)`` with default ports filled in, so
-    ``https://h/`` and ``https://h:443/`` are one origin. As in requests, an upgrade from
-    ``http`` on port 80 to ``https`` on port 443 of the same host keeps them.
-    """
+    """Returns whether a redirect from origin ``old`` to ``new`` drops credentials; as in
+    requests, ``http`` on 80 to ``https`` on 443 of one host keeps them."""
     if old == new:
         return False
     upgrade = old[0] == "http" and old[2] == 80 and new[0] == "https" and new[2] == 443
@@ -2780,13 +2708,8 @@ def _redirect_method(status: int, method: str) -> str:
 
 
 def _http_error(response: "Response", named: bool = False) -> "HTTPError":
-    """Returns the :class:`HTTPError` for a 4XX/5XX response, worded as the original does:
-    the messages of a validation error (each after its field's name if ``named``, as the
-    command line shows them), else the ``detail``, else requests' wording.
-
-    The server's words are repeated, with their control characters escaped and cut to
-    ``_MAX_DETAIL`` characters, as a reason phrase is: :func:`_mask` takes the tokens out.
-    """
+    """Returns the :class:`HTTPError` of a 4XX/5XX worded as the original's: validation
+    messages (``named``: as the command line shows them), else ``detail``, else requests'."""
     # A streamed body is read only as far as the message needs: the rest stays for the caller.
     body = _json_object(response) if response._peek(_MAX_ERROR_BODY) is not None else {}
     meta = body.get("meta")
@@ -2811,13 +2734,8 @@ def _json_object(response: "Response") -> "Dict[str, Any]":
 
 
 def _validation_messages(meta: "Dict[str, Any]", named: bool = False) -> "List[str]":
-    """Returns the messages of a ``validation-error`` body's ``meta``, in order, each after
-    its field's name if ``named``.
-
-    Each value of ``meta`` is a list of messages or a mapping whose values are lists:
-    ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}`` gives ``["Foo", "Bar"]``, or named
-    ``["head.0: Foo", "tail: Bar"]``.
-    """
+    """Returns a ``validation-error``'s messages: ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}``
+    gives ``["Foo", "Bar"]``, or ``named``, ``["head.0: Foo", "tail: Bar"]``."""
     messages: List[str] = []
     for field, value in meta.items():
         groups = value.items() if isinstance(value, dict) else [(None, value)]
@@ -2829,8 +2747,8 @@ def _validation_messages(meta: "Dict[str, Any]", named: bool = False) -> "List[s
 
 
 def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
-    """Returns ``text`` with each of ``secrets`` (``None`` is skipped) as ``[token]``, in any
-    case: a host comes back lower-cased, and a server may change the case of what it echoes."""
+    """Returns ``text`` with each of ``secrets`` as ``[token]``, in any case (a host comes back
+    lower-cased, and a server may change the case of what it echoes)."""
     folded = text.lower()
     for secret in secrets:
         if secret and secret.lower() in folded:
@@ -2841,9 +2759,8 @@ def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
 
 
 def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str]":
-    """Returns the forms in which a server may echo the ``Authorization`` and
-    ``Proxy-Authorization`` values among ``headers``: the whole value, its credentials
-    after the scheme, and for ``Basic`` the decoded ``user:password`` and the password."""
+    """Returns the forms in which a server may echo ``headers``' (Proxy-)Authorization: whole,
+    after the scheme, and for Basic ``user:password`` and the password."""
     forms = []
     for name, value in headers:
         if not value or name.lower() not in ("authorization", "proxy-authorization"):
@@ -2872,21 +2789,12 @@ def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str
 
 
 def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
-    """Returns ``error`` with nothing of ``secrets`` (``None`` is skipped) left in what a user
-    can read of it: each is ``[token]``, in any case, in its message, those of its chained
-    causes and contexts, and the reason, URL, header values and body of its response; and
-    their tracebacks are dropped, as their frames' locals hold the tokens, the form with the
-    API key, the caller's headers and the proxy's password (what ``pytest --showlocals`` and
-    error trackers show).
+    """Returns ``error`` with each of ``secrets`` as ``[token]`` (in any case) in its messages,
+    its causes' and its response's, and without the tracebacks whose locals hold them.
 
-    Errors repeat a server's words (a reason phrase, a ``detail``, a ``Set-Cookie``), and a
-    server may repeat what it was sent, such as the form of the token request with the API
-    key in it. The public methods of :class:`Connection` raise every error through here,
-    from a frame that holds no secret; a URL is masked earlier, where :func:`_exchange`
-    reads it, as a streamed body's errors come after ``request()``. An exception caught
-    outside this module (one the caller was handling when it called ``request()``) ends the
-    walk: it is the caller's.
-    """
+    Servers echo what they were sent (a ``detail``, a ``Set-Cookie``, the token request's form).
+    The public methods raise every error through here, from a frame without secrets; an
+    exception from outside the module ends the walk: it is the caller's."""
     tokens = [secret for secret in secrets if secret]
     # A body is masked as Latin-1, which maps each byte to one character and back.
     body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
@@ -2934,10 +2842,8 @@ _REQUESTS_CLASSES: "Dict[type, type]" = {}
 
 
 def _with_requests_class(cls: "type") -> "type":
-    """Returns ``cls`` mixed with the ``requests.exceptions`` class of the same name (or of
-    its nearest base's), so that code written for the original client, which raised
-    requests' errors, catches this module's; ``cls`` if there is none. Never imports
-    requests: a program that has not imported it has no ``except`` clause naming it."""
+    """Returns ``cls`` mixed with the ``requests.exceptions`` class of its name (or its nearest
+    base's), so the original's callers catch it; only once the program has imported requests."""
     mixed = _REQUESTS_CLASSES.get(cls)
     if mixed is None:
         exceptions = sys.modules["requests.exceptions"]
@@ -2960,11 +2866,8 @@ def _with_requests_class(cls: "type") -> "type":
 
 
 def _jwt_expiry(token: str) -> "Optional[float]":
-    """Returns the ``exp`` claim of a JWT in Unix seconds, or ``None`` if it has none.
-
-    The signature is not checked (the server does that); the expiry only spares a request
-    that would be answered with 401.
-    """
+    """Returns a JWT's ``exp`` in Unix seconds, or ``None``; unverified (the server checks it),
+    it only spares a request that would get a 401."""
     import base64
     import json
 
