@@ -35,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import MutableMapping
 
 # Type annotations are strings that only a type checker reads, and the names they use are
@@ -517,7 +517,8 @@ class Connection:
                 headers[name] = value
         if content_type and "Content-Type" not in headers:
             headers["Content-Type"] = content_type
-        return _send_following_redirects(method, self._origin, target, headers, body, options)
+        request = _Request(method, self._origin, target, headers, body)
+        return _send_following_redirects(request, options)
 
     def _refresh(self, stale: "Optional[str]", options: "_Options") -> "Optional[str]":
         """Replaces the access token ``stale``; threads that saw it share one token request and
@@ -581,9 +582,8 @@ class Connection:
         )
         if _log_enabled():
             _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
-        response = _send_following_redirects(
-            "POST", self._origin, _TOKEN_PATH, headers, body, options
-        )
+        request = _Request("POST", self._origin, _TOKEN_PATH, headers, body)
+        response = _send_following_redirects(request, options)
         if response.status_code == 400 and _json_object(response).get("error") == "invalid_grant":
             raise HTTPError(
                 "Refresh token (e.g., Xanadu Cloud API key) is invalid", response=response
@@ -2060,16 +2060,14 @@ def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
 # --------------------------------------------- writing the request, reading the response
 
 
-def _exchange(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    options: "_Options",
-) -> "Response":
+# A request in flight; each redirect makes another.
+_Request = namedtuple("_Request", "method origin target headers body")
+
+
+def _exchange(request: "_Request", options: "_Options") -> "Response":
     """Sends one request over a pooled or a new socket and returns its :class:`Response`; a
     pooled socket found dead sends it again on a new one, but never a POST or PATCH twice."""
+    method, origin, target, _, body = request
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     if proxy is not None and proxy.secrets and proxy.secrets[0] not in options.secrets:
@@ -2082,7 +2080,7 @@ def _exchange(
     label = f"{method} request to '{url}'"
     verify, context = _ssl_context(options.verify) if origin[0] == "https" else (None, None)
     key = (origin, None if proxy is None else proxy.key, verify)
-    head = _serialize(method, origin, target, headers, body, proxy)
+    head = _serialize(request, proxy)
     logging_on = _log_enabled()
     started = time.monotonic()  # for the log only
     if logging_on:
@@ -2124,15 +2122,9 @@ def _exchange(
     return response
 
 
-def _serialize(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    proxy: "Optional[_Proxy]",
-) -> bytes:
+def _serialize(request: "_Request", proxy: "Optional[_Proxy]") -> bytes:
     """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
+    method, origin, target, headers, body = request
     scheme, host, port = origin
     forwarding = proxy if scheme == "http" else None  # the proxy that reads the request
     if forwarding is not None:
@@ -2626,19 +2618,13 @@ def _response_text(
 # ----------------------------------------------------------------------------- redirects
 
 
-def _send_following_redirects(
-    method: str,
-    origin: "_Origin",
-    target: str,
-    headers: "_Headers",
-    body: "Optional[bytes]",
-    options: "_Options",
-) -> "Response":
+def _send_following_redirects(request: "_Request", options: "_Options") -> "Response":
     """Sends a request and follows its redirects as requests does (RFC 9110 §15.4): up to 30,
     credentials dropped for good once one leaves the origin; returns the last response."""
     credentials_sent = True
     for _ in range(_MAX_REDIRECTS + 1):
-        response = _exchange(method, origin, target, headers, body, options)
+        response = _exchange(request, options)
+        method, origin, target, headers, body = request
         response._credentials_sent = credentials_sent
         location = response.headers.get("Location")
         if (
@@ -2681,8 +2667,9 @@ def _send_following_redirects(
             headers = headers.copy()
             headers.pop("Content-Type", None)
             body = None
-        method = _redirect_method(response.status_code, method)
-        origin = next_origin
+        request = _Request(
+            _redirect_method(response.status_code, method), next_origin, target, headers, body
+        )
     raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
 
 
