@@ -484,14 +484,9 @@ class Connection:
         self.close()
 
     def __repr__(self) -> str:
-        tokens = ", ".join(
-            f"{name}={'<set>' if value else None}"
-            for name, value in (
-                ("refresh_token", self._refresh_token),
-                ("access_token", self.access_token),
-            )
-        )
-        return f"<{type(self).__name__}: {tokens}, url={self.url()}>"
+        refresh, access = ("<set>" if t else None for t in (self._refresh_token, self.access_token))
+        name = type(self).__name__
+        return f"<{name}: refresh_token={refresh}, access_token={access}, url={self.url()}>"
 
     def _send_with_token(
         self,
@@ -2140,7 +2135,7 @@ def _serialize(request: "_Request", proxy: "Optional[_Proxy]") -> bytes:
             "Host: "
             + (authority.rsplit(":", 1)[0] if port == _DEFAULT_PORTS[scheme] else authority)
         )
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    lines.extend(f"{name}: {value}" for name, value in headers._fields.values())
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
     elif method not in ("GET", "HEAD"):
@@ -2642,29 +2637,24 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
             pass
         try:  # response.url is masked: the real URL is the base
             next_origin, target = _split_url(urljoin(_url(origin, target), location))
+            if any(secret.lower() in next_origin[1] for secret in options.secrets if secret):
+                # Resolving such a host would send the credential to the DNS servers on the way.
+                raise ValueError("its host holds a credential of this request (it is not resolved)")
         except ValueError as exc:
             raise RequestException(
                 f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
                 response=response,
             ) from exc
-        if any(secret.lower() in next_origin[1] for secret in options.secrets if secret):
-            # Resolving such a host would send the credential to the DNS servers on the way.
-            raise RequestException(
-                f"Cannot follow the redirect from '{response.url}' to {location!r}: its host"
-                " holds a credential of this request (it is not resolved)",
-                response=response,
-            )
         if _log_enabled():
             shown = _url(next_origin, _masked(target, options.secrets))
             _debug("%s redirect to %s", response.status_code, shown)
+        headers = headers.copy()
         if credentials_sent and _should_strip_auth(origin, next_origin):
             _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
-            headers = headers.copy()
             for name in _CREDENTIAL_HEADERS + ("Host",):
                 headers.pop(name, None)
         if response.status_code not in (307, 308):
-            headers = headers.copy()
             headers.pop("Content-Type", None)
             body = None
         request = _Request(
