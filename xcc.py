@@ -811,8 +811,7 @@ class Response:
         return start
 
     def _resume(self, size: int) -> "Iterator[bytes]":
-        """Yields what :meth:`_peek` read, then the rest of the body, in pieces of at most
-        ``size`` bytes."""
+        """Yields what :meth:`_peek` read, then the rest, in pieces of at most ``size`` bytes."""
         start, rest = self._peeked
         self._peeked = (b"", iter(()))
         for piece in itertools.chain((start,), rest):
@@ -1018,8 +1017,7 @@ if TYPE_CHECKING:
 
 
 def _require(value: object, kind: "Type[_T]", what: str) -> "_T":
-    """Returns ``value`` if it is a ``kind``, else raises ``TypeError("<what>, not <type>")``:
-    its type, never the value, which may be a credential."""
+    """Returns ``value`` if it is a ``kind``, else raises a TypeError naming its type, not it."""
     if not isinstance(value, kind):
         raise TypeError(f"{what}, not {type(value).__name__}")
     return value
@@ -1098,7 +1096,7 @@ def _encode_pairs(pairs: "_Pairs") -> str:
     value is left out, a list or tuple repeats the key (``{"id": ["a", "b"]}``: ``id=a&id=b``)."""
     from urllib.parse import urlencode
 
-    flat: List[Tuple[Any, Any]] = []  # urlencode takes str() of what is not str or bytes
+    flat: List[Tuple[Any, Any]] = []
     for item in pairs.items() if hasattr(pairs, "items") else list(pairs):
         # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -1106,14 +1104,13 @@ def _encode_pairs(pairs: "_Pairs") -> str:
         key, values = item
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             values = (values,)
-        # As requests, a string is sent as its UTF-8: urlencode would send str() of a str
-        # subclass, the name of a str Enum's member instead of its value.
         flat.extend((_utf8(key), _utf8(value)) for value in values if value is not None)
     return urlencode(flat, safe="~")  # "~" as Python 3.7+ on 3.6 too
 
 
 def _utf8(value: object) -> object:
-    """Returns a string as its UTF-8 bytes, anything else as it is."""
+    """Returns a string as its UTF-8 bytes, as requests sends it (urlencode would send str() of a
+    str subclass: a str Enum member's name, not its value), anything else as it is."""
     return value.encode("utf-8") if isinstance(value, str) else value
 
 
@@ -1135,12 +1132,8 @@ def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
 
 
 def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
-    """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
-
-    A file is read once, whole: the body must be there to be sent again after a 401 or a 307.
-    Anything but bytes, a string, a file or pairs (an iterator of chunks too) is refused, not
-    form-encoded into garbage; ``json`` is strict (NaN is not JSON, RFC 8259 §6).
-    """
+    """Returns ``(body, content_type)`` for ``data`` or ``json`` as requests does; a file is read
+    whole, to send again after a 401 or a 307; an iterator is refused, not form-encoded."""
     if not data and json_body is not None:
         import json
 
@@ -1175,15 +1168,12 @@ def _check_timeout(timeout: "Any") -> "_Timeouts":
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
     for value in (seconds for seconds in pair if seconds is not None):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(
-                f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
-                f" not {timeout!r}"
-            )
-        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
-            raise ValueError(
-                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
-                f" wait forever, not {timeout!r}"
-            )
+            wanted = "a positive number of seconds, a (connect, read) pair or None"
+        elif value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
+            wanted = f"at most {_MAX_TIMEOUT} seconds (about 24 days), or None to wait forever"
+        else:
+            continue
+        raise ValueError(f"timeout must be {wanted}, not {timeout!r}")
     return pair
 
 
@@ -1203,29 +1193,25 @@ class _Options:
         secrets: "Optional[List[Optional[str]]]" = None,
     ) -> None:
         self.timeouts = _check_timeout(timeout)
-        if not isinstance(verify, (bool, str)):
-            try:
-                verify = os.fspath(verify)
-            except TypeError as exc:
-                raise TypeError(
-                    f"verify must be True, False or the path of a CA bundle, not {verify!r}"
-                ) from exc
+        try:
+            self.verify = verify if isinstance(verify, (bool, str)) else os.fspath(verify)
+        except TypeError as exc:
+            raise TypeError(
+                f"verify must be True, False or the path of a CA bundle, not {verify!r}"
+            ) from exc
         if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
             raise TypeError(
                 f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
             )
-        self.verify = verify
         self.proxies = proxies
-        self.stream = bool(stream)
-        self.allow_redirects = bool(allow_redirects)
+        self.stream, self.allow_redirects = bool(stream), bool(allow_redirects)
         # What the request's errors and the URLs a server sends back (a Location may echo
         # one) mask: see _mask; each token sent and the proxy's credentials are added to it.
         self.secrets: List[Optional[str]] = [] if secrets is None else secrets
 
 
 def _valid_host(host: str) -> bool:
-    """Returns whether ``host`` is a host name or an IP address and nothing else (no port,
-    space or control character: nothing that could end a request line or a header)."""
+    """Returns whether ``host`` is a host name or an IP address, with nothing to end a line."""
     if not host or not _HOST_CHARS.issuperset(host):
         return False
     return ":" not in host or _ip_network(host) is not None
@@ -1243,12 +1229,11 @@ def _url(origin: "_Origin", target: str) -> str:
 
 
 def _split_url(url: str) -> "Tuple[_Origin, str]":
-    """Returns ``(origin, target)`` of an absolute http(s) URL, the origin's host lower-cased
-    and its port the scheme's default if none is given."""
+    """Returns ``(origin, target)`` of an absolute http(s) URL, with the scheme's default port."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    scheme = parts.scheme  # lower-cased by urlsplit
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http or https URL: {url!r}")
     if parts.port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
