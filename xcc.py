@@ -753,9 +753,7 @@ class Response:
             raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
         # A size beyond any body is one read of at most _MAX_READ (zlib takes a C ssize_t).
         size = min(chunk_size or 65536, _MAX_READ)
-        if self._content is not None:
-            return (self._content[i : i + size] for i in range(0, len(self._content), size))
-        return self._pieces(size)
+        return self._pieces(size) if self._content is None else self._resume(size)
 
     def close(self) -> None:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
@@ -811,8 +809,9 @@ class Response:
         return start
 
     def _resume(self, size: int) -> "Iterator[bytes]":
-        """Yields what :meth:`_peek` read, then the rest, in pieces of at most ``size`` bytes."""
-        start, rest = self._peeked
+        """Yields what :meth:`_peek` read, then the rest (or the whole :attr:`content`), in
+        pieces of at most ``size`` bytes."""
+        start, rest = self._peeked if self._content is None else (self._content, iter(()))
         self._peeked = (b"", iter(()))
         for piece in itertools.chain((start,), rest):
             for i in range(0, len(piece), size):
