@@ -180,8 +180,7 @@ class Connection:
                 "A refresh token (e.g., Xanadu Cloud API key) or an access token must be"
                 " provided to connect to the Xanadu Cloud."
             )
-        if not isinstance(host, str):
-            raise TypeError(f"host must be a string, not {type(host).__name__}")
+        host = _require(host, str, "host must be a string")
         if not _valid_host(host):
             raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
         # The original takes a port "8000" and a tls of 1 and uses them: so does this.
@@ -373,8 +372,7 @@ class Connection:
     ) -> "Response":
         """Checks and sends a request (see :meth:`request`); its errors are not masked yet."""
         method = _check_method(method)
-        if not isinstance(path, str):
-            raise TypeError(f"path must be a string, not {type(path).__name__}")
+        path = _require(path, str, "path must be a string")
         if not _CONTROL_CHARS.isdisjoint(path):
             raise ValueError(f"The path {path!r} holds a control character such as CR, LF or NUL")
         target = "/" + _requote(path.partition("#")[0].lstrip("/"))
@@ -629,12 +627,7 @@ class Response:
     """
 
     def __init__(
-        self,
-        status_code: int,
-        reason: str,
-        headers: "MutableMapping[str, str]",
-        url: str,
-        body: "_Body",
+        self, status_code: int, reason: str, headers: "_HeadersBase", url: str, body: "_Body"
     ) -> None:
         self.status_code = status_code
         self.reason = reason
@@ -646,8 +639,7 @@ class Response:
         # The start of a streamed error body, read to word its HTTPError, and the decoded
         # pieces after it (see _peek): the caller reads both, as if nothing had been read.
         self._peeked: "Tuple[bytes, Iterator[bytes]]" = (b"", iter(()))
-        # Whether the request that got this answer carried the connection's credentials:
-        # false after a redirect to another origin (see _send_following_redirects).
+        # False after a redirect to another origin: see _send_following_redirects.
         self._credentials_sent = True
 
     def __repr__(self) -> str:
@@ -681,14 +673,10 @@ class Response:
             RuntimeError: if :meth:`iter_content` already consumed the body
         """
         if self._content is None:
-            if self._consumed:
-                raise RuntimeError("The content of this response was already consumed")
-            self._consumed = True
-            if self._peeked[0]:
-                self._content = b"".join(self._resume(65536))
-            elif "Content-Encoding" in self.headers:
-                self._content = b"".join(self._decoded(None))
+            if self._consumed or self._peeked[0] or "Content-Encoding" in self.headers:
+                self._content = b"".join(self._pieces(None))
             else:  # the common case, without the generators: 3 % of a request
+                self._consumed = True
                 self._content = self._body.read()
         return self._content
 
@@ -754,16 +742,18 @@ class Response:
             raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
         # A size beyond any body is one read of at most _MAX_READ (zlib takes a C ssize_t).
         size = min(chunk_size or 65536, _MAX_READ)
-        if self._content is not None:
-            return (self._content[i : i + size] for i in range(0, len(self._content), size))
-        if self._consumed:
-            raise RuntimeError("The content of this response was already consumed")
-        self._consumed = True
-        return self._resume(size) if self._peeked[0] else self._decoded(size)
+        return self._pieces(size) if self._content is None else self._resume(size)
 
     def close(self) -> None:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
         self._body.close()
+
+    def _pieces(self, size: "Optional[int]") -> "Iterator[bytes]":
+        """Returns the body's decoded pieces of at most ``size`` bytes (``None``: any), once."""
+        if self._consumed:
+            raise RuntimeError("The content of this response was already consumed")
+        self._consumed = True
+        return self._resume(size or 65536) if self._peeked[0] else self._decoded(size)
 
     def _decoded(self, size: "Optional[int]") -> "Iterator[bytes]":
         """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
@@ -778,18 +768,12 @@ class Response:
             raise
 
     def _decoders(self) -> "List[_Decoder]":
-        """Returns the decoders of the body's ``Content-Encoding``, the last coding applied
-        first. A body only in codings the module does not ask for (``br``) is handed over
-        as sent, as requests does; one that could be decoded only in part is refused."""
-        value = self.headers.get("Content-Encoding")
-        if not value:
-            return []
-        codings = []
-        for coding in value.lower().split(","):
-            coding = coding.strip()
-            if coding and coding != "identity":
-                codings.append("gzip" if coding == "x-gzip" else coding)
-        if "gzip" not in codings and "deflate" not in codings:
+        """Returns the decoders of ``Content-Encoding``, the last coding first: none for a body
+        only in codings not asked for (``br``), as requests; one decodable in part is refused."""
+        value = self.headers.get("Content-Encoding", "")
+        codings = [coding.strip() for coding in value.lower().split(",")]
+        codings = ["gzip" if c == "x-gzip" else c for c in codings if c not in ("", "identity")]
+        if not {"gzip", "deflate"}.intersection(codings):
             return []
         if len(codings) > _MAX_CODINGS or not {"gzip", "deflate"}.issuperset(codings):
             raise ConnectionError(
@@ -799,10 +783,8 @@ class Response:
         return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
 
     def _peek(self, limit: int) -> "Optional[bytes]":
-        """Returns the decoded body of a streamed response if it is at most ``limit`` bytes
-        (then kept as :attr:`content`), else ``None``, reading no more than ``limit`` bytes
-        beyond: an error body may be endless, or a bomb. What was read is kept for the
-        caller's :meth:`iter_content`."""
+        """Returns a streamed body if it decodes to at most ``limit`` bytes, else ``None``, having
+        read at most ``limit`` bytes more (an error body may be endless), kept for the caller."""
         if self._content is not None or self._consumed:
             return self._content
         pieces = self._decoded(8192)
@@ -812,14 +794,13 @@ class Response:
             if len(start) > limit:
                 self._peeked = (start, pieces)
                 return None
-        self._consumed = True
-        self._content = start
+        self._consumed, self._content = True, start
         return start
 
     def _resume(self, size: int) -> "Iterator[bytes]":
-        """Yields what :meth:`_peek` read, then the rest of the body, in pieces of at most
-        ``size`` bytes."""
-        start, rest = self._peeked
+        """Yields what :meth:`_peek` read, then the rest (or the whole :attr:`content`), in
+        pieces of at most ``size`` bytes."""
+        start, rest = self._peeked if self._content is None else (self._content, iter(()))
         self._peeked = (b"", iter(()))
         for piece in itertools.chain((start,), rest):
             for i in range(0, len(piece), size):
@@ -892,11 +873,7 @@ class TooManyRedirects(RequestException):
 
 
 # ========================================================================================
-# End of the public API. Below it, the internals, in the order a request flows through
-# them: checking the request, the proxy, TLS, the pool and the connection, writing the
-# request and reading the response, redirects, errors and tokens, settings; the command
-# line last.
-# ========================================================================================
+# End of the public API. Below it, the internals, in the order a request flows through them.
 
 
 # ----------------------------------------------------------------------------- constants
@@ -1022,16 +999,23 @@ def _printable(text: str, limit: "Optional[int]" = None) -> str:
 
 # ------------------------------------------------------- checking and encoding a request
 
+if TYPE_CHECKING:
+    _T = TypeVar("_T")
+
+
+def _require(value: object, kind: "Type[_T]", what: str) -> "_T":
+    """Returns ``value`` if it is a ``kind``, else raises a TypeError naming its type, not it."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{what}, not {type(value).__name__}")
+    return value
+
 
 def _check_token(name: str, token: object) -> "Optional[str]":
-    """Returns ``token`` if it can be sent in a header, ``None`` for ``None`` or ``""`` (no
-    token, as the original reads it); ``name`` says which token an error is about, since
-    the error never echoes the token itself. Any other text is the server's to judge, as
-    in the original (its own example's ``"Xanadu Cloud API key goes here"`` included)."""
+    """Returns ``token`` if a header can carry it, ``None`` for ``None`` or ``""``; an error
+    names it (``name``), never shows it. Any other text is the server's to judge."""
     if token is None or token == "":
         return None
-    if not isinstance(token, str):
-        raise TypeError(f"The {name} must be a string, not {type(token).__name__}")
+    token = _require(token, str, f"The {name} must be a string")
     if not _CONTROL_CHARS.isdisjoint(token) or max(token) > "\xff":
         raise ValueError(
             f"The {name} cannot be sent in a header: it holds a control character (such as"
@@ -1042,122 +1026,89 @@ def _check_token(name: str, token: object) -> "Optional[str]":
 
 def _check_method(method: object) -> str:
     """Returns the upper-cased HTTP method, refusing anything but an RFC 9110 token."""
-    if not isinstance(method, str):
-        raise TypeError(f"The method must be a string, not {type(method).__name__}")
+    method = _require(method, str, "The method must be a string")
     if not method or not _TOKEN_CHARS.issuperset(method):
         raise ValueError(f"Invalid HTTP method {method!r}: a method is a token such as 'GET'")
     return method.upper()
 
 
 def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
-    """Returns the validated ``(name, value)`` pairs of a headers mapping.
-
-    ``Content-Length`` is left out (it is counted from the body) and ``Transfer-Encoding``
-    refused (the body is never sent in chunks); with ``allow_none``, a ``None`` value
-    removes that header, as in requests.
-    """
+    """Returns the checked ``(name, value)`` pairs of a headers mapping, less Content-Length
+    (counted from the body); with ``allow_none``, a ``None`` value removes that header."""
     if headers is None:
         return []
     if not hasattr(headers, "items"):
         raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
     checked: List[Tuple[str, Any]] = []
     for name, value in headers.items():
-        if value is None and allow_none:
-            checked.append((_check_header(name, "")[0], None))
-            continue
-        name, value = _check_header(name, value)
-        if name.lower() == "transfer-encoding":
+        removed = value is None and allow_none
+        name, value = _check_header(name, "" if removed else value)
+        if name.lower() == "transfer-encoding" and not removed:
             raise ValueError("The Transfer-Encoding header is not supported: bodies are sent whole")
-        if name.lower() != "content-length":
-            checked.append((name, value))
+        if removed or name.lower() != "content-length":
+            checked.append((name, None if removed else value))
     return checked
 
 
 def _check_header(name: object, value: object) -> "Tuple[str, str]":
-    """Returns a header as ``(name, value)`` strings, refusing one that could split a request.
-
-    A CR, LF or other control character would let a value start a new header or request
-    (RFC 9110 §5.5), so it is refused before anything is written. The value is never
-    echoed: it may be a credential.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"A header name must be a string, not {type(name).__name__}")
+    """Returns a header as ``(name, value)`` strings, refusing a control character, which could
+    start a new header or request (RFC 9110 §5.5); never shows the value: it may be a secret."""
+    name = _require(name, str, "A header name must be a string")
     if not name or not _TOKEN_CHARS.issuperset(name):
         raise ValueError(f"Invalid header name {name!r}")
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-    elif not isinstance(value, str):
-        raise TypeError(f"Header {name!r} must be a string or bytes, not {type(value).__name__}")
+    value = _require(value, str, f"Header {name!r} must be a string or bytes")
     if not _FIELD_CONTROL_CHARS.isdisjoint(value):
         raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"Header {name!r} holds a character outside Latin-1") from exc
+    if value and max(value) > "\xff":
+        raise ValueError(f"Header {name!r} holds a character outside Latin-1")
     return name, value.strip(" \t")
 
 
 def _requote(path: str) -> str:
-    """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``).
-
-    Valid ``%XX`` escapes are kept as they are, so a path that is already encoded is sent
-    unchanged, as requests' ``requote_uri`` does.
-    """
+    """Percent-encodes what may not stand in a URL (space, non-ASCII, a stray ``%``), keeping
+    valid ``%XX`` escapes: an encoded path is sent unchanged, as by requests' requote_uri."""
     if _PATH_CHARS.issuperset(path):
         return path
     from urllib.parse import quote
 
     first, *rest = path.split("%")
-    pieces = [quote(first, _PATH_SAFE)]
-    for piece in rest:
-        if _HEX_DIGITS.issuperset(piece[:2]) and len(piece) >= 2:
-            pieces.append("%" + piece[:2] + quote(piece[2:], _PATH_SAFE))
-        else:
-            pieces.append("%25" + quote(piece, _PATH_SAFE))
-    return "".join(pieces)
+    escaped = (p if len(p) >= 2 and _HEX_DIGITS.issuperset(p[:2]) else "25" + p for p in rest)
+    return quote("%".join([first, *escaped]), _PATH_SAFE + "%")  # a stray "%" as "%25"
 
 
 def _encode_pairs(pairs: "_Pairs") -> str:
-    """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``.
-
-    A ``None`` value is left out; an iterable value (a list, a tuple) repeats the key, so
-    ``{"id": ["a", "b"], "status": None}`` becomes ``id=a&id=b``.
-    """
+    """Form-encodes a mapping or a sequence of pairs as requests encodes ``params``: a ``None``
+    value is left out, a list or tuple repeats the key (``{"id": ["a", "b"]}``: ``id=a&id=b``)."""
     from urllib.parse import urlencode
 
-    if hasattr(pairs, "items"):
-        items = pairs.items()
-    else:
-        items = list(pairs)
-        for item in items:
-            # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
-    flat: List[Tuple[Any, Any]] = []  # urlencode takes str() of what is not str or bytes
-    for key, value in items:
-        values = (
-            value
-            if hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
-            else (value,)
-        )
-        # As requests, a string is sent as its UTF-8: urlencode would send str() of a str
-        # subclass, the name of a str Enum's member instead of its value.
-        flat.extend((_utf8(key), _utf8(item)) for item in values if item is not None)
+    flat: List[Tuple[Any, Any]] = []
+    for item in pairs.items() if hasattr(pairs, "items") else list(pairs):
+        # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"{type(item).__name__} is not a (key, value) pair")
+        key, values = item
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            values = (values,)
+        flat.extend((_utf8(key), _utf8(value)) for value in values if value is not None)
     return urlencode(flat, safe="~")  # "~" as Python 3.7+ on 3.6 too
 
 
 def _utf8(value: object) -> object:
-    """Returns a string as its UTF-8 bytes, anything else as it is."""
+    """Returns a string as its UTF-8 bytes, as requests sends it (urlencode would send str() of a
+    str subclass: a str Enum member's name, not its value), anything else as it is."""
     return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
     """Returns the query string for a request's ``params`` (already encoded if a string)."""
-    if isinstance(params, (str, bytes)):
-        text = params.decode("utf-8") if isinstance(params, bytes) else params
-        if not _CONTROL_CHARS.isdisjoint(text):
+    if isinstance(params, bytes):
+        params = params.decode("utf-8")
+    if isinstance(params, str):
+        if not _CONTROL_CHARS.isdisjoint(params):
             raise ValueError("params holds a control character such as CR, LF or NUL")
-        return _requote(text)
+        return _requote(params)
     try:
         return _encode_pairs(params)
     except (TypeError, ValueError) as exc:
@@ -1168,15 +1119,8 @@ def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
 
 
 def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
-    """Returns ``(body, content_type)`` for a request's ``data`` or ``json``, as requests does.
-
-    ``data`` wins when it is not empty; a mapping or a list or tuple of pairs is
-    form-encoded, ``bytes`` are sent as they are, ``str`` as UTF-8, and a file (anything
-    with ``read()``) is read once, whole: the body must be there to be sent again after a
-    401 or a 307. Anything else, an iterator of chunks included, is refused rather than
-    form-encoded into garbage. ``json`` is serialised strictly (NaN and Infinity are not
-    JSON, RFC 8259 §6).
-    """
+    """Returns ``(body, content_type)`` for ``data`` or ``json`` as requests does; a file is read
+    whole, to send again after a 401 or a 307; an iterator is refused, not form-encoded."""
     if not data and json_body is not None:
         import json
 
@@ -1189,45 +1133,34 @@ def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optio
         return text.encode("utf-8"), "application/json"
     if not data:
         return None, None
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data), None
+    if hasattr(data, "read"):
+        data = data.read()
+        if not isinstance(data, (str, bytes, bytearray)):
+            raise TypeError(f"data.read() must return bytes or a string, not {type(data).__name__}")
     if isinstance(data, str):
         return data.encode("utf-8"), None
-    if hasattr(data, "read"):
-        content = data.read()
-        if isinstance(content, str):
-            return content.encode("utf-8"), None
-        if isinstance(content, (bytes, bytearray)):
-            return bytes(content), None
-        raise TypeError(f"data.read() must return bytes or a string, not {type(content).__name__}")
-    message = (
-        "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs,"
-        f" not {type(data).__name__}"
-    )
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), None
+    message = "data must be bytes, a string, a file, a mapping or a list of (key, value) pairs"
     if not (hasattr(data, "items") or isinstance(data, (list, tuple))):
-        raise TypeError(message)
+        raise TypeError(f"{message}, not {type(data).__name__}")
     try:
         return _encode_pairs(data).encode("ascii"), "application/x-www-form-urlencoded"
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{message} ({exc})") from exc
+        raise TypeError(f"{message}, not {type(data).__name__} ({exc})") from exc
 
 
 def _check_timeout(timeout: "Any") -> "_Timeouts":
     """Returns ``(connect, read)`` seconds from a requests-style ``timeout`` (``None``: forever)."""
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
-    for value in pair:
-        if value is None:
-            continue
+    for value in (seconds for seconds in pair if seconds is not None):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(
-                f"timeout must be a positive number of seconds, a (connect, read) pair or None,"
-                f" not {timeout!r}"
-            )
-        if value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
-            raise ValueError(
-                f"timeout must be at most {_MAX_TIMEOUT} seconds (about 24 days), or None to"
-                f" wait forever, not {timeout!r}"
-            )
+            wanted = "a positive number of seconds, a (connect, read) pair or None"
+        elif value > _MAX_TIMEOUT:  # infinity too: None is how to wait forever
+            wanted = f"at most {_MAX_TIMEOUT} seconds (about 24 days), or None to wait forever"
+        else:
+            continue
+        raise ValueError(f"timeout must be {wanted}, not {timeout!r}")
     return pair
 
 
@@ -1247,29 +1180,25 @@ class _Options:
         secrets: "Optional[List[Optional[str]]]" = None,
     ) -> None:
         self.timeouts = _check_timeout(timeout)
-        if not isinstance(verify, (bool, str)):
-            try:
-                verify = os.fspath(verify)
-            except TypeError as exc:
-                raise TypeError(
-                    f"verify must be True, False or the path of a CA bundle, not {verify!r}"
-                ) from exc
+        try:
+            self.verify = verify if isinstance(verify, (bool, str)) else os.fspath(verify)
+        except TypeError as exc:
+            raise TypeError(
+                f"verify must be True, False or the path of a CA bundle, not {verify!r}"
+            ) from exc
         if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
             raise TypeError(
                 f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
             )
-        self.verify = verify
         self.proxies = proxies
-        self.stream = bool(stream)
-        self.allow_redirects = bool(allow_redirects)
+        self.stream, self.allow_redirects = bool(stream), bool(allow_redirects)
         # What the request's errors and the URLs a server sends back (a Location may echo
         # one) mask: see _mask; each token sent and the proxy's credentials are added to it.
         self.secrets: List[Optional[str]] = [] if secrets is None else secrets
 
 
 def _valid_host(host: str) -> bool:
-    """Returns whether ``host`` is a host name or an IP address, and nothing else: no port,
-    no space, no control character, nothing that could end a request line or a header."""
+    """Returns whether ``host`` is a host name or an IP address, with nothing to end a line."""
     if not host or not _HOST_CHARS.issuperset(host):
         return False
     return ":" not in host or _ip_network(host) is not None
@@ -1287,18 +1216,16 @@ def _url(origin: "_Origin", target: str) -> str:
 
 
 def _split_url(url: str) -> "Tuple[_Origin, str]":
-    """Returns ``(origin, target)`` of an absolute http(s) URL; ``origin`` is a tuple
-    ``(scheme, lower-cased host, port)`` with the scheme's default port filled in."""
+    """Returns ``(origin, target)`` of an absolute http(s) URL, with the scheme's default port."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    scheme = parts.scheme  # lower-cased by urlsplit
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http or https URL: {url!r}")
-    port = parts.port
-    if port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
+    if parts.port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
         raise ValueError(f"invalid port 0 in {url!r}")
-    port = port or _DEFAULT_PORTS[scheme]
+    port = parts.port or _DEFAULT_PORTS[scheme]
     host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
     if not _valid_host(host):  # the idna codec lets spaces and control characters through
         raise ValueError(f"invalid host {host!r}")
