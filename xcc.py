@@ -2127,7 +2127,7 @@ def _roundtrip(
     return response
 
 
-def _read_head(rfile: "io.BufferedReader", label: str) -> "Tuple[bytes, int, str, _Headers]":
+def _read_head(rfile: "io.BufferedReader[Any]", label: str) -> "Tuple[bytes, int, str, _Headers]":
     """Reads a response's head after any interim ones: ``(version, status, reason, headers)``
     (RFC 9112 §4-§5). It refuses what a strict parser refuses: a field that an intermediary
     may read differently is how responses get smuggled. :class:`_StaleSocket` if no byte came."""
