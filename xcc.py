@@ -3028,11 +3028,8 @@ def _settings_path() -> str:
 
 
 def _read_dotenv(path: str) -> "Dict[str, str]":
-    """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
-
-    It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
-    ``"`` or bare, ``export`` prefixes, comments and blank lines.
-    """
+    """Returns the ``KEY=value`` pairs of a ``.env`` file as python-dotenv writes it (quoted
+    or bare values, ``export`` prefixes, comments, blank lines), or ``{}`` if there is none."""
     try:
         with open(path, encoding="utf-8") as file:
             lines = file.read().splitlines()
@@ -3061,11 +3058,9 @@ def _load_settings() -> "Dict[str, Any]":
     settings: Dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
-        if name in os.environ:
-            value, source = os.environ[name], f"the environment variable {name}"
-        elif name in saved:
-            value, source = saved[name], path
-        else:
+        source = f"the environment variable {name}" if name in os.environ else path
+        value = os.environ.get(name, saved.get(name))
+        if value is None:
             continue
         _debug("Setting %s from %s", name, source)
         if key == "PORT" and not (_DIGITS.issuperset(value) and 0 < int(value or 0) < 65536):
@@ -3099,9 +3094,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         int: 0 on success, 1 on an error or when the reader of stdout closed it early, 2 on a
         usage error
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    kwargs = _request_options(parser, args)
+    prog, args, kwargs = _arguments(argv)
     if args.verbose:
         import logging
 
@@ -3118,7 +3111,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
         message = _error_line(exc, args.method, connection)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
     return _print_response(None if args.command == "ping" else response)
 
@@ -3148,11 +3141,9 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     )
     parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
     parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
-    parser.add_argument("--port", type=_port_arg, help="the Xanadu Cloud port")
+    parser.add_argument("--port", type=_port, help="the Xanadu Cloud port")
     parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
-    parser.add_argument(
-        "--timeout", type=_seconds_arg, default=10, help="seconds to wait (default 10)"
-    )
+    parser.add_argument("--timeout", type=_seconds, default=10, help="seconds to wait (default 10)")
     verbose = "print on stderr where each setting came from and each step: proxy, CA, connection,"
     verbose += " TLS, requests, token refresh (never a token or password)"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
@@ -3174,7 +3165,7 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     return parser
 
 
-def _port_arg(text: str) -> int:
+def _port(text: str) -> int:
     """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
     import argparse
 
@@ -3183,7 +3174,7 @@ def _port_arg(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
 
 
-def _seconds_arg(text: str) -> float:
+def _seconds(text: str) -> float:
     """Returns the seconds of ``--timeout``; anything but a number above 0 is a usage error."""
     import argparse
 
@@ -3197,11 +3188,13 @@ def _seconds_arg(text: str) -> float:
     )
 
 
-def _request_options(
-    parser: "argparse.ArgumentParser", args: "argparse.Namespace"
-) -> "Dict[str, Any]":
-    """Returns the keyword arguments of :meth:`Connection.request` that ``args`` give."""
+def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, Dict[str, Any]]":
+    """Returns the command line's name, ``argv`` parsed and the keyword arguments of
+    :meth:`Connection.request` they give; a usage error exits with status 2."""
     import json
+
+    parser = _parser()
+    args = parser.parse_args(argv)
 
     def split(option: str, text: str, sep: str, form: str) -> "Tuple[str, str]":
         key, found, value = text.partition(sep)
@@ -3215,14 +3208,14 @@ def _request_options(
         body = None if args.json is None else json.loads(args.json)
     except ValueError as exc:
         parser.error(f"--json is not valid JSON: {exc}")
-    headers_ = {name.strip(): value.strip() for name, value in headers}
-    return {"timeout": args.timeout, "params": params, "headers": headers_, "json": body}
+    kwargs = {"timeout": args.timeout, "params": params, "json": body}
+    kwargs["headers"] = {name.strip(): value.strip() for name, value in headers}
+    return parser.prog, args, kwargs
 
 
 def _error_line(exc: Exception, method: str, connection: "Optional[Connection]") -> str:
-    """Returns the command line's one line for ``exc``, raised by a ``method`` request on
-    ``connection`` (``None``: it could not be made): what the server answered and to which
-    request, a validation error's field names, and what to do next."""
+    """Returns the one line for ``exc`` of a ``method`` request on ``connection`` (``None``: not
+    made): the server's answer to which request, a validation error's fields, what to do."""
     message = str(exc)
     response = exc.response if isinstance(exc, HTTPError) else None
     if response is not None:
@@ -3263,16 +3256,14 @@ def _print_response(response: "Optional[Response]") -> int:
                 print(json.dumps(response.json(), indent=4))
             except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 sys.stdout.flush()
-                # buffer.write() may write part of the bytes to a pipe and return the count;
-                # the loop gets to the write that fails on a pipe closed early.
+                # buffer.write() may write part and return the count: on to the write that fails.
                 data = memoryview(response.content)
                 while data:
                     data = data[sys.stdout.buffer.write(data) :]
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader stopped reading (``| head -1``): end quietly, as Unix tools do. Python
-        # flushes stdout again at exit, so it is pointed at devnull first (the recipe of
-        # the signal module's documentation).
+        # The reader stopped (``| head -1``): end quietly, as Unix tools do. Python flushes
+        # stdout again at exit: point it at devnull first (the signal module's recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
