@@ -3169,7 +3169,7 @@ def _port(text: str) -> int:
     """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
     import argparse
 
-    if text.isdigit() and 0 < int(text) < 65536:
+    if text.isdecimal() and 0 < int(text) < 65536:  # "²" is a digit that int() refuses
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
 
