@@ -3098,7 +3098,9 @@ def main(argv: "Optional[List[str]]" = None) -> int:
     if args.verbose:
         import logging
 
-        logging.basicConfig(format="%(name)s: %(message)s")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.getLogger("xcc").addHandler(handler)
         logging.getLogger("xcc").setLevel(logging.DEBUG)
     overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
     if args.no_tls:
@@ -3228,6 +3230,7 @@ def _error_line(exc: Exception, method: str, connection: "Optional[Connection]")
         message = f"{response.status_code} {method} {path}: {message}"
     # A server's words (a reason, a detail) reach the terminal: never its escapes.
     message = _printable(" ".join(message.split())) or type(exc).__name__
+    # Connection's own words when the settings hold no token: say where to set one.
     if connection is None and message.startswith("A refresh token (e.g., Xanadu Cloud API key)"):
         message += (
             " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
