@@ -2821,11 +2821,8 @@ def _settings_path() -> str:
 
 
 def _read_dotenv(path: str) -> "Dict[str, str]":
-    """Returns the ``KEY=value`` pairs of a ``.env`` file, or ``{}`` if there is none.
-
-    It reads what python-dotenv writes for ``xcc config``: values quoted with ``'`` or
-    ``"`` or bare, ``export`` prefixes, comments and blank lines.
-    """
+    """Returns the ``KEY=value`` pairs of a ``.env`` file as python-dotenv writes it (quoted
+    or bare values, ``export`` prefixes, comments, blank lines), or ``{}`` if there is none."""
     try:
         with open(path, encoding="utf-8") as file:
             lines = file.read().splitlines()
@@ -2839,14 +2836,10 @@ def _read_dotenv(path: str) -> "Dict[str, str]":
         if line.startswith("export "):
             line = line[len("export ") :].lstrip()
         key, sep, value = line.partition("=")
-        if not sep or line.startswith("#"):
-            continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = value
+        if sep and not line.startswith("#"):
+            quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+            values[key.strip()] = value[1:-1] if quoted else value.split(" #", 1)[0].rstrip()
     return values
 
 
@@ -2858,33 +2851,26 @@ def _load_settings() -> "Dict[str, Any]":
     settings: Dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
-        if name in os.environ:
-            value, source = os.environ[name], f"the environment variable {name}"
-        elif name in saved:
-            value, source = saved[name], path
-        else:
+        source = f"the environment variable {name}" if name in os.environ else path
+        value = os.environ.get(name, saved.get(name))
+        if value is None:
             continue
         _debug("Setting %s from %s", name, source)
+        if key == "PORT" and not (_DIGITS.issuperset(value) and 0 < int(value or 0) < 65536):
+            what = "a port number"
+        elif key == "TLS" and value.lower() not in _TRUE | _FALSE:
+            what = "true or false"
+        elif key == "HOST" and not _valid_host(value):
+            what = "a host name or an IP address, without a port"
+        else:
+            if value:  # the port stays a string of digits, which Connection reads as one
+                settings[key.lower()] = value.lower() in _TRUE if key == "TLS" else value
+            continue
         # A value is never shown, not even in a chained cause: a line that lost its line
         # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
-        invalid = (
-            f"{name} (from {source}) is not {{}} (its value is not shown: it may hold a token)"
+        raise ValueError(
+            f"{name} (from {source}) is not {what} (its value is not shown: it may hold a token)"
         )
-        if key == "PORT":
-            port = int(value) if value and _DIGITS.issuperset(value) else 0
-            if not 0 < port < 65536:
-                raise ValueError(invalid.format("a port number"))
-            settings["port"] = port
-        elif key == "TLS":
-            if value.lower() not in _TRUE | _FALSE:
-                raise ValueError(invalid.format("true or false"))
-            settings["tls"] = value.lower() in _TRUE
-        elif key == "HOST":
-            if not _valid_host(value):
-                raise ValueError(invalid.format("a host name or an IP address, without a port"))
-            settings["host"] = value
-        elif value:
-            settings[key.lower()] = value
     return settings
 
 
@@ -2901,8 +2887,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         int: 0 on success, 1 on an error or when the reader of stdout closed it early, 2 on a
         usage error
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
+    prog, args, kwargs = _arguments(argv)
     if args.verbose:
         import logging
 
@@ -2910,21 +2895,18 @@ def main(argv: "Optional[List[str]]" = None) -> int:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logging.getLogger("xcc").addHandler(handler)
         logging.getLogger("xcc").setLevel(logging.DEBUG)
-    kwargs = _request_options(parser, args)
     overrides = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name)}
     if args.no_tls:
         overrides["tls"] = False
-    method, path = ("GET", "/healthz") if args.command == "ping" else (args.method, args.path)
-    settings = None  # Connection.load(), unrolled: a missing token gets a hint to set one
+    connection = None
     try:
-        settings = _load_settings()
-        with Connection(**dict(settings, **overrides)) as connection:
-            response = connection.request(method, path, **kwargs)
+        with Connection.load(**overrides) as connection:
+            response = connection.request(args.method, args.path, **kwargs)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
-        message = _error_line(exc, method, settings, overrides.get("host"))
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        message = _error_line(exc, args.method, connection)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
     return _print_response(None if args.command == "ping" else response)
 
@@ -2954,21 +2936,16 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     )
     parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
     parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
-    parser.add_argument("--port", type=_port_option, help="the Xanadu Cloud port")
+    parser.add_argument("--port", type=_port, help="the Xanadu Cloud port")
     parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
-    parser.add_argument(
-        "--timeout", type=_seconds_option, default=10, help="seconds to wait (default 10)"
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="print on stderr where each setting came from and each step: proxy, CA,"
-        " connection, TLS, requests, token refresh (never a token or password)",
-    )
+    parser.add_argument("--timeout", type=_seconds, default=10, help="seconds to wait (default 10)")
+    verbose = "print on stderr where each setting came from and each step: proxy, CA, connection,"
+    verbose += " TLS, requests, token refresh (never a token or password)"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    commands.add_parser("ping", help="check the connection to the Xanadu Cloud")
+    ping = commands.add_parser("ping", help="check the connection to the Xanadu Cloud")
+    ping.set_defaults(method="GET", path="/healthz", param=[], header=[], json=None)
     request = commands.add_parser("request", help="send a request and print the response body")
     request.add_argument("method", help="HTTP method, such as GET")
     request.add_argument("path", help="request path, such as /devices")
@@ -2983,63 +2960,57 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     return parser
 
 
-def _port_option(text: str) -> int:
+def _port(text: str) -> int:
     """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
     import argparse
 
-    if text.isdigit() and 0 < int(text) < 65536:
+    if text.isdecimal() and 0 < int(text) < 65536:  # "²" is a digit that int() refuses
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
 
 
-def _seconds_option(text: str) -> float:
+def _seconds(text: str) -> float:
     """Returns the seconds of ``--timeout``; anything but a number above 0 is a usage error."""
     import argparse
 
     try:
-        seconds = float(text)
+        if 0 < float(text) <= _MAX_TIMEOUT:  # NaN is not
+            return float(text)
     except ValueError:
-        seconds = 0.0
-    if 0 < seconds <= _MAX_TIMEOUT:  # NaN is not
-        return seconds
+        pass
     raise argparse.ArgumentTypeError(
         f"{text!r} is not a number of seconds above 0 and at most {_MAX_TIMEOUT}"
     )
 
 
-def _request_options(
-    parser: "argparse.ArgumentParser", args: "argparse.Namespace"
-) -> "Dict[str, Any]":
-    """Returns the keyword arguments of :meth:`Connection.request` that ``args`` give."""
+def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, Dict[str, Any]]":
+    """Returns the command line's name, ``argv`` parsed and the keyword arguments of
+    :meth:`Connection.request` they give; a usage error exits with status 2."""
     import json
 
-    kwargs: Dict[str, Any] = {"timeout": args.timeout}
-    if args.command == "request":
-        kwargs.update(params=[], headers={})
-        for param in args.param:
-            key, sep, value = param.partition("=")
-            if not sep:
-                parser.error(f"--param {param!r} is not KEY=VALUE")
-            kwargs["params"].append((key, value))
-        for header in args.header:
-            name, sep, value = header.partition(":")
-            if not sep:
-                parser.error(f"--header {header!r} is not NAME:VALUE")
-            kwargs["headers"][name.strip()] = value.strip()
-        if args.json is not None:
-            try:
-                kwargs["json"] = json.loads(args.json)
-            except ValueError as exc:
-                parser.error(f"--json is not valid JSON: {exc}")
-    return kwargs
+    parser = _parser()
+    args = parser.parse_args(argv)
+
+    def split(option: str, text: str, sep: str, form: str) -> "Tuple[str, str]":
+        key, found, value = text.partition(sep)
+        if not found:
+            parser.error(f"{option} {text!r} is not {form}")
+        return key, value
+
+    params = [split("--param", param, "=", "KEY=VALUE") for param in args.param]
+    headers = [split("--header", header, ":", "NAME:VALUE") for header in args.header]
+    try:
+        body = None if args.json is None else json.loads(args.json)
+    except ValueError as exc:
+        parser.error(f"--json is not valid JSON: {exc}")
+    kwargs = {"timeout": args.timeout, "params": params, "json": body}
+    kwargs["headers"] = {name.strip(): value.strip() for name, value in headers}
+    return parser.prog, args, kwargs
 
 
-def _error_line(
-    exc: Exception, method: str, settings: "Optional[Dict[str, Any]]", host: "Optional[str]"
-) -> str:
-    """Returns the command line's one line for ``exc``, raised by a ``method`` request with
-    ``settings`` (``None``: they could not be read) and ``--host``: what the server answered
-    and to which request, a validation error's field names, and what to do next."""
+def _error_line(exc: Exception, method: str, connection: "Optional[Connection]") -> str:
+    """Returns the one line for ``exc`` of a ``method`` request on ``connection`` (``None``: not
+    made): the server's answer to which request, a validation error's fields, what to do."""
     message = str(exc)
     response = exc.response if isinstance(exc, HTTPError) else None
     if response is not None:
@@ -3052,19 +3023,19 @@ def _error_line(
         message = f"{response.status_code} {method} {path}: {message}"
     # A server's words (a reason, a detail) reach the terminal: never its escapes.
     message = _printable(" ".join(message.split())) or type(exc).__name__
-    if settings is not None and "refresh_token" not in settings and "access_token" not in settings:
+    # Connection's own words when the settings hold no token: say where to set one.
+    if connection is None and message.startswith("A refresh token (e.g., Xanadu Cloud API key)"):
         message += (
             " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
             f" {_settings_path()}."
         )
     if isinstance(exc, SSLError):  # the command line has no verify=, only the variables
         message = message.replace(_VERIFY_ADVICE, "")
-    elif isinstance(exc, ConnectionError) and settings is not None:
-        if (host or settings.get("host", _DEFAULT_HOST)) == _DEFAULT_HOST:
-            message += (
-                " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
-                " serves a stand-in for it on this machine."
-            )
+    elif isinstance(exc, ConnectionError) and getattr(connection, "host", "") == _DEFAULT_HOST:
+        message += (
+            " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
+            " serves a stand-in for it on this machine."
+        )
     return message
 
 
@@ -3081,16 +3052,14 @@ def _print_response(response: "Optional[Response]") -> int:
                 print(json.dumps(response.json(), indent=4))
             except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 sys.stdout.flush()
-                # buffer.write() may write part of the bytes to a pipe and return the count;
-                # the loop gets to the write that fails on a pipe closed early.
+                # buffer.write() may write part and return the count: on to the write that fails.
                 data = memoryview(response.content)
                 while data:
                     data = data[sys.stdout.buffer.write(data) :]
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader stopped reading (``| head -1``): end quietly, as Unix tools do. Python
-        # flushes stdout again at exit, so it is pointed at devnull first (the recipe of
-        # the signal module's documentation).
+        # The reader stopped (``| head -1``): end quietly, as Unix tools do. Python flushes
+        # stdout again at exit: point it at devnull first (the signal module's recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
