@@ -176,10 +176,7 @@ class Connection:
         refresh_token = _check_token("refresh token", refresh_token)
         access_token = _check_token("access token", access_token)
         if refresh_token is None and access_token is None:
-            raise ValueError(
-                "A refresh token (e.g., Xanadu Cloud API key) or an access token must be"
-                " provided to connect to the Xanadu Cloud."
-            )
+            raise ValueError(_NO_TOKEN)
         host = _require(host, str, "host must be a string")
         if not _valid_host(host):
             raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
@@ -879,6 +876,10 @@ class TooManyRedirects(RequestException):
 # ----------------------------------------------------------------------------- constants
 
 _DEFAULT_API_VERSION = "0.4.0"
+_NO_TOKEN = (
+    "A refresh token (e.g., Xanadu Cloud API key) or an access token must be provided to"
+    " connect to the Xanadu Cloud."
+)
 _TOKEN_PATH = "/auth/realms/platform/protocol/openid-connect/token"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Sent with every request, the token request too; the module decodes these encodings.
@@ -3023,8 +3024,7 @@ def _error_line(exc: Exception, method: str, connection: "Optional[Connection]")
         message = f"{response.status_code} {method} {path}: {message}"
     # A server's words (a reason, a detail) reach the terminal: never its escapes.
     message = _printable(" ".join(message.split())) or type(exc).__name__
-    # Connection's own words when the settings hold no token: say where to set one.
-    if connection is None and message.startswith("A refresh token (e.g., Xanadu Cloud API key)"):
+    if connection is None and message == _NO_TOKEN:  # the settings hold none: say where to set one
         message += (
             " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
             f" {_settings_path()}."
