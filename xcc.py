@@ -955,13 +955,8 @@ _LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is 
 
 
 def _log_enabled() -> bool:
-    """Returns whether the ``xcc`` logger would emit a DEBUG record now.
-
-    ``import logging`` costs milliseconds, so ``import xcc`` does not pay it: a program
-    that has not imported ``logging`` cannot have configured a handler, so there is nothing
-    to log to. Once it has, the logger is made with a ``NullHandler``, as libraries do, and
-    the check is the logger's own cached ``isEnabledFor``.
-    """
+    """Returns whether the ``xcc`` logger emits DEBUG now, without ``import logging`` (it costs
+    milliseconds): a program that has not imported it has no handler to log to."""
     global _LOGGER
     if _LOGGER is None:
         logging = sys.modules.get("logging")
@@ -975,9 +970,8 @@ def _log_enabled() -> bool:
 
 
 def _debug(message: str, *args: object) -> None:
-    """Logs a DEBUG line on the ``xcc`` logger. Its arguments are never a token, an API key
-    or a proxy password: a URL that a server sent is masked where it is read (see
-    :func:`_exchange`), as a log line goes wherever the program sends its logs."""
+    """Logs a DEBUG line on the ``xcc`` logger; its arguments never hold a secret (a URL that
+    a server sent is masked where :func:`_exchange` reads it)."""
     if _log_enabled():
         assert _LOGGER is not None  # _log_enabled() made it
         _LOGGER.debug(message, *args)
