@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     _Verify = Union[bool, str]
     # A _Pool key: (origin, the proxy's key or None, the verify setting or None for http).
     _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]
-    _Source = Tuple[str, Optional[str]]  # why a proxy was chosen, for the log
     _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
     _Fields = List[Tuple[str, str]]
     _HeadersBase = MutableMapping[str, str]
@@ -1321,22 +1320,21 @@ def _split_url(url: str) -> "Tuple[_Origin, str]":
 # -------------------------------------------------------------------- choosing the proxy
 
 
-def _environ_proxies(environ: "Mapping[str, str]", schemes: "Iterable[str]") -> "Dict[str, str]":
-    """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
-    environment, with the precedence of ``urllib.request.getproxies_environment()``.
-
-    Either case is read and lower case wins, so an empty ``https_proxy`` unsets
-    ``HTTPS_PROXY``; under CGI, ``HTTP_PROXY`` is ignored, as the client may have set it
-    through a ``Proxy:`` header (CVE-2016-1000110, "httpoxy"). Only the variables asked for
-    are looked up: a request does not pay for a scan of the whole environment.
-    """
+def _environ_proxies(
+    environ: "Mapping[str, str]", schemes: "Iterable[str]"
+) -> "Dict[str, Tuple[str, str]]":
+    """Returns ``{scheme: (variable, proxy URL)}`` for ``schemes`` (``"no"`` for ``NO_PROXY``),
+    read as ``urllib.request.getproxies_environment()`` reads them: lower case wins."""
     proxies = {}
-    for scheme in schemes:
-        value = environ.get(scheme + "_proxy")
+    for scheme in schemes:  # only these: a request does not pay for a scan of the environment
+        name = scheme + "_proxy"
+        value = environ.get(name)
+        # Under CGI, HTTP_PROXY may come from the client's Proxy: header (CVE-2016-1000110).
         if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
-            value = environ.get(scheme.upper() + "_PROXY")
-        if value:
-            proxies[scheme] = value
+            name = name.upper()
+            value = environ.get(name)
+        if value:  # an empty https_proxy unsets HTTPS_PROXY
+            proxies[scheme] = name, value
     return proxies
 
 
@@ -1364,17 +1362,10 @@ def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
 
 
 def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
-    """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
-    or ``None``.
-
-    The rules are curl's, the same on every Python version: entries are separated by
-    commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
-    with or without a leading dot, never a mere suffix (``example.com`` does not match
-    ``badexample.com``); an optional ``:port`` must match; an IP literal or CIDR range
-    matches addresses. No DNS look-up is made.
-    """
+    """Returns the ``NO_PROXY`` entry that exempts ``host:port`` by curl's rules, on every Python
+    (``*``, the host or a subdomain, never a mere suffix; ``:port``; IP ranges), or ``None``."""
     host = host.lower()
-    address = None
+    address = _ip_network(host)  # no DNS look-up: a host name never matches an IP entry
     for entry in no_proxy.lower().split(","):
         entry = entry.strip()
         if entry == "*":
@@ -1385,53 +1376,47 @@ def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
             continue  # an unreadable port: the entry matches nothing
         if not name or entry_port not in (None, port):
             continue
-        if ":" in name or name[0] in "0123456789":
-            network = _ip_network(name)
-            address = address or _ip_network(host)
-            if network is not None and address is not None:
-                if address.version == network.version and address.network_address in network:
-                    return entry
-                continue
+        network = _ip_network(name)
+        if network is not None and address is not None:
+            if address.network_address in network:  # False across IPv4 and IPv6
+                return entry
+            continue
         name = name[2:] if name.startswith("*.") else name.lstrip(".")
         if host == name or host.endswith("." + name):
             return entry
     return None
 
 
-_DIRECT_SOURCE = ("none", None)  # why a request goes direct when nothing names a proxy
+_BYPASSES: "Dict[Tuple[str, int, str], str]" = {}  # (host, port, NO_PROXY): entry or ""
+_DIRECT = "direct: no proxy variable or setting"
 
 
 def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
-    """Returns the URL of the proxy for ``scheme`` in the system's settings, as
-    ``urllib.request.getproxies()`` gives them, or ``None``.
-
-    A registry value without a scheme (``proxy:3128``) is an HTTP proxy. Windows' proxies
-    are HTTP proxies, whatever protocol they carry: Python 3.6 to 3.9 turn the registry's
-    ``proxy:3128`` and ``https=proxy:3128`` into ``https://proxy:3128`` (bpo-42627), which
-    names the protocol, not the proxy's, so that becomes ``http://proxy:3128``.
-    """
+    """Returns the proxy URL for ``scheme`` in ``settings`` (``urllib.request.getproxies()``),
+    or ``None``; one without a scheme, and all of Windows', are HTTP proxies."""
     value = (settings.get(scheme) or "").strip()
     if not value:
         return None
     if "://" not in value:
         return "http://" + value
+    # Python 3.6 to 3.9 read the registry's proxy:3128 or https=proxy:3128 as
+    # https://proxy:3128 (bpo-42627): the protocol carried, not the proxy's.
     if windows and value[:8].lower() == "https://":
         return "http://" + value[8:]
     return value
 
 
-def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
-    Internet Options, macOS's network settings), read by ``urllib.request`` as requests
-    reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
+def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], str]":
+    """Returns ``(url, reason)`` for ``host`` from the system's proxy settings (Windows', macOS's),
+    read by ``urllib.request`` as requests reads them, with the hosts they exempt."""
     import urllib.request
 
     url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
     if url is None:
-        return None, _DIRECT_SOURCE
+        return None, _DIRECT
     if urllib.request.proxy_bypass(host):
-        return None, ("system bypass", None)
-    return url, ("system", None)
+        return None, "direct: the system settings exempt this host"
+    return url, "from the system settings"
 
 
 # Platform shim: Windows and macOS keep a system-wide proxy setting that requests honours
@@ -1444,60 +1429,39 @@ def _proxy_url(
     origin: "_Origin",
     proxies: "Optional[Mapping[str, Optional[str]]]",
     environ: "Mapping[str, str]" = os.environ,
-    system: "Optional[Callable[[str, str], Tuple[Optional[str], _Source]]]" = _SYSTEM_PROXY,
-) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
-    to go direct), and why, for the log.
-
-    An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
-    ``all://host``, ``all``; a ``None`` or empty value means no proxy); then the proxy
-    variables of ``environ`` for the scheme, unless ``NO_PROXY`` exempts the host; where
-    none of them is set, ``system(scheme, host)`` (see :data:`_SYSTEM_PROXY`), if given.
-    """
+    system: "Optional[Callable[[str, str], Tuple[Optional[str], str]]]" = _SYSTEM_PROXY,
+) -> "Tuple[Optional[str], str]":
+    """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``,
+    else the variables and ``NO_PROXY``, else ``system``; the reason is "from" a setting or why
+    the request goes direct."""
     scheme, host, port = origin
     if proxies:
-        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
+        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):  # as requests
             if key in proxies:
-                return proxies[key] or None, ("proxies", key)
+                return proxies[key] or None, f"from proxies[{key!r}]"
     found = _environ_proxies(environ, (scheme, "all", "no"))
     if not found and system is not None:
         return system(scheme, host)
-    key = scheme if found.get(scheme) else "all"
-    if not found.get(key):
-        return None, _DIRECT_SOURCE
-    entry = _bypass_proxy(host, port, found.get("no", ""))
-    if entry is not None:
-        return None, ("NO_PROXY", entry)
-    return found[key], ("environment", key)
+    name, url = found.get(scheme) or found.get("all") or ("", "")
+    no_proxy = found.get("no", ("", ""))[1]
+    if not url:
+        return None, _DIRECT
+    # NO_PROXY is matched once per host, not per request; it holds no password to keep.
+    where = (host, port, no_proxy)
+    entry = _cached(_BYPASSES, where, lambda: _bypass_proxy(*where) or "") if no_proxy else ""
+    if entry:
+        return None, f"direct: the NO_PROXY entry {entry!r} matches"
+    return url, "from " + name
 
 
-def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
-    """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
-    the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
-    kind, detail = source
-    shown = "direct"
-    if proxy is not None:
-        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
-    if kind in ("proxies", "environment", "system"):
-        return f"{shown}, from {_proxy_setting(source)}"
-    if kind == "NO_PROXY":
-        return f"direct: the NO_PROXY entry {detail!r} matches"
-    if kind == "system bypass":
-        return "direct: the system settings exempt this host"
-    return "direct: no proxy variable or setting"
-
-
-def _proxy_setting(source: "_Source") -> str:
-    """Returns the setting that named a proxy, from the ``source`` that :func:`_proxy_url`
-    gave: ``proxies['https']``, a variable such as ``HTTPS_PROXY``, or the system's."""
-    kind, detail = source
-    if kind == "proxies":
-        return f"proxies[{detail!r}]"
-    if kind == "environment":  # lower case wins, as in _environ_proxies
-        assert detail is not None  # the variable's scheme
-        names = (detail + "_proxy", detail.upper() + "_PROXY")
-        return next((name for name in names if os.environ.get(name)), names[1])
-    return "the system settings"
+def _proxy_text(proxy: "Optional[_Proxy]", reason: str) -> str:
+    """Returns what the log says of the proxy chosen and of the ``reason`` that
+    :func:`_proxy_url` gave: never the proxy's credentials."""
+    if reason.startswith("direct"):
+        return reason
+    if proxy is None:
+        return "direct, " + reason
+    return proxy.display + (" (with credentials), " if proxy.authorization else ", ") + reason
 
 
 class _Proxy:
@@ -2144,7 +2108,7 @@ def _exchange(
         try:
             conn = _Conn.open(key, proxy, context, options.timeouts, label)
         except ProxyError as exc:  # the proxy may come from a variable the user forgot
-            exc.args = (f"{exc} (the proxy from {_proxy_setting(proxy_source)})",)
+            exc.args = (f"{exc} (the proxy {proxy_source})",)
             raise
         try:
             response = _roundtrip(conn, head, body, method, url, label, options)
