@@ -1349,18 +1349,6 @@ def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.I
         return None
 
 
-def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
-    """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""  # a bare IPv6 address or range
-    return host, int(port) if port else None
-
-
 def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
     """Returns the ``NO_PROXY`` entry that exempts ``host:port`` by curl's rules, on every Python
     (``*``, the host or a subdomain, never a mere suffix; ``:port``; IP ranges), or ``None``."""
@@ -1370,19 +1358,24 @@ def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
         entry = entry.strip()
         if entry == "*":
             return entry
+        if entry.startswith("["):
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:
+            name, _, entry_port = entry.partition(":")
+        else:
+            name, entry_port = entry, ""  # a bare IPv6 address or range
         try:
-            name, entry_port = _split_host_port(entry)
+            if not name or entry_port and int(entry_port) != port:
+                continue
         except ValueError:
             continue  # an unreadable port: the entry matches nothing
-        if not name or entry_port not in (None, port):
-            continue
         network = _ip_network(name)
+        name = name[2:] if name.startswith("*.") else name.lstrip(".")
         if network is not None and address is not None:
             if address.network_address in network:  # False across IPv4 and IPv6
                 return entry
-            continue
-        name = name[2:] if name.startswith("*.") else name.lstrip(".")
-        if host == name or host.endswith("." + name):
+        elif host == name or host.endswith("." + name):
             return entry
     return None
 
@@ -1432,13 +1425,13 @@ def _proxy_url(
     system: "Optional[Callable[[str, str], Tuple[Optional[str], str]]]" = _SYSTEM_PROXY,
 ) -> "Tuple[Optional[str], str]":
     """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``,
-    else the variables and ``NO_PROXY``, else ``system``; the reason is "from" a setting or why
-    the request goes direct."""
+    else the variables and ``NO_PROXY``, else ``system``; and "from" which, or why direct."""
     scheme, host, port = origin
     if proxies:
         for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):  # as requests
             if key in proxies:
-                return proxies[key] or None, f"from proxies[{key!r}]"
+                url = proxies[key] or None
+                return url, ("" if url else "direct, ") + f"from proxies[{key!r}]"
     found = _environ_proxies(environ, (scheme, "all", "no"))
     if not found and system is not None:
         return system(scheme, host)
@@ -1457,23 +1450,17 @@ def _proxy_url(
 def _proxy_text(proxy: "Optional[_Proxy]", reason: str) -> str:
     """Returns what the log says of the proxy chosen and of the ``reason`` that
     :func:`_proxy_url` gave: never the proxy's credentials."""
-    if reason.startswith("direct"):
-        return reason
     if proxy is None:
-        return "direct, " + reason
+        return reason
     return proxy.display + (" (with credentials), " if proxy.authorization else ", ") + reason
 
 
 class _Proxy:
-    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
-
-    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
-    and no response read from one, holds the password.
-    """
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it; ``key``
+    tells proxies apart in the pool, so that no socket, nor its responses, holds the password."""
 
     def __init__(self, url: str) -> None:
-        from urllib.parse import clear_cache  # type: ignore[attr-defined]  # not in typeshed
-        from urllib.parse import unquote, urlsplit
+        from urllib.parse import clear_cache, unquote, urlsplit  # type: ignore[attr-defined]
 
         # Say nothing of a URL that does not parse, not even in a chained cause: it may
         # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
@@ -1533,15 +1520,10 @@ _SSL_CONTEXTS: "Dict[object, ssl.SSLContext]" = {}
 
 
 def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
-    """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and
-    the setting (a path for ``True`` if a variable names one) that keys the pool.
-
-    ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
-    then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
-    Loading a CA bundle costs milliseconds and a megabyte, so a context is kept for the
-    last :data:`_MAX_CACHED` settings; a CA file or folder that changed (its size, time or
-    inode) is loaded again, as requests does, so that a CA taken out is no longer trusted.
-    """
+    """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and the
+    setting that keys the pool (for ``True``, the path a CA-bundle variable names, if any)."""
+    # A CA bundle costs milliseconds and a megabyte to load, so contexts are kept; one whose
+    # file changed is loaded again, as requests does, so that a CA taken out is not trusted.
     verify, source = _ca_bundle(verify)
     if isinstance(verify, bool):
         key: object = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
@@ -1556,18 +1538,15 @@ def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
 
 
 def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
-    """Returns ``cache[key]``, made by ``make()`` if missing; ``cache`` keeps the last
-    :data:`_MAX_CACHED` keys used, least recently used first out. No lock: each step is
-    one dict operation, atomic under the GIL; two threads may both make a missing value."""
+    """Returns ``cache[key]``, made by ``make()`` if missing, keeping the last :data:`_MAX_CACHED`
+    keys used. No lock: each step is atomic under the GIL; two threads may both make a value."""
     value = cache.pop(key, None)  # and put back last: dicts keep their insertion order
     if value is None:
         value = make()
     cache[key] = value
-    while len(cache) > _MAX_CACHED:
-        try:
-            del cache[next(iter(cache))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread changed it
-            break
+    if len(cache) > _MAX_CACHED:
+        for old in list(cache)[:-_MAX_CACHED]:  # the least recently used
+            cache.pop(old, None)  # unless another thread took it out first
     return value
 
 
@@ -1609,12 +1588,8 @@ def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
     import ssl
 
     try:
-        if verify is True:
+        if isinstance(verify, bool):
             context = ssl.create_default_context()
-        elif verify is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         elif os.path.isdir(verify):
             context = ssl.create_default_context(capath=verify)
         elif os.path.isfile(verify):
@@ -1623,6 +1598,9 @@ def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
             raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
     except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
         raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     # Verify the chain and the host name, as Python 3.12 and curl do: Python 3.13 switched
     # on VERIFY_X509_STRICT, which refuses corporate inspection CAs whose basicConstraints
     # is not marked critical (requests 2.32 with urllib3 2.4+ refuses them there too).
