@@ -1495,10 +1495,8 @@ class _Proxy:
             import base64
 
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            try:
-                raw = credentials.encode("latin-1")  # as requests
-            except UnicodeEncodeError:
-                raw = credentials.encode("utf-8")
+            latin = max(credentials) <= "\xff"  # latin-1 as requests, else UTF-8
+            raw = credentials.encode("latin-1" if latin else "utf-8")
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
         # The proxy, or the server it forwards them to, may echo them in any error.
         self.secrets = _credentials_in([("Proxy-Authorization", self.authorization)])
@@ -1533,8 +1531,7 @@ def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
             key = (verify, state.st_size, state.st_mtime_ns, state.st_ino, state.st_dev)
         except OSError:
             key = verify  # _new_ssl_context says what is wrong with it
-    context = _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
-    return verify, context
+    return verify, _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
 
 
 def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
