@@ -1424,8 +1424,8 @@ def _proxy_url(
     environ: "Mapping[str, str]" = os.environ,
     system: "Optional[Callable[[str, str], Tuple[Optional[str], str]]]" = _SYSTEM_PROXY,
 ) -> "Tuple[Optional[str], str]":
-    """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``,
-    else the variables and ``NO_PROXY``, else ``system``; and "from" which, or why direct."""
+    """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``, else
+    the variables unless ``NO_PROXY`` exempts it, else ``system``; ``reason`` says which, or why."""
     scheme, host, port = origin
     if proxies:
         for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):  # as requests
@@ -1436,9 +1436,9 @@ def _proxy_url(
     if not found and system is not None:
         return system(scheme, host)
     name, url = found.get(scheme) or found.get("all") or ("", "")
-    no_proxy = found.get("no", ("", ""))[1]
     if not url:
         return None, _DIRECT
+    no_proxy = found.get("no", ("", ""))[1]
     # NO_PROXY is matched once per host, not per request; it holds no password to keep.
     where = (host, port, no_proxy)
     entry = _cached(_BYPASSES, where, lambda: _bypass_proxy(*where) or "") if no_proxy else ""
