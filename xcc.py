@@ -1388,15 +1388,13 @@ def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool)
     """Returns the proxy URL for ``scheme`` in ``settings`` (``urllib.request.getproxies()``),
     or ``None``; one without a scheme, and all of Windows', are HTTP proxies."""
     value = (settings.get(scheme) or "").strip()
-    if not value:
-        return None
-    if "://" not in value:
-        return "http://" + value
     # Python 3.6 to 3.9 read the registry's proxy:3128 or https=proxy:3128 as
     # https://proxy:3128 (bpo-42627): the protocol carried, not the proxy's.
     if windows and value[:8].lower() == "https://":
-        return "http://" + value[8:]
-    return value
+        value = "http://" + value[8:]
+    elif value and "://" not in value:
+        value = "http://" + value
+    return value or None
 
 
 def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], str]":
