@@ -1844,7 +1844,9 @@ class TestHelpers:
     def test_proxy_variables_are_read_in_either_case_lower_case_winning(
         self, environ, schemes, expected
     ):
-        assert xcc._environ_proxies(environ, schemes) == expected
+        found = xcc._environ_proxies(environ, schemes)
+        assert {scheme: url for scheme, (name, url) in found.items()} == expected
+        assert all(environ[name] == url for name, url in found.values())
 
     @pytest.mark.parametrize("environ, schemes, expected", PROXY_VARIABLES)
     def test_proxy_variables_are_read_as_urllib_reads_them(
@@ -1853,8 +1855,9 @@ class TestHelpers:
         for name, value in environ.items():
             monkeypatch.setenv(name, value)
         from_urllib = urllib.request.getproxies_environment()
+        found = xcc._environ_proxies(os.environ, schemes)
         assert {scheme: from_urllib[scheme] for scheme in schemes if scheme in from_urllib} == (
-            xcc._environ_proxies(os.environ, schemes)
+            {scheme: url for scheme, (name, url) in found.items()}
         )
 
     @pytest.mark.parametrize("host, port, no_proxy, expected", NO_PROXY_MATCHES)
@@ -2574,29 +2577,31 @@ class TestProxies:
     @pytest.mark.parametrize(
         "environ, proxies, system, url, source, asked",
         [
-            pytest.param({}, None, "http://sys:3128", "http://sys:3128", ("system", None), True,
-                         id="no-variable:-system"),
+            pytest.param({}, None, "http://sys:3128", "http://sys:3128", "from the system settings",
+                         True, id="no-variable:-system"),
             pytest.param({"HTTPS_PROXY": "http://env:1"}, None, "http://sys:3128",
-                         "http://env:1", ("environment", "https"), False,
+                         "http://env:1", "from HTTPS_PROXY", False,
                          id="variable-wins-over-system"),
             pytest.param({"all_proxy": "http://env:1"}, None, "http://sys:3128", "http://env:1",
-                         ("environment", "all"), False, id="ALL_PROXY-wins-over-system"),
+                         "from all_proxy", False, id="ALL_PROXY-wins-over-system"),
             pytest.param({"NO_PROXY": "example.com"}, None, "http://sys:3128", None,
-                         ("none", None), False, id="NO_PROXY-alone-means-environment"),
+                         "direct: no proxy variable or setting", False,
+                         id="NO_PROXY-alone-means-environment"),
             pytest.param({"HTTPS_PROXY": "http://env:1", "NO_PROXY": "h"}, None,
-                         "http://sys:3128", None, ("NO_PROXY", "h"), False,
+                         "http://sys:3128", None, "direct: the NO_PROXY entry 'h' matches", False,
                          id="NO_PROXY-bypasses-the-variable"),
             pytest.param({"https_proxy": "", "HTTPS_PROXY": "http://env:1"}, None,
-                         "http://sys:3128", "http://sys:3128", ("system", None), True,
+                         "http://sys:3128", "http://sys:3128", "from the system settings", True,
                          id="empty-lower-case-unsets"),
             pytest.param({"HTTPS_PROXY": "http://env:1"}, {"https": "http://given:2"},
-                         "http://sys:3128", "http://given:2", ("proxies", "https"), False,
+                         "http://sys:3128", "http://given:2", "from proxies['https']", False,
                          id="proxies-win-over-both"),
-            pytest.param({}, {"https": None}, "http://sys:3128", None, ("proxies", "https"),
-                         False, id="proxies-None-goes-direct"),
-            pytest.param({}, None, "bypass", None, ("system bypass", None), True,
+            pytest.param({}, {"https": None}, "http://sys:3128", None,
+                         "direct, from proxies['https']", False, id="proxies-None-goes-direct"),
+            pytest.param({}, None, "bypass", None,
+                         "direct: the system settings exempt this host", True,
                          id="system-bypass"),
-            pytest.param({}, None, None, None, ("none", None), False,
+            pytest.param({}, None, None, None, "direct: no proxy variable or setting", False,
                          id="no-system-settings-on-linux"),
         ],
     )  # fmt: skip
@@ -2608,8 +2613,8 @@ class TestProxies:
         def read_system(scheme, host):  # stands for _system_proxy, the one impure part
             calls.append((scheme, host))
             if system == "bypass":
-                return None, ("system bypass", None)
-            return system, ("system", None)
+                return None, "direct: the system settings exempt this host"
+            return system, "from the system settings"
 
         chosen = xcc._proxy_url(
             ("https", "h", 443), proxies, environ, None if system is None else read_system
@@ -2620,12 +2625,12 @@ class TestProxies:
     @pytest.mark.parametrize(
         "source, text",
         [
-            (("system", None), "http://sys:3128, from the system settings"),
-            (("system bypass", None), "direct: the system settings exempt this host"),
+            ("from the system settings", "http://sys:3128, from the system settings"),
+            ("direct: the system settings exempt this host",) * 2,
         ],
     )
     def test_the_log_says_system_settings(self, source, text):
-        proxy = xcc._proxy("http://sys:3128") if source[0] == "system" else None
+        proxy = xcc._proxy("http://sys:3128") if source.startswith("from") else None
         assert xcc._proxy_text(proxy, source) == text
 
     @pytest.mark.skipif(sys.platform != "linux", reason="Linux has no system proxy setting")
@@ -2633,19 +2638,21 @@ class TestProxies:
         assert xcc._SYSTEM_PROXY is None
 
     @pytest.mark.parametrize(
-        "environment, expected",
+        "environment, url, reason",
         [
-            ({"https_proxy": "p.example:3128"}, ("http://p.example:3128", ("system", None))),
-            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, (None, ("system bypass", None))),
-            ({"ftp_proxy": "http://ftp.example:21"}, (None, ("none", None))),
+            ({"https_proxy": "p.example:3128"}, "http://p.example:3128",
+             "from the system settings"),
+            ({"https_proxy": "p.example:3128", "no_proxy": "h"}, None,
+             "direct: the system settings exempt this host"),
+            ({"ftp_proxy": "http://ftp.example:21"}, None, "direct: no proxy variable or setting"),
         ],
-    )
-    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, expected):
+    )  # fmt: skip
+    def test_system_reader_goes_through_urllib_request(self, monkeypatch, environment, url, reason):
         # On Linux urllib.request reads only the environment: this checks the wiring of
         # _system_proxy to getproxies() and proxy_bypass(), not Windows' or macOS's readers.
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
-        assert xcc._system_proxy("https", "h") == expected
+        assert xcc._system_proxy("https", "h") == (url, reason)
 
     @pytest.mark.parametrize(
         "credentials, shown",

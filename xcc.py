@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     _Verify = Union[bool, str]
     # A _Pool key: (origin, the proxy's key or None, the verify setting or None for http).
     _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]
-    _Source = Tuple[str, Optional[str]]  # why a proxy was chosen, for the log
     _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
     _HeadersBase = MutableMapping[str, str]
     _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
@@ -1231,22 +1230,21 @@ def _split_url(url: str) -> "Tuple[_Origin, str]":
 # -------------------------------------------------------------------- choosing the proxy
 
 
-def _environ_proxies(environ: "Mapping[str, str]", schemes: "Iterable[str]") -> "Dict[str, str]":
-    """Returns ``{scheme: proxy URL}`` for ``schemes`` (``"no"`` for ``NO_PROXY``) from the
-    environment, with the precedence of ``urllib.request.getproxies_environment()``.
-
-    Either case is read and lower case wins, so an empty ``https_proxy`` unsets
-    ``HTTPS_PROXY``; under CGI, ``HTTP_PROXY`` is ignored, as the client may have set it
-    through a ``Proxy:`` header (CVE-2016-1000110, "httpoxy"). Only the variables asked for
-    are looked up: a request does not pay for a scan of the whole environment.
-    """
+def _environ_proxies(
+    environ: "Mapping[str, str]", schemes: "Iterable[str]"
+) -> "Dict[str, Tuple[str, str]]":
+    """Returns ``{scheme: (variable, proxy URL)}`` for ``schemes`` (``"no"`` for ``NO_PROXY``),
+    read as ``urllib.request.getproxies_environment()`` reads them: lower case wins."""
     proxies = {}
-    for scheme in schemes:
-        value = environ.get(scheme + "_proxy")
+    for scheme in schemes:  # only these: a request does not pay for a scan of the environment
+        name = scheme + "_proxy"
+        value = environ.get(name)
+        # Under CGI, HTTP_PROXY may come from the client's Proxy: header (CVE-2016-1000110).
         if value is None and not (scheme == "http" and "REQUEST_METHOD" in environ):
-            value = environ.get(scheme.upper() + "_PROXY")
-        if value:
-            proxies[scheme] = value
+            name = name.upper()
+            value = environ.get(name)
+        if value:  # an empty https_proxy unsets HTTPS_PROXY
+            proxies[scheme] = name, value
     return proxies
 
 
@@ -1261,87 +1259,65 @@ def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.I
         return None
 
 
-def _split_host_port(entry: str) -> "Tuple[str, Optional[int]]":
-    """Returns ``(host, port)`` of a ``NO_PROXY`` entry; ``port`` is ``None`` if not given."""
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""  # a bare IPv6 address or range
-    return host, int(port) if port else None
-
-
 def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
-    """Returns the entry of a ``NO_PROXY`` value that exempts ``host:port`` from the proxy,
-    or ``None``.
-
-    The rules are curl's, the same on every Python version: entries are separated by
-    commas; ``*`` exempts every host; an entry matches the host itself or any subdomain,
-    with or without a leading dot, never a mere suffix (``example.com`` does not match
-    ``badexample.com``); an optional ``:port`` must match; an IP literal or CIDR range
-    matches addresses. No DNS look-up is made.
-    """
+    """Returns the ``NO_PROXY`` entry that exempts ``host:port`` by curl's rules, on every Python
+    (``*``, the host or a subdomain, never a mere suffix; ``:port``; IP ranges), or ``None``."""
     host = host.lower()
-    address = None
+    address = _ip_network(host)  # no DNS look-up: a host name never matches an IP entry
     for entry in no_proxy.lower().split(","):
         entry = entry.strip()
         if entry == "*":
             return entry
+        if entry.startswith("["):
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:
+            name, _, entry_port = entry.partition(":")
+        else:
+            name, entry_port = entry, ""  # a bare IPv6 address or range
         try:
-            name, entry_port = _split_host_port(entry)
+            if not name or entry_port and int(entry_port) != port:
+                continue
         except ValueError:
             continue  # an unreadable port: the entry matches nothing
-        if not name or entry_port not in (None, port):
-            continue
-        if ":" in name or name[0] in "0123456789":
-            network = _ip_network(name)
-            address = address or _ip_network(host)
-            if network is not None and address is not None:
-                if address.version == network.version and address.network_address in network:
-                    return entry
-                continue
+        network = _ip_network(name)
         name = name[2:] if name.startswith("*.") else name.lstrip(".")
-        if host == name or host.endswith("." + name):
+        if network is not None and address is not None:
+            if address.network_address in network:  # False across IPv4 and IPv6
+                return entry
+        elif host == name or host.endswith("." + name):
             return entry
     return None
 
 
-_DIRECT_SOURCE = ("none", None)  # why a request goes direct when nothing names a proxy
+_BYPASSES: "Dict[Tuple[str, int, str], str]" = {}  # (host, port, NO_PROXY): entry or ""
+_DIRECT = "direct: no proxy variable or setting"
 
 
 def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
-    """Returns the URL of the proxy for ``scheme`` in the system's settings, as
-    ``urllib.request.getproxies()`` gives them, or ``None``.
-
-    A registry value without a scheme (``proxy:3128``) is an HTTP proxy. Windows' proxies
-    are HTTP proxies, whatever protocol they carry: Python 3.6 to 3.9 turn the registry's
-    ``proxy:3128`` and ``https=proxy:3128`` into ``https://proxy:3128`` (bpo-42627), which
-    names the protocol, not the proxy's, so that becomes ``http://proxy:3128``.
-    """
+    """Returns the proxy URL for ``scheme`` in ``settings`` (``urllib.request.getproxies()``),
+    or ``None``; one without a scheme, and all of Windows', are HTTP proxies."""
     value = (settings.get(scheme) or "").strip()
-    if not value:
-        return None
-    if "://" not in value:
-        return "http://" + value
+    # Python 3.6 to 3.9 read the registry's proxy:3128 or https=proxy:3128 as
+    # https://proxy:3128 (bpo-42627): the protocol carried, not the proxy's.
     if windows and value[:8].lower() == "https://":
-        return "http://" + value[8:]
-    return value
+        value = "http://" + value[8:]
+    elif value and "://" not in value:
+        value = "http://" + value
+    return value or None
 
 
-def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)`` for ``host`` from the system's proxy settings (Windows'
-    Internet Options, macOS's network settings), read by ``urllib.request`` as requests
-    reads them; it bypasses the hosts that those settings exempt, ``<local>`` included."""
+def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], str]":
+    """Returns ``(url, reason)`` for ``host`` from the system's proxy settings (Windows', macOS's),
+    read by ``urllib.request`` as requests reads them, with the hosts they exempt."""
     import urllib.request
 
     url = _system_proxy_url(urllib.request.getproxies(), scheme, sys.platform == "win32")
     if url is None:
-        return None, _DIRECT_SOURCE
+        return None, _DIRECT
     if urllib.request.proxy_bypass(host):
-        return None, ("system bypass", None)
-    return url, ("system", None)
+        return None, "direct: the system settings exempt this host"
+    return url, "from the system settings"
 
 
 # Platform shim: Windows and macOS keep a system-wide proxy setting that requests honours
@@ -1354,72 +1330,45 @@ def _proxy_url(
     origin: "_Origin",
     proxies: "Optional[Mapping[str, Optional[str]]]",
     environ: "Mapping[str, str]" = os.environ,
-    system: "Optional[Callable[[str, str], Tuple[Optional[str], _Source]]]" = _SYSTEM_PROXY,
-) -> "Tuple[Optional[str], _Source]":
-    """Returns ``(url, source)``: the URL of the proxy to reach ``origin`` through (``None``
-    to go direct), and why, for the log.
-
-    An entry of ``proxies`` wins (keys as in requests: ``scheme://host``, ``scheme``,
-    ``all://host``, ``all``; a ``None`` or empty value means no proxy); then the proxy
-    variables of ``environ`` for the scheme, unless ``NO_PROXY`` exempts the host; where
-    none of them is set, ``system(scheme, host)`` (see :data:`_SYSTEM_PROXY`), if given.
-    """
+    system: "Optional[Callable[[str, str], Tuple[Optional[str], str]]]" = _SYSTEM_PROXY,
+) -> "Tuple[Optional[str], str]":
+    """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``, else
+    the variables unless ``NO_PROXY`` exempts it, else ``system``; ``reason`` says which, or why."""
     scheme, host, port = origin
     if proxies:
-        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):
+        for key in (f"{scheme}://{host}", scheme, f"all://{host}", "all"):  # as requests
             if key in proxies:
-                return proxies[key] or None, ("proxies", key)
+                url = proxies[key] or None
+                return url, ("" if url else "direct, ") + f"from proxies[{key!r}]"
     found = _environ_proxies(environ, (scheme, "all", "no"))
     if not found and system is not None:
         return system(scheme, host)
-    key = scheme if found.get(scheme) else "all"
-    if not found.get(key):
-        return None, _DIRECT_SOURCE
-    entry = _bypass_proxy(host, port, found.get("no", ""))
-    if entry is not None:
-        return None, ("NO_PROXY", entry)
-    return found[key], ("environment", key)
+    name, url = found.get(scheme) or found.get("all") or ("", "")
+    if not url:
+        return None, _DIRECT
+    no_proxy = found.get("no", ("", ""))[1]
+    # NO_PROXY is matched once per host, not per request; it holds no password to keep.
+    where = (host, port, no_proxy)
+    entry = _cached(_BYPASSES, where, lambda: _bypass_proxy(*where) or "") if no_proxy else ""
+    if entry:
+        return None, f"direct: the NO_PROXY entry {entry!r} matches"
+    return url, "from " + name
 
 
-def _proxy_text(proxy: "Optional[_Proxy]", source: "_Source") -> str:
-    """Returns what the log says of the proxy chosen (a :class:`_Proxy` or ``None``) and of
-    the ``source`` that :func:`_proxy_url` gave: never the proxy's credentials."""
-    kind, detail = source
-    shown = "direct"
-    if proxy is not None:
-        shown = proxy.display + (" (with credentials)" if proxy.authorization else "")
-    if kind in ("proxies", "environment", "system"):
-        return f"{shown}, from {_proxy_setting(source)}"
-    if kind == "NO_PROXY":
-        return f"direct: the NO_PROXY entry {detail!r} matches"
-    if kind == "system bypass":
-        return "direct: the system settings exempt this host"
-    return "direct: no proxy variable or setting"
-
-
-def _proxy_setting(source: "_Source") -> str:
-    """Returns the setting that named a proxy, from the ``source`` that :func:`_proxy_url`
-    gave: ``proxies['https']``, a variable such as ``HTTPS_PROXY``, or the system's."""
-    kind, detail = source
-    if kind == "proxies":
-        return f"proxies[{detail!r}]"
-    if kind == "environment":  # lower case wins, as in _environ_proxies
-        assert detail is not None  # the variable's scheme
-        names = (detail + "_proxy", detail.upper() + "_PROXY")
-        return next((name for name in names if os.environ.get(name)), names[1])
-    return "the system settings"
+def _proxy_text(proxy: "Optional[_Proxy]", reason: str) -> str:
+    """Returns what the log says of the proxy chosen and of the ``reason`` that
+    :func:`_proxy_url` gave: never the proxy's credentials."""
+    if proxy is None:
+        return reason
+    return proxy.display + (" (with credentials), " if proxy.authorization else ", ") + reason
 
 
 class _Proxy:
-    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it.
-
-    ``key`` tells proxies apart in the pool without their credentials, so that no socket,
-    and no response read from one, holds the password.
-    """
+    """An ``http://`` proxy: where it listens, and the ``Proxy-Authorization`` for it; ``key``
+    tells proxies apart in the pool, so that no socket, nor its responses, holds the password."""
 
     def __init__(self, url: str) -> None:
-        from urllib.parse import clear_cache  # type: ignore[attr-defined]  # not in typeshed
-        from urllib.parse import unquote, urlsplit
+        from urllib.parse import clear_cache, unquote, urlsplit  # type: ignore[attr-defined]
 
         # Say nothing of a URL that does not parse, not even in a chained cause: it may
         # hold a password. An unencoded "#", "/" or "?" in the credentials ends the
@@ -1454,10 +1403,8 @@ class _Proxy:
             import base64
 
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            try:
-                raw = credentials.encode("latin-1")  # as requests
-            except UnicodeEncodeError:
-                raw = credentials.encode("utf-8")
+            latin = max(credentials) <= "\xff"  # latin-1 as requests, else UTF-8
+            raw = credentials.encode("latin-1" if latin else "utf-8")
             self.authorization = "Basic " + base64.b64encode(raw).decode("ascii")
         # The proxy, or the server it forwards them to, may echo them in any error.
         self.secrets = _credentials_in([("Proxy-Authorization", self.authorization)])
@@ -1479,15 +1426,10 @@ _SSL_CONTEXTS: "Dict[object, ssl.SSLContext]" = {}
 
 
 def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
-    """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and
-    the setting (a path for ``True`` if a variable names one) that keys the pool.
-
-    ``True`` means ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as requests reads them),
-    then the system store (where OpenSSL honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``).
-    Loading a CA bundle costs milliseconds and a megabyte, so a context is kept for the
-    last :data:`_MAX_CACHED` settings; a CA file or folder that changed (its size, time or
-    inode) is loaded again, as requests does, so that a CA taken out is no longer trusted.
-    """
+    """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and the
+    setting that keys the pool (for ``True``, the path a CA-bundle variable names, if any)."""
+    # A CA bundle costs milliseconds and a megabyte to load, so contexts are kept; one whose
+    # file changed is loaded again, as requests does, so that a CA taken out is not trusted.
     verify, source = _ca_bundle(verify)
     if isinstance(verify, bool):
         key: object = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
@@ -1497,23 +1439,19 @@ def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
             key = (verify, state.st_size, state.st_mtime_ns, state.st_ino, state.st_dev)
         except OSError:
             key = verify  # _new_ssl_context says what is wrong with it
-    context = _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
-    return verify, context
+    return verify, _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
 
 
 def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
-    """Returns ``cache[key]``, made by ``make()`` if missing; ``cache`` keeps the last
-    :data:`_MAX_CACHED` keys used, least recently used first out. No lock: each step is
-    one dict operation, atomic under the GIL; two threads may both make a missing value."""
+    """Returns ``cache[key]``, made by ``make()`` if missing, keeping the last :data:`_MAX_CACHED`
+    keys used. No lock: each step is atomic under the GIL; two threads may both make a value."""
     value = cache.pop(key, None)  # and put back last: dicts keep their insertion order
     if value is None:
         value = make()
     cache[key] = value
-    while len(cache) > _MAX_CACHED:
-        try:
-            del cache[next(iter(cache))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread changed it
-            break
+    if len(cache) > _MAX_CACHED:
+        for old in list(cache)[:-_MAX_CACHED]:  # the least recently used
+            cache.pop(old, None)  # unless another thread took it out first
     return value
 
 
@@ -1555,12 +1493,8 @@ def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
     import ssl
 
     try:
-        if verify is True:
+        if isinstance(verify, bool):
             context = ssl.create_default_context()
-        elif verify is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         elif os.path.isdir(verify):
             context = ssl.create_default_context(capath=verify)
         elif os.path.isfile(verify):
@@ -1569,6 +1503,9 @@ def _new_ssl_context(verify: "_Verify", source: str) -> "ssl.SSLContext":
             raise ValueError(f"{source}={verify!r} is not a CA bundle file or directory")
     except OSError as exc:  # ssl.SSLError too: a file that is not a CA bundle
         raise SSLError(f"Cannot load the CA bundle {verify!r} from {source}: {exc}") from exc
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     # Verify the chain and the host name, as Python 3.12 and curl do: Python 3.13 switched
     # on VERIFY_X509_STRICT, which refuses corporate inspection CAs whose basicConstraints
     # is not marked critical (requests 2.32 with urllib3 2.4+ refuses them there too).
@@ -2009,7 +1946,7 @@ def _exchange(request: "_Request", options: "_Options") -> "Response":
             try:
                 conn = _Conn.open(key, proxy, context, options, label)
             except ProxyError as exc:  # the proxy may come from a variable the user forgot
-                exc.args = (f"{exc} (the proxy from {_proxy_setting(proxy_source)})",)
+                exc.args = (f"{exc} (the proxy {proxy_source})",)
                 raise
         elif logging_on:
             _debug("Reusing a kept-alive connection for %s", label)
