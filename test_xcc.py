@@ -1767,7 +1767,7 @@ class TestHelpers:
         error.__cause__, error.__context__ = cause, context
         context.__context__ = system = OSError(104, "reset " + ACCESS_TOKEN)
         system.__context__ = error  # a cycle ends
-        xcc._mask(error, (None, ACCESS_TOKEN))
+        xcc._mask_error(error, (None, ACCESS_TOKEN))
         assert [e.args for e in (error, cause, context, system)] == [
             ("failed [token]",),
             ("cause [token]",),

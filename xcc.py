@@ -157,10 +157,10 @@ class Connection:
         try:
             self._setup(refresh_token, access_token, host, port, tls, headers)
         except (TypeError, ValueError) as exc:
-            # This frame is the one the error keeps (see _mask): no token or Authorization in
+            # This frame is the one the error keeps (see _mask_error): no token or Authorization in
             # its locals, and no half-built self, whose repr would fail.
             del self, refresh_token, access_token, headers
-            raise _mask(exc, ())
+            raise _mask_error(exc, ())
 
     def _setup(
         self,
@@ -351,10 +351,10 @@ class Connection:
             )
             return self._request(method, path, headers, params, data, json, options)
         except (RequestException, ValueError, TypeError) as exc:
-            # This frame is the one the error keeps (see _mask): none of the caller's
+            # This frame is the one the error keeps (see _mask_error): none of the caller's
             # credentials (or other values) in its locals.
             headers = params = data = json = proxies = None
-            raise _mask(exc, options.secrets + [self.access_token] if options else ())
+            raise _mask_error(exc, options.secrets + [self.access_token] if options else ())
 
     def _request(
         self,
@@ -414,7 +414,7 @@ class Connection:
             with self._refresh_lock():
                 self._update_access_token(options)
         except (RequestException, ValueError) as exc:
-            raise _mask(exc, options.secrets + [self.access_token])
+            raise _mask_error(exc, options.secrets + [self.access_token])
 
     def url(self, path: str = "") -> str:
         """Returns the URL to a Xanadu Cloud endpoint.
@@ -428,9 +428,7 @@ class Connection:
         return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
 
     @classmethod
-    def load(
-        cls: "Type[_Connection]", settings: "Any" = None, **overrides: "Any"
-    ) -> "_Connection":
+    def load(cls: "Type[_Connection]", settings: "Any" = None, **overrides: "Any") -> "_Connection":
         """Returns a connection with the settings that the original client's ``xcc config``
         saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
         ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
@@ -461,11 +459,11 @@ class Connection:
             values.update(overrides)
             return cls(**values)
         except (TypeError, ValueError) as exc:
-            # This frame is the one the error keeps (see _mask): no token in its locals.
+            # This frame is the one the error keeps (see _mask_error): no token in its locals.
             settings = None
             values.clear()
             overrides.clear()
-            raise _mask(exc, ())
+            raise _mask_error(exc, ())
 
     def close(self) -> None:
         """Closes the idle sockets to this connection's server. The connection stays usable."""
@@ -537,7 +535,7 @@ class Connection:
             try:
                 self._update_access_token(options)
             except (RequestException, ValueError) as exc:
-                _mask(exc, options.secrets + [stale])
+                _mask_error(exc, options.secrets + [stale])
                 # A copy, without the traceback: its frames hold the form with the API key.
                 self._failed_refresh = (count + 1, copy.copy(exc), settings)
                 raise
@@ -928,8 +926,8 @@ _HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 62, 64
 _NAME_MISMATCH = frozenset((_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH))
 
 _SETTINGS = ("REFRESH_TOKEN", "ACCESS_TOKEN", "HOST", "PORT", "TLS")
-_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
-_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+_TRUE_WORDS = frozenset(("1", "on", "t", "true", "y", "yes"))  # the spellings pydantic accepts
+_FALSE_WORDS = frozenset(("0", "off", "f", "false", "n", "no"))
 
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _DIGITS = frozenset("0123456789")
@@ -970,7 +968,7 @@ def _log_enabled() -> bool:
 
 def _debug(message: str, *args: object) -> None:
     """Logs a DEBUG line on the ``xcc`` logger; its arguments never hold a secret (a URL that
-    a server sent is masked where :func:`_exchange` reads it)."""
+    a server sent is masked where :func:`_send_once` reads it)."""
     if _log_enabled():
         assert _LOGGER is not None  # _log_enabled() made it
         _LOGGER.debug(message, *args)
@@ -1187,7 +1185,7 @@ class _Options:
         self.proxies = proxies
         self.stream, self.allow_redirects = bool(stream), bool(allow_redirects)
         # What the request's errors and the URLs a server sends back (a Location may echo
-        # one) mask: see _mask; each token sent and the proxy's credentials are added to it.
+        # one) mask: see _mask_error; each token sent and the proxy's credentials are added to it.
         self.secrets: List[Optional[str]] = [] if secrets is None else secrets
 
 
@@ -1547,7 +1545,7 @@ else:
         return bool(select.select([sock], [], [], 0)[0])
 
 
-def _failure(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
+def _socket_error(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
     """Returns the exception to raise for an error ``exc`` of the socket, TLS or codec
     layer while ``label`` was under way, so that no ``socket``, ``ssl`` or codec error ever
     reaches the caller."""
@@ -1574,11 +1572,11 @@ class _Pool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # key -> [(idle since, conn)], least recently used first
-        self._idle: OrderedDict[_Key, List[Tuple[float, _Conn]]] = OrderedDict()
+        self._idle: OrderedDict[_Key, List[Tuple[float, _Socket]]] = OrderedDict()
         self._pid = os.getpid()
         self._next_sweep = 0.0
 
-    def get(self, key: "_Key") -> "Optional[_Conn]":
+    def get(self, key: "_Key") -> "Optional[_Socket]":
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
         self._check_fork()
         while True:
@@ -1600,14 +1598,14 @@ class _Pool:
             )
             conn.close()
 
-    def put(self, conn: "_Conn") -> None:
+    def put(self, conn: "_Socket") -> None:
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
         self._check_fork()
         if conn.pid != self._pid:
             conn.close()
             return
         now = time.monotonic()
-        dropped: List[_Conn] = []
+        dropped: List[_Socket] = []
         with self._lock:
             idle = self._idle.get(conn.key)
             new_server = idle is None
@@ -1652,14 +1650,14 @@ class _Pool:
         for conn in conns:
             conn.close()
 
-    def _sweep(self, now: float) -> "List[_Conn]":
+    def _sweep(self, now: float) -> "List[_Socket]":
         """Takes out and returns the idle sockets of any server that idled too long or that their
         server closed (the caller holds the lock), so that none stays open until asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
-        dropped: List[_Conn] = []
+        dropped: List[_Socket] = []
         for key, idle in list(self._idle.items()):
-            kept: List[Tuple[float, _Conn]] = []
-            gone: List[Tuple[float, _Conn]] = []
+            kept: List[Tuple[float, _Socket]] = []
+            gone: List[Tuple[float, _Socket]] = []
             for since, conn in idle:
                 fresh = now - since < _MAX_IDLE_SECONDS and conn.alive()
                 (kept if fresh else gone).append((since, conn))
@@ -1693,7 +1691,7 @@ class _Pool:
 _POOL = _Pool()
 
 
-class _Conn:
+class _Socket:
     """One HTTP/1.1 connection to a server, direct or through a proxy's tunnel. It carries
     one request at a time and waits in the pool between requests."""
 
@@ -1711,7 +1709,7 @@ class _Conn:
         context: "Optional[ssl.SSLContext]",
         options: "_Options",
         label: str,
-    ) -> "_Conn":
+    ) -> "_Socket":
         """Connects to ``key``'s server (through ``proxy``; TLS if ``context``) within the connect
         timeout; fails only with :class:`ConnectionError` or :class:`ConnectTimeout`."""
         (scheme, host, port), _, _ = key
@@ -1734,7 +1732,7 @@ class _Conn:
         except OSError as exc:
             if proxy is not None and not isinstance(exc, _TIMEOUT_ERRORS):
                 raise ProxyError(f"Cannot connect to proxy {proxy.display}: {exc}") from exc
-            raise _failure(exc, label, connecting=True) from exc
+            raise _socket_error(exc, label, connecting=True) from exc
         try:
             if context is not None:
                 if proxy is not None:
@@ -1746,7 +1744,7 @@ class _Conn:
             raise
         except (OSError, ValueError) as exc:
             sock.close()
-            raise _failure(exc, label, connecting=True) from exc
+            raise _socket_error(exc, label, connecting=True) from exc
         return cls(key, sock)
 
     def alive(self) -> bool:
@@ -1810,7 +1808,7 @@ def _tunnel(
             _, status, reason, _ = _read_head(rfile, label)
         except _StaleSocket as exc:
             raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
-        except ConnectionError as exc:  # its line may echo the credentials: see _exchange
+        except ConnectionError as exc:  # its line may echo the credentials: see _send_once
             raise ProxyError(str(exc)) from exc
     if not 200 <= status < 300:
         raise ProxyError(
@@ -1918,7 +1916,7 @@ def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
 _Request = namedtuple("_Request", "method origin target headers body")
 
 
-def _exchange(request: "_Request", options: "_Options") -> "Response":
+def _send_once(request: "_Request", options: "_Options") -> "Response":
     """Sends one request over a pooled or a new socket and returns its :class:`Response`; a
     pooled socket found dead sends it again on a new one, but never a POST or PATCH twice."""
     method, origin, target, _, body = request
@@ -1944,7 +1942,7 @@ def _exchange(request: "_Request", options: "_Options") -> "Response":
     while True:
         if conn is None:
             try:
-                conn = _Conn.open(key, proxy, context, options, label)
+                conn = _Socket.open(key, proxy, context, options, label)
             except ProxyError as exc:  # the proxy may come from a variable the user forgot
                 exc.args = (f"{exc} (the proxy {proxy_source})",)
                 raise
@@ -2006,7 +2004,7 @@ def _serialize(request: "_Request", proxy: "Optional[_Proxy]") -> bytes:
 
 
 def _roundtrip(
-    conn: "_Conn",
+    conn: "_Socket",
     head: bytes,
     body: "Optional[bytes]",
     method: str,
@@ -2050,7 +2048,7 @@ def _roundtrip(
         raise
     except (OSError, ValueError) as exc:
         conn.close()
-        raise _failure(exc, label) from exc
+        raise _socket_error(exc, label) from exc
     response = Response(
         status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
     )
@@ -2255,9 +2253,9 @@ class _SocketReader(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
-def _read_beyond(conn: "_Conn") -> bool:
+def _read_beyond(conn: "_Socket") -> bool:
     """Returns whether bytes beyond the response wait in ``conn``'s buffer or TLS layer (bytes
-    in the kernel are seen by :meth:`_Conn.alive` before reuse)."""
+    in the kernel are seen by :meth:`_Socket.alive` before reuse)."""
     raw = conn.rfile.raw
     raw.probing = True
     try:
@@ -2288,12 +2286,12 @@ class _Body:
     cut short is a :class:`ConnectionError`, never passed off as whole."""
 
     def __init__(
-        self, conn: "_Conn", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
+        self, conn: "_Socket", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
     ) -> None:
         self.label = label
         self.done = False
         self._conn = conn
-        self._left = 0 if chunked else length  # of the body, or of the current chunk
+        self._unread = 0 if chunked else length  # of the body, or of the current chunk
         self._chunked = chunked
         self._keep_alive = keep_alive
         if length == 0:
@@ -2310,7 +2308,7 @@ class _Body:
             raise
         except (OSError, ValueError) as exc:
             self.close()
-            raise _failure(exc, self.label) from exc
+            raise _socket_error(exc, self.label) from exc
 
     def drain(self, limit: int) -> None:
         """Reads and drops up to ``limit`` bytes, then closes the socket if the body goes on."""
@@ -2339,20 +2337,20 @@ class _Body:
     def _read_plain(self, amount: "Optional[int]") -> bytes:
         """Reads a body framed by ``Content-Length``, or by the end of the connection."""
         rfile = self._conn.rfile
-        if self._left is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
+        if self._unread is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
             data = rfile.read() if amount is None else _read_exactly(rfile, amount)
             if amount is None or not data:
                 self._finish()
             return data
-        wanted = self._left if amount is None else min(amount, self._left)
+        wanted = self._unread if amount is None else min(amount, self._unread)
         data = _read_exactly(rfile, wanted)
-        self._left -= len(data)
+        self._unread -= len(data)
         if len(data) < wanted:
             raise ConnectionError(
-                f"{self.label} failed: the server closed the connection {self._left} bytes"
+                f"{self.label} failed: the server closed the connection {self._unread} bytes"
                 " before the end of the body"
             )
-        if not self._left:
+        if not self._unread:
             self._finish()
         return data
 
@@ -2362,7 +2360,7 @@ class _Body:
         rfile = self._conn.rfile
         pieces: List[bytes] = []
         while True:
-            if not self._left:
+            if not self._unread:
                 line = rfile.readline(_MAX_LINE + 1)
                 if not line.endswith(b"\n"):
                     raise self._broken_chunk()
@@ -2374,18 +2372,18 @@ class _Body:
                     raise self._broken_chunk()
                 if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text):
                     raise self._broken_chunk()
-                self._left = int(size, 16)
-                if not self._left:
+                self._unread = int(size, 16)
+                if not self._unread:
                     self._skip_trailers(rfile)
                     self._finish()
                     return b"".join(pieces)
-            wanted = self._left if amount is None else min(amount, self._left)
+            wanted = self._unread if amount is None else min(amount, self._unread)
             data = _read_exactly(rfile, wanted)
             if len(data) < wanted:
                 raise self._broken_chunk()
             pieces.append(data)
-            self._left -= wanted
-            if not self._left and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
+            self._unread -= wanted
+            if not self._unread and rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
                 raise self._broken_chunk()
             if amount is not None:
                 return b"".join(pieces)
@@ -2412,7 +2410,7 @@ class _Decoder:
         self._zlib = zlib
         self._coding = coding
         self._label = label
-        self._head = b""  # the first bytes of a deflate stream, until its format is known
+        self._pending = b""  # the first bytes of a deflate stream, until its format is known
         self._decompressor = None
 
     def decode(self, pieces: "Iterable[bytes]", size: "Optional[int]") -> "Iterator[bytes]":
@@ -2440,7 +2438,7 @@ class _Decoder:
                     # At the limit, zlib may hold more output of the input it took.
                     data = decompressor.unconsumed_tail
                     more = bool(data) or bool(limit) and len(piece) == limit
-        if self._head or self._decompressor is not None and not self._decompressor.eof:
+        if self._pending or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
 
     def _start(self, data: bytes) -> "Tuple[Optional[zlib._Decompress], bytes]":
@@ -2456,9 +2454,9 @@ class _Decoder:
             return self._decompressor, data
         if self._decompressor is not None:
             raise self._corrupt("data after the end of the stream")
-        data, self._head = self._head + data, b""
+        data, self._pending = self._pending + data, b""
         if len(data) < 2:
-            self._head = data
+            self._pending = data
             return None, b""
         # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
         # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
@@ -2494,7 +2492,7 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
     credentials dropped for good once one leaves the origin; returns the last response."""
     credentials_sent = True
     for _ in range(_MAX_REDIRECTS + 1):
-        response = _exchange(request, options)
+        response = _send_once(request, options)
         method, origin, target, headers, body = request
         response._credentials_sent = credentials_sent
         location = response.headers.get("Location")
@@ -2641,7 +2639,7 @@ def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str
     return forms
 
 
-def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
+def _mask_error(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
     """Returns ``error`` with each of ``secrets`` as ``[token]`` (in any case) in its messages,
     its causes' and its response's, and without the tracebacks whose locals hold them.
 
@@ -2651,7 +2649,7 @@ def _mask(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
     tokens = [secret for secret in secrets if secret]
     # A body is masked as Latin-1, which maps each byte to one character and back.
     body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
-    here = _mask.__code__.co_filename
+    here = _mask_error.__code__.co_filename
     pending: List[Optional[BaseException]] = [error]
     chain: List[BaseException] = []
     seen: Set[int] = set()
@@ -2790,13 +2788,13 @@ def _load_settings() -> "Dict[str, Any]":
         _debug("Setting %s from %s", name, source)
         if key == "PORT" and not (_DIGITS.issuperset(value) and 0 < int(value or 0) < 65536):
             what = "a port number"
-        elif key == "TLS" and value.lower() not in _TRUE | _FALSE:
+        elif key == "TLS" and value.lower() not in _TRUE_WORDS | _FALSE_WORDS:
             what = "true or false"
         elif key == "HOST" and not _valid_host(value):
             what = "a host name or an IP address, without a port"
         else:
             if value:  # the port stays a string of digits, which Connection reads as one
-                settings[key.lower()] = value.lower() in _TRUE if key == "TLS" else value
+                settings[key.lower()] = value.lower() in _TRUE_WORDS if key == "TLS" else value
             continue
         # A value is never shown, not even in a chained cause: a line that lost its line
         # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
