@@ -42,7 +42,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
 
 import pytest
 
@@ -897,6 +897,18 @@ class TestUpdateAccessToken:
             f"&client_id=public for url: {server.url}{TOKEN_PATH}"
         )
         assert_not_leaked(everything_shown(info.value) + reachable_texts(info.value), *secrets_of())
+
+    def test_an_api_key_echoed_as_the_form_encoded_it_is_masked(self, server):
+        key = "AbCd/0123+4567==é"  # "/", "+", "=" and "é" change when form-encoded
+        echo = lambda request: Reply(400, body=b"Bad " + request.body)
+        server.handler = echo
+        connection = connect(server, refresh_token=key, access_token=None)
+        with pytest.raises(xcc.HTTPError) as info:
+            connection.update_access_token()
+        encoded = quote_plus(key, safe="~")  # as requests and urlencode() send it
+        assert encoded in server.requests[0].body.decode()  # what the server echoed
+        shown = everything_shown(info.value) + reachable_texts(info.value)
+        assert_not_leaked(shown, key, encoded, encoded[:12])
 
 
 # ------------------------------------------------------------------ Connection: settings
@@ -4517,6 +4529,44 @@ class TestReader:
         assert outcome(connection, "GET", "/one", False) is xcc.ConnectionError
         assert_own_answers(server, connection)
 
+    @pytest.mark.parametrize(
+        "interim",
+        [
+            b"HTTP/1.1 100 Continue\r\nxHTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n Content-Length: 0\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink : </a>\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n: x\r\n\r\n",
+        ],
+        ids=["no-colon", "fold-without-field", "space-before-colon", "empty-name"],
+    )
+    def test_an_interim_head_with_a_malformed_field_is_refused(self, servers, interim):
+        reply = interim + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        server = servers.paths({"/one": reply})
+        connection = connect(server)
+        with pytest.raises(xcc.ConnectionError, match="invalid header line"):
+            connection.request("GET", "/one")
+        assert_own_answers(server, connection)
+
+    @pytest.mark.parametrize(
+        "template",
+        [
+            b"HTTP/1.1 200 OK\r\nX-Echo: Bearer %s\x00\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Echo Bearer %s\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 2x0 Bearer %s\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/9 200 %s\r\nContent-Length: 0\r\n\r\n",
+        ],
+        ids=["control-character", "no-colon", "status-code", "version"],
+    )
+    def test_a_token_echoed_in_a_refused_line_shows_no_part_of_it(self, servers, template):
+        # The message shows the start of the line: masked before it is cut, no prefix of
+        # the token is left there to read.
+        server = servers.paths({"/one": template % ACCESS_TOKEN.encode()})
+        connection = connect(server)
+        with pytest.raises(xcc.ConnectionError) as info:
+            connection.request("GET", "/one")
+        assert "[token]" in str(info.value)
+        assert_not_leaked(everything_shown(info.value), ACCESS_TOKEN[:12], ACCESS_TOKEN[12:24])
+
 
 # ------------------------------------------------------------------ transport: redirects
 
@@ -5214,6 +5264,22 @@ class TestSecrets:
             f"/{ACCESS_TOKEN}/y",
         ]
         assert response.url == server.url + "/[token]/y"
+
+    @pytest.mark.parametrize("tunnel", [False, True])
+    def test_proxy_credentials_echoed_in_a_refused_line_show_no_part_of_them(
+        self, servers, tunnel
+    ):
+        # The line is cut for the message after it is masked: a cut Base64 would decode to
+        # most of the password.
+        password = "a-long-proxy-password-that-a-cut-line-would-show-most-of"
+        basic = base64.b64encode(f"{PROXY_USER}:{password}".encode())
+        proxy = fault_server(servers, b"HTTP/1.1 200 OK\r\nX-Echo: Basic " + basic + b"\0\r\n\r\n")
+        url = f"http://{PROXY_USER}:{password}@127.0.0.1:{proxy.port}"
+        connection = xcc.Connection(access_token=ACCESS_TOKEN, host="example.invalid", tls=tunnel)
+        shown = r"invalid header line b'X-Echo: \[token\]"
+        with pytest.raises(xcc.ConnectionError, match=shown) as info:
+            connection.request("GET", "/", proxies={"https" if tunnel else "http": url})
+        assert_not_leaked(everything_shown(info.value), basic[:12].decode(), password[:12])
 
     @pytest.mark.parametrize("tunnel", [False, True])
     def test_proxy_407_echoing_its_proxy_authorization_is_masked(self, servers, tunnel):

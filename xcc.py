@@ -550,13 +550,9 @@ class Connection:
                 "This connection has no refresh token (e.g., Xanadu Cloud API key) to update"
                 " its access token with"
             )
-        body = _encode_pairs(
-            [
-                ("grant_type", "refresh_token"),
-                ("refresh_token", self._refresh_token),
-                ("client_id", "public"),
-            ]
-        ).encode("ascii")
+        key = _encode_pairs([("", self._refresh_token)])[1:]  # "/" as "%2F": a server may echo it
+        options.secrets.append(key)
+        body = f"grant_type=refresh_token&refresh_token={key}&client_id=public".encode("ascii")
         headers = _Headers(
             [("User-Agent", self.user_agent)]
             + _TRANSPORT_HEADERS
@@ -1805,7 +1801,7 @@ def _tunnel(
     label = f"CONNECT to {authority} through proxy {proxy.display}"
     with io.BufferedReader(_SocketReader(sock, deadline)) as rfile:
         try:
-            _, status, reason, _ = _read_head(rfile, label)
+            _, status, reason, _ = _read_head(rfile, label, proxy.secrets)
         except _StaleSocket as exc:
             raise ProxyError(f"Proxy {proxy.display} closed the connection on {label}") from exc
         except ConnectionError as exc:  # its line may echo the credentials: see _send_once
@@ -2039,7 +2035,7 @@ def _roundtrip(
             conn.rfile.peek(1)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _StaleSocket(str(exc)) from exc
-        version, status, reason, headers = _read_head(conn.rfile, label)
+        version, status, reason, headers = _read_head(conn.rfile, label, options.secrets)
         length, chunked, keep_alive = _framing(method, version, status, headers, label)
     except _StaleSocket:
         raise
@@ -2057,7 +2053,9 @@ def _roundtrip(
     return response
 
 
-def _read_head(rfile: "io.BufferedReader[Any]", label: str) -> "Tuple[bytes, int, str, _Headers]":
+def _read_head(
+    rfile: "io.BufferedReader[Any]", label: str, secrets: "Sequence[Optional[str]]"
+) -> "Tuple[bytes, int, str, _Headers]":
     """Reads a response's head after any interim ones: ``(version, status, reason, headers)``
     (RFC 9112 §4-§5). It refuses what a strict parser refuses: a field that an intermediary
     may read differently is how responses get smuggled. :class:`_StaleSocket` if no byte came."""
@@ -2068,8 +2066,9 @@ def _read_head(rfile: "io.BufferedReader[Any]", label: str) -> "Tuple[bytes, int
         data = rfile.peek(1)
         end = data.find(b"\r\n\r\n", 0, _MAX_HEAD)
         if end >= 0 and data.count(b"\n", 0, end) == data.count(b"\r\n", 0, end) <= _MAX_HEADERS:
-            texts = _checked(rfile.read(end + 4)[:end].split(b"\r\n"), label)
-            version, status, raw_reason = _status_line(texts[0], label)
+            texts = rfile.read(end + 4)[:end].split(b"\r\n")
+            version, status, raw_reason = _status_line(texts[0], label, secrets)
+            _checked(texts, label, secrets)
         else:
             line = rfile.readline(_MAX_HEAD + 1)
             if not line:
@@ -2077,21 +2076,22 @@ def _read_head(rfile: "io.BufferedReader[Any]", label: str) -> "Tuple[bytes, int
                 if status:  # not stale: the server did answer, with an interim response
                     raise ConnectionError(f"{label} failed: {closed} after a {status}")
                 raise _StaleSocket(closed)
-            version, status, raw_reason = _status_line(line.rstrip(b"\r\n"), label)
-            texts = _read_fields(rfile, [line], label)
+            version, status, raw_reason = _status_line(line.rstrip(b"\r\n"), label, secrets)
+            texts = _read_fields(rfile, [line], label, secrets)
+        fields: List[List[Any]] = []  # [name, value pieces]: a folded value is joined once
+        for text in texts[1:]:  # an interim head's too: a strict parser refuses it alike
+            name, colon, rest = text.partition(b":")
+            if text[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
+                fields[-1][1].append(text.strip().decode("latin-1"))
+            elif colon and name and not name.translate(None, _TOKEN_BYTES):
+                fields.append([name.decode("latin-1"), [rest.strip().decode("latin-1")]])
+            else:
+                shown = _excerpt(text, 40, secrets)
+                raise ConnectionError(f"{label} failed: invalid header line {shown!r}")
         if not 100 <= status < 200 or status == 101:
             break
     else:
         raise ConnectionError(f"{label} failed: more than {_MAX_INTERIM} interim responses")
-    fields: List[List[Any]] = []  # [name, value pieces]: a folded value is joined once
-    for text in texts[1:]:
-        name, colon, rest = text.partition(b":")
-        if text[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
-            fields[-1][1].append(text.strip().decode("latin-1"))
-        elif colon and name and not name.translate(None, _TOKEN_BYTES):
-            fields.append([name.decode("latin-1"), [rest.strip().decode("latin-1")]])
-        else:
-            raise ConnectionError(f"{label} failed: invalid header line {text[:40]!r}")
     headers = _Headers()
     combined = headers._fields  # filled here: through __setitem__, 4 % of a request
     for name, pieces in fields:
@@ -2107,20 +2107,27 @@ def _read_head(rfile: "io.BufferedReader[Any]", label: str) -> "Tuple[bytes, int
     return version, status, reason, headers
 
 
-def _status_line(line: bytes, label: str) -> "Tuple[bytes, int, bytes]":
+def _status_line(
+    line: bytes, label: str, secrets: "Sequence[Optional[str]]"
+) -> "Tuple[bytes, int, bytes]":
     """Returns ``(version, status, reason)`` of a status line without its line end."""
     # HTTP-version SP status-code SP [reason-phrase] (RFC 9112 §4): single spaces, as h11 and
     # llhttp read it; a tab or a second space is not a status line.
     version, _, rest = line.partition(b" ")
     code, _, reason = rest.partition(b" ")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {line[:40]!r}")
+        shown = _excerpt(line, 40, secrets)
+        raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {shown!r}")
     if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
-        raise ConnectionError(f"{label} failed: invalid status line {line[:80]!r}")
+        raise ConnectionError(
+            f"{label} failed: invalid status line {_excerpt(line, 80, secrets)!r}"
+        )
     return version, int(code), reason
 
 
-def _read_fields(rfile: "IO[bytes]", lines: "List[bytes]", label: str) -> "List[bytes]":
+def _read_fields(
+    rfile: "IO[bytes]", lines: "List[bytes]", label: str, secrets: "Sequence[Optional[str]]"
+) -> "List[bytes]":
     """Reads field lines to the empty one within a head's bounds (``lines`` count) and returns
     all without line ends, through :func:`_checked`."""
     left = _MAX_HEAD - sum(map(len, lines))
@@ -2135,17 +2142,25 @@ def _read_fields(rfile: "IO[bytes]", lines: "List[bytes]", label: str) -> "List[
         lines.append(line)
     else:
         raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
-    return _checked([line[:-2] if line.endswith(b"\r\n") else line[:-1] for line in lines], label)
+    texts = [line[:-2] if line.endswith(b"\r\n") else line[:-1] for line in lines]
+    return _checked(texts, label, secrets)
 
 
-def _checked(texts: "List[bytes]", label: str) -> "List[bytes]":
+def _checked(texts: "List[bytes]", label: str, secrets: "Sequence[Optional[str]]") -> "List[bytes]":
     """Returns a head's or trailers' lines, refusing a control character but a tab in them
     (CR, NUL: RFC 9110 §5.5), all at once in C (a check of each line costs a request 8 %)."""
     joined = b"".join(texts)
     if len(joined.translate(None, _FIELD_CONTROL_BYTES)) < len(joined):
         bad = next(t for t in texts if len(t.translate(None, _FIELD_CONTROL_BYTES)) < len(t))
-        raise ConnectionError(f"{label} failed: invalid header line {bad[:40]!r}")
+        raise ConnectionError(f"{label} failed: invalid header line {_excerpt(bad, 40, secrets)!r}")
     return texts
+
+
+def _excerpt(line: bytes, size: int, secrets: "Sequence[Optional[str]]") -> bytes:
+    """Returns the first ``size`` bytes of a server's ``line`` for a message, its ``secrets``
+    masked first: cut, an echoed secret would no longer match, and its start would show."""
+    tokens = [secret.encode("utf-8").decode("latin-1") for secret in secrets if secret]
+    return _masked(line.decode("latin-1"), tokens)[:size].encode("latin-1")
 
 
 def _framing(
@@ -2391,7 +2406,7 @@ class _Body:
     def _skip_trailers(self, rfile: "IO[bytes]") -> None:
         """Reads the trailer fields after the last chunk (nothing uses them) as a head's."""
         try:
-            _read_fields(rfile, [], self.label)
+            _read_fields(rfile, [], self.label, ())
         except ConnectionError as exc:
             raise self._broken_chunk() from exc
 
