@@ -396,7 +396,7 @@ class Connection:
                 method, target, extra, body, content_type, token, options
             )
         if response.status_code >= 400:
-            raise _http_error(response)
+            raise _http_error(response, options.secrets)
         return response
 
     def update_access_token(self) -> None:
@@ -2573,18 +2573,20 @@ def _redirect_method(status: int, method: str) -> str:
 # --------------------------------------------------------------------- errors and tokens
 
 
-def _http_error(response: "Response", named: bool = False) -> "HTTPError":
+def _http_error(
+    response: "Response", secrets: "Iterable[Optional[str]]" = (), named: bool = False
+) -> "HTTPError":
     """Returns the :class:`HTTPError` of a 4XX/5XX worded as the original's: validation
-    messages (``named``: as the command line shows them), else ``detail``, else requests'."""
+    messages (``named``: as the command line shows them), else ``detail``, else requests'.
+    The server's words are masked before they are cut: cut, a secret would no longer match."""
     # A streamed body is read only as far as the message needs: the rest stays for the caller.
     body = _json_object(response) if response._peek(_MAX_ERROR_BODY) is not None else {}
     meta = body.get("meta")
     if response.status_code == 400 and body.get("code") == "validation-error" and meta:
         messages = _validation_messages(meta, named) if isinstance(meta, dict) else [str(meta)]
-        words = "; ".join(messages)
-        message = _printable(words, _MAX_DETAIL)
+        message = _printable(_masked("; ".join(messages), secrets), _MAX_DETAIL)
     elif "detail" in body:
-        message = _printable(str(body["detail"]), _MAX_DETAIL)
+        message = _printable(_masked(str(body["detail"]), secrets), _MAX_DETAIL)
     else:
         message = response._status_message()
     return HTTPError(message, response=response)
@@ -2631,20 +2633,16 @@ def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str
     for name, value in headers:
         if not value or name.lower() not in ("authorization", "proxy-authorization"):
             continue
-        forms.append(value)
         scheme, _, credentials = value.strip().partition(" ")
         credentials = credentials.strip()
-        if not credentials:
-            continue
-        forms.append(credentials)
-        if scheme.lower() != "basic":
+        forms += [value, credentials] if credentials else [value]
+        if not credentials or scheme.lower() != "basic":
             continue
         import base64
-        import binascii
 
         try:
             raw = base64.b64decode(credentials, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error: not Base64
             continue
         try:
             decoded = raw.decode("utf-8")
@@ -2939,7 +2937,7 @@ def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, D
     def split(option: str, text: str, sep: str, form: str) -> "Tuple[str, str]":
         key, found, value = text.partition(sep)
         if not found:
-            parser.error(f"{option} {text!r} is not {form}")
+            parser.error(f"{option} takes {form} (what was given is not shown: it may be a token)")
         return key, value
 
     params = [split("--param", param, "=", "KEY=VALUE") for param in args.param]
