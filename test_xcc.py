@@ -2724,6 +2724,7 @@ class TestProxies:
         with connect(origin) as connection, pytest.raises(xcc.ProxyError) as info:
             connection.request("GET", "/devices", proxies={"http": url})
         assert info.value.response.status_code == 407
+        assert str(info.value).endswith(" (the proxy from proxies['http'])")
         shown = everything_shown(info.value) + reachable_texts(info.value)
         assert_not_leaked(shown, PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, PROXY_AUTHORIZATION[6:])
 

@@ -1964,7 +1964,8 @@ def _send_once(request: "_Request", options: "_Options") -> "Response":
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
         raise ProxyError(
-            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}",
+            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}"
+            f" (the proxy {proxy_source})",
             response=response,
         )
     return response
