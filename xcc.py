@@ -50,31 +50,15 @@ if TYPE_CHECKING:
     import logging
     import ssl
     import zlib
-    from typing import (
-        IO,
-        Any,
-        Callable,
-        Dict,
-        Iterable,
-        Iterator,
-        List,
-        Mapping,
-        NoReturn,
-        Optional,
-        Sequence,
-        Set,
-        Tuple,
-        Type,
-        TypeVar,
-        Union,
-    )
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from typing import IO, Any, NoReturn, TypeVar
 
-    _Origin = Tuple[str, str, int]  # (scheme, lower-cased host, port)
-    _Timeouts = Tuple[Optional[float], Optional[float]]  # (connect, read); None: forever
-    _Verify = Union[bool, str]
+    _Origin = tuple[str, str, int]  # (scheme, lower-cased host, port)
+    _Timeouts = tuple[float | None, float | None]  # (connect, read); None: forever
+    _Verify = bool | str
     # A _Pool key: (origin, the proxy's key or None, the verify setting or None for http).
-    _Key = Tuple[_Origin, Optional[Tuple[str, object]], Optional[_Verify]]
-    _Pairs = Union[Mapping[Any, Any], Sequence[Tuple[Any, Any]]]
+    _Key = tuple[_Origin, tuple[str, object] | None, _Verify | None]
+    _Pairs = Mapping[Any, Any] | Sequence[tuple[Any, Any]]
     _HeadersBase = MutableMapping[str, str]
     _Self = TypeVar("_Self")  # a subclass's __enter__ returns the subclass
     _Connection = TypeVar("_Connection", bound="Connection")
@@ -147,12 +131,12 @@ class Connection:
 
     def __init__(
         self,
-        refresh_token: "Optional[str]" = None,
-        access_token: "Optional[str]" = None,
+        refresh_token: "str | None" = None,
+        access_token: "str | None" = None,
         host: str = _DEFAULT_HOST,
-        port: "Union[int, str]" = 443,
+        port: "int | str" = 443,
         tls: bool = True,
-        headers: "Optional[Dict[str, str]]" = None,
+        headers: "dict[str, str] | None" = None,
     ) -> None:
         try:
             self._setup(refresh_token, access_token, host, port, tls, headers)
@@ -164,12 +148,12 @@ class Connection:
 
     def _setup(
         self,
-        refresh_token: "Optional[str]",
-        access_token: "Optional[str]",
+        refresh_token: "str | None",
+        access_token: "str | None",
         host: str,
-        port: "Union[int, str]",
+        port: "int | str",
         tls: bool,
-        headers: "Optional[Dict[str, str]]",
+        headers: "dict[str, str] | None",
     ) -> None:
         """Checks the arguments of the constructor and sets the connection up."""
         refresh_token = _check_token("refresh token", refresh_token)
@@ -195,11 +179,11 @@ class Connection:
         self._host = host
         self._port = port
         self._tls = tls
-        self._headers: Dict[str, str] = dict(checked)
+        self._headers: dict[str, str] = dict(checked)
         self._origin = (self.scheme, host.lower(), port)
         # What every request masks: the API key and the credentials in `headers`; each
         # request adds its access tokens, its own credentials and its proxy's.
-        self._secrets: List[Optional[str]] = [refresh_token, *_credentials_in(checked)]
+        self._secrets: list[str | None] = [refresh_token, *_credentials_in(checked)]
         # What every request sends but the access token, in the order of `headers`.
         self._base_headers = _Headers(
             [
@@ -211,11 +195,11 @@ class Connection:
         )
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         # How many refreshes failed, the last error and the settings it failed with.
-        self._failed_refresh: Tuple[int, Any, Any] = (0, None, None)
+        self._failed_refresh: tuple[int, Any, Any] = (0, None, None)
         self._set_access_token(access_token)
 
     @property
-    def access_token(self) -> "Optional[str]":
+    def access_token(self) -> "str | None":
         """Optional[str]: Returns the access token used to authenticate requests to the
         Xanadu Cloud, ``None`` until one is fetched."""
         return self._token[0]
@@ -226,7 +210,7 @@ class Connection:
         return self._headers.get("Accept-Version", _DEFAULT_API_VERSION)
 
     @property
-    def headers(self) -> "Dict[str, str]":
+    def headers(self) -> "dict[str, str]":
         """Dict[str, str]: Returns the headers included in requests to the Xanadu Cloud."""
         return {
             "Accept-Version": self.api_version,
@@ -246,7 +230,7 @@ class Connection:
         return self._port
 
     @property
-    def refresh_token(self) -> "Optional[str]":
+    def refresh_token(self) -> "str | None":
         """Optional[str]: Returns the refresh token used to fetch access tokens."""
         return self._refresh_token
 
@@ -283,15 +267,15 @@ class Connection:
         method: str,
         path: str,
         *,
-        headers: "Optional[Mapping[str, Union[str, bytes, None]]]" = None,
-        params: "Union[None, str, bytes, _Pairs]" = None,
-        data: "Union[None, bytes, bytearray, memoryview, str, IO[Any], _Pairs]" = None,
+        headers: "Mapping[str, str | bytes | None] | None" = None,
+        params: "str | bytes | _Pairs | None" = None,
+        data: "bytes | bytearray | memoryview | str | IO[Any] | _Pairs | None" = None,
         json: "Any" = None,
-        timeout: "Union[None, float, Tuple[Optional[float], Optional[float]]]" = 10,
+        timeout: "float | tuple[float | None, float | None] | None" = 10,
         stream: bool = False,
         allow_redirects: bool = True,
-        verify: "Union[bool, str, os.PathLike[str]]" = True,
-        proxies: "Optional[Mapping[str, Optional[str]]]" = None,
+        verify: "bool | str | os.PathLike[str]" = True,
+        proxies: "Mapping[str, str | None] | None" = None,
     ) -> "Response":
         """Sends an HTTP request to the Xanadu Cloud.
 
@@ -360,8 +344,8 @@ class Connection:
         self,
         method: str,
         path: str,
-        headers: "Optional[Mapping[str, Union[str, bytes, None]]]",
-        params: "Union[None, str, bytes, _Pairs]",
+        headers: "Mapping[str, str | bytes | None] | None",
+        params: "str | bytes | _Pairs | None",
         data: "Any",
         json: "Any",
         options: "_Options",
@@ -428,7 +412,7 @@ class Connection:
         return f"{self.scheme}://{_netloc(self._host, self._port)}/" + path.lstrip("/")
 
     @classmethod
-    def load(cls: "Type[_Connection]", settings: "Any" = None, **overrides: "Any") -> "_Connection":
+    def load(cls: "type[_Connection]", settings: "Any" = None, **overrides: "Any") -> "_Connection":
         """Returns a connection with the settings that the original client's ``xcc config``
         saves: the ``XANADU_CLOUD_REFRESH_TOKEN``, ``XANADU_CLOUD_ACCESS_TOKEN``,
         ``XANADU_CLOUD_HOST``, ``XANADU_CLOUD_PORT`` and ``XANADU_CLOUD_TLS`` environment
@@ -448,7 +432,7 @@ class Connection:
         Raises:
             ValueError: if a setting is invalid; the message names the variable or file
         """
-        values: Dict[str, Any] = {}
+        values: dict[str, Any] = {}
         try:
             if settings is None:
                 values = _load_settings()
@@ -484,10 +468,10 @@ class Connection:
         self,
         method: str,
         target: str,
-        extra: "List[Tuple[str, Optional[str]]]",
-        body: "Optional[bytes]",
-        content_type: "Optional[str]",
-        token: "Optional[str]",
+        extra: "list[tuple[str, str | None]]",
+        body: "bytes | None",
+        content_type: "str | None",
+        token: "str | None",
         options: "_Options",
     ) -> "Response":
         """Sends a request with ``token`` and the per-request headers ``extra``."""
@@ -507,7 +491,7 @@ class Connection:
         request = _Request(method, self._origin, target, headers, body)
         return _send_following_redirects(request, options)
 
-    def _refresh(self, stale: "Optional[str]", options: "_Options") -> "Optional[str]":
+    def _refresh(self, stale: "str | None", options: "_Options") -> "str | None":
         """Replaces the access token ``stale``; threads that saw it share one token request and
         its token or error (N threads must not wait N timeouts), none longer than its timeout."""
         failures = self._failed_refresh[0]
@@ -584,7 +568,7 @@ class Connection:
         if _log_enabled():
             _debug("Got a new access token, valid until %s", _utc(self._token[1]))
 
-    def _set_access_token(self, token: "Optional[str]", fetched: bool = False) -> None:
+    def _set_access_token(self, token: "str | None", fetched: bool = False) -> None:
         """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
         expiry = _jwt_expiry(token) if token else None
         if fetched and expiry is not None and expiry <= time.time():
@@ -624,11 +608,11 @@ class Response:
         self.headers = headers
         self.url = url
         self._body = body
-        self._content: Optional[bytes] = None
+        self._content: bytes | None = None
         self._consumed = False
         # The start of a streamed error body, read to word its HTTPError, and the decoded
         # pieces after it (see _peek): the caller reads both, as if nothing had been read.
-        self._peeked: "Tuple[bytes, Iterator[bytes]]" = (b"", iter(()))
+        self._peeked: tuple[bytes, Iterator[bytes]] = (b"", iter(()))
         # False after a redirect to another origin: see _send_following_redirects.
         self._credentials_sent = True
 
@@ -710,7 +694,7 @@ class Response:
         if 400 <= self.status_code < 600:
             raise HTTPError(self._status_message(), response=self)
 
-    def iter_content(self, chunk_size: "Optional[int]" = 1) -> "Iterator[bytes]":
+    def iter_content(self, chunk_size: "int | None" = 1) -> "Iterator[bytes]":
         """Returns an iterator over the body in pieces of ``chunk_size`` bytes, decoded if it
         was sent with gzip or deflate (a decoded piece is never larger than ``chunk_size``).
         With ``stream=True`` the pieces are read from the socket as they are asked for, so
@@ -738,14 +722,14 @@ class Response:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
         self._body.close()
 
-    def _pieces(self, size: "Optional[int]") -> "Iterator[bytes]":
+    def _pieces(self, size: "int | None") -> "Iterator[bytes]":
         """Returns the body's decoded pieces of at most ``size`` bytes (``None``: any), once."""
         if self._consumed:
             raise RuntimeError("The content of this response was already consumed")
         self._consumed = True
         return self._resume(size or 65536) if self._peeked[0] else self._decoded(size)
 
-    def _decoded(self, size: "Optional[int]") -> "Iterator[bytes]":
+    def _decoded(self, size: "int | None") -> "Iterator[bytes]":
         """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
         pieces of at most ``size`` bytes if it was sent compressed."""
         try:
@@ -757,7 +741,7 @@ class Response:
             self._body.close()  # a corrupt body leaves the socket in an unknown state
             raise
 
-    def _decoders(self) -> "List[_Decoder]":
+    def _decoders(self) -> "list[_Decoder]":
         """Returns the decoders of ``Content-Encoding``, the last coding first: none for a body
         only in codings not asked for (``br``), as requests; one decodable in part is refused."""
         value = self.headers.get("Content-Encoding", "")
@@ -772,7 +756,7 @@ class Response:
             )
         return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
 
-    def _peek(self, limit: int) -> "Optional[bytes]":
+    def _peek(self, limit: int) -> "bytes | None":
         """Returns a streamed body if it decodes to at most ``limit`` bytes, else ``None``, having
         read at most ``limit`` bytes more (an error body may be endless), kept for the caller."""
         if self._content is not None or self._consumed:
@@ -823,7 +807,7 @@ class RequestException(OSError):
         response (Response, optional): the response that the error is about, if any
     """
 
-    def __init__(self, message: str = "", response: "Optional[Response]" = None) -> None:
+    def __init__(self, message: str = "", response: "Response | None" = None) -> None:
         super().__init__(message)
         self.response = response
         if "requests.exceptions" in sys.modules:  # the caller's `except requests...` catches it
@@ -944,7 +928,7 @@ _PATH_CHARS = frozenset(_ALPHANUMERIC + "-._" + _PATH_SAFE)
 
 # --------------------------------------------------------------------------- diagnostics
 
-_LOGGER: "Optional[logging.Logger]" = None  # the "xcc" logger, once logging is imported
+_LOGGER: "logging.Logger | None" = None  # the "xcc" logger, once logging is imported
 
 
 def _log_enabled() -> bool:
@@ -976,7 +960,7 @@ _UNPRINTABLE = {code: f"\\x{code:02x}" for code in list(range(32)) + list(range(
 _UNPRINTABLE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
-def _printable(text: str, limit: "Optional[int]" = None) -> str:
+def _printable(text: str, limit: "int | None" = None) -> str:
     """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
     ``limit`` characters if given."""
     text = text.translate(_UNPRINTABLE)
@@ -991,14 +975,14 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 
-def _require(value: object, kind: "Type[_T]", what: str) -> "_T":
+def _require(value: object, kind: "type[_T]", what: str) -> "_T":
     """Returns ``value`` if it is a ``kind``, else raises a TypeError naming its type, not it."""
     if not isinstance(value, kind):
         raise TypeError(f"{what}, not {type(value).__name__}")
     return value
 
 
-def _check_token(name: str, token: object) -> "Optional[str]":
+def _check_token(name: str, token: object) -> "str | None":
     """Returns ``token`` if a header can carry it, ``None`` for ``None`` or ``""``; an error
     names it (``name``), never shows it. Any other text is the server's to judge."""
     if token is None or token == "":
@@ -1020,14 +1004,14 @@ def _check_method(method: object) -> str:
     return method.upper()
 
 
-def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
+def _check_headers(headers: "Any", allow_none: bool) -> "list[tuple[str, Any]]":
     """Returns the checked ``(name, value)`` pairs of a headers mapping, less Content-Length
     (counted from the body); with ``allow_none``, a ``None`` value removes that header."""
     if headers is None:
         return []
     if not hasattr(headers, "items"):
         raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
-    checked: List[Tuple[str, Any]] = []
+    checked: list[tuple[str, Any]] = []
     for name, value in headers.items():
         removed = value is None and allow_none
         name, value = _check_header(name, "" if removed else value)
@@ -1038,7 +1022,7 @@ def _check_headers(headers: "Any", allow_none: bool) -> "List[Tuple[str, Any]]":
     return checked
 
 
-def _check_header(name: object, value: object) -> "Tuple[str, str]":
+def _check_header(name: object, value: object) -> "tuple[str, str]":
     """Returns a header as ``(name, value)`` strings, refusing a control character, which could
     start a new header or request (RFC 9110 §5.5); never shows the value: it may be a secret."""
     name = _require(name, str, "A header name must be a string")
@@ -1071,7 +1055,7 @@ def _encode_pairs(pairs: "_Pairs") -> str:
     value is left out, a list or tuple repeats the key (``{"id": ["a", "b"]}``: ``id=a&id=b``)."""
     from urllib.parse import urlencode
 
-    flat: List[Tuple[Any, Any]] = []
+    flat: list[tuple[Any, Any]] = []
     for item in pairs.items() if hasattr(pairs, "items") else list(pairs):
         # A string or bytes of length two would unpack as a pair: b"ab" as 97=98.
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -1089,7 +1073,7 @@ def _utf8(value: object) -> object:
     return value.encode("utf-8") if isinstance(value, str) else value
 
 
-def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
+def _encode_query(params: "str | bytes | _Pairs") -> str:
     """Returns the query string for a request's ``params`` (already encoded if a string)."""
     if isinstance(params, bytes):
         params = params.decode("utf-8")
@@ -1106,7 +1090,7 @@ def _encode_query(params: "Union[str, bytes, _Pairs]") -> str:
         ) from exc
 
 
-def _encode_body(data: "Any", json_body: "Any") -> "Tuple[Optional[bytes], Optional[str]]":
+def _encode_body(data: "Any", json_body: "Any") -> "tuple[bytes | None, str | None]":
     """Returns ``(body, content_type)`` for ``data`` or ``json`` as requests does; a file is read
     whole, to send again after a 401 or a 307; an iterator is refused, not form-encoded."""
     if not data and json_body is not None:
@@ -1165,7 +1149,7 @@ class _Options:
         proxies: "Any" = None,
         stream: bool = False,
         allow_redirects: bool = True,
-        secrets: "Optional[List[Optional[str]]]" = None,
+        secrets: "list[str | None] | None" = None,
     ) -> None:
         self.timeouts = _check_timeout(timeout)
         try:
@@ -1182,7 +1166,7 @@ class _Options:
         self.stream, self.allow_redirects = bool(stream), bool(allow_redirects)
         # What the request's errors and the URLs a server sends back (a Location may echo
         # one) mask: see _mask_error; each token sent and the proxy's credentials are added to it.
-        self.secrets: List[Optional[str]] = [] if secrets is None else secrets
+        self.secrets: list[str | None] = [] if secrets is None else secrets
 
 
 def _valid_host(host: str) -> bool:
@@ -1203,7 +1187,7 @@ def _url(origin: "_Origin", target: str) -> str:
     return f"{scheme}://{_netloc(host, port)}{target}"
 
 
-def _split_url(url: str) -> "Tuple[_Origin, str]":
+def _split_url(url: str) -> "tuple[_Origin, str]":
     """Returns ``(origin, target)`` of an absolute http(s) URL, with the scheme's default port."""
     from urllib.parse import urlsplit
 
@@ -1226,7 +1210,7 @@ def _split_url(url: str) -> "Tuple[_Origin, str]":
 
 def _environ_proxies(
     environ: "Mapping[str, str]", schemes: "Iterable[str]"
-) -> "Dict[str, Tuple[str, str]]":
+) -> "dict[str, tuple[str, str]]":
     """Returns ``{scheme: (variable, proxy URL)}`` for ``schemes`` (``"no"`` for ``NO_PROXY``),
     read as ``urllib.request.getproxies_environment()`` reads them: lower case wins."""
     proxies = {}
@@ -1242,7 +1226,7 @@ def _environ_proxies(
     return proxies
 
 
-def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]":
+def _ip_network(text: str) -> "ipaddress.IPv4Network | ipaddress.IPv6Network | None":
     """Returns the ``ipaddress`` network (a single address is a /32 or /128) of ``text``,
     or ``None`` if it is not an IP literal or CIDR range."""
     import ipaddress
@@ -1253,7 +1237,7 @@ def _ip_network(text: str) -> "Optional[Union[ipaddress.IPv4Network, ipaddress.I
         return None
 
 
-def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
+def _bypass_proxy(host: str, port: int, no_proxy: str) -> "str | None":
     """Returns the ``NO_PROXY`` entry that exempts ``host:port`` by curl's rules, on every Python
     (``*``, the host or a subdomain, never a mere suffix; ``:port``; IP ranges), or ``None``."""
     host = host.lower()
@@ -1284,11 +1268,11 @@ def _bypass_proxy(host: str, port: int, no_proxy: str) -> "Optional[str]":
     return None
 
 
-_BYPASSES: "Dict[Tuple[str, int, str], str]" = {}  # (host, port, NO_PROXY): entry or ""
+_BYPASSES: "dict[tuple[str, int, str], str]" = {}  # (host, port, NO_PROXY): entry or ""
 _DIRECT = "direct: no proxy variable or setting"
 
 
-def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "Optional[str]":
+def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool) -> "str | None":
     """Returns the proxy URL for ``scheme`` in ``settings`` (``urllib.request.getproxies()``),
     or ``None``; one without a scheme, and all of Windows', are HTTP proxies."""
     value = (settings.get(scheme) or "").strip()
@@ -1301,7 +1285,7 @@ def _system_proxy_url(settings: "Mapping[str, str]", scheme: str, windows: bool)
     return value or None
 
 
-def _system_proxy(scheme: str, host: str) -> "Tuple[Optional[str], str]":
+def _system_proxy(scheme: str, host: str) -> "tuple[str | None, str]":
     """Returns ``(url, reason)`` for ``host`` from the system's proxy settings (Windows', macOS's),
     read by ``urllib.request`` as requests reads them, with the hosts they exempt."""
     import urllib.request
@@ -1322,10 +1306,10 @@ _SYSTEM_PROXY = _system_proxy if sys.platform in ("win32", "darwin") else None
 
 def _proxy_url(
     origin: "_Origin",
-    proxies: "Optional[Mapping[str, Optional[str]]]",
+    proxies: "Mapping[str, str | None] | None",
     environ: "Mapping[str, str]" = os.environ,
-    system: "Optional[Callable[[str, str], Tuple[Optional[str], str]]]" = _SYSTEM_PROXY,
-) -> "Tuple[Optional[str], str]":
+    system: "Callable[[str, str], tuple[str | None, str]] | None" = _SYSTEM_PROXY,
+) -> "tuple[str | None, str]":
     """Returns ``(url, reason)``: the proxy for ``origin`` (``None``: direct) from ``proxies``, else
     the variables unless ``NO_PROXY`` exempts it, else ``system``; ``reason`` says which, or why."""
     scheme, host, port = origin
@@ -1349,7 +1333,7 @@ def _proxy_url(
     return url, "from " + name
 
 
-def _proxy_text(proxy: "Optional[_Proxy]", reason: str) -> str:
+def _proxy_text(proxy: "_Proxy | None", reason: str) -> str:
     """Returns what the log says of the proxy chosen and of the ``reason`` that
     :func:`_proxy_url` gave: never the proxy's credentials."""
     if proxy is None:
@@ -1404,7 +1388,7 @@ class _Proxy:
         self.secrets = _credentials_in([("Proxy-Authorization", self.authorization)])
 
 
-_PROXIES: "Dict[str, _Proxy]" = {}
+_PROXIES: "dict[str, _Proxy]" = {}
 
 
 def _proxy(url: str) -> "_Proxy":
@@ -1416,10 +1400,10 @@ def _proxy(url: str) -> "_Proxy":
 
 # ----------------------------------------------------------------------- the TLS context
 
-_SSL_CONTEXTS: "Dict[object, ssl.SSLContext]" = {}
+_SSL_CONTEXTS: "dict[object, ssl.SSLContext]" = {}
 
 
-def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
+def _ssl_context(verify: "_Verify") -> "tuple[_Verify, ssl.SSLContext]":
     """Returns ``(verify, context)``: the shared SSL context for a ``verify`` setting, and the
     setting that keys the pool (for ``True``, the path a CA-bundle variable names, if any)."""
     # A CA bundle costs milliseconds and a megabyte to load, so contexts are kept; one whose
@@ -1436,7 +1420,7 @@ def _ssl_context(verify: "_Verify") -> "Tuple[_Verify, ssl.SSLContext]":
     return verify, _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
 
 
-def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
+def _cached(cache: "dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
     """Returns ``cache[key]``, made by ``make()`` if missing, keeping the last :data:`_MAX_CACHED`
     keys used. No lock: each step is atomic under the GIL; two threads may both make a value."""
     value = cache.pop(key, None)  # and put back last: dicts keep their insertion order
@@ -1449,7 +1433,7 @@ def _cached(cache: "Dict[Any, Any]", key: object, make: "Callable[[], Any]") -> 
     return value
 
 
-def _ca_bundle(verify: "_Verify") -> "Tuple[_Verify, str]":
+def _ca_bundle(verify: "_Verify") -> "tuple[_Verify, str]":
     """Returns ``(verify, source)``: ``verify`` with ``True`` replaced by the path in
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` if one is set, and where that came from."""
     if verify is True:
@@ -1550,7 +1534,7 @@ def _socket_error(exc: BaseException, label: str, connecting: bool = False) -> "
     return ConnectionError(f"{label} failed: {exc}")
 
 
-def _remaining(deadline: "Optional[float]") -> "Optional[float]":
+def _remaining(deadline: "float | None") -> "float | None":
     """Returns the seconds left before ``deadline`` (``None``: no limit)."""
     if deadline is None:
         return None
@@ -1568,11 +1552,11 @@ class _Pool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # key -> [(idle since, conn)], least recently used first
-        self._idle: OrderedDict[_Key, List[Tuple[float, _Socket]]] = OrderedDict()
+        self._idle: OrderedDict[_Key, list[tuple[float, _Socket]]] = OrderedDict()
         self._pid = os.getpid()
         self._next_sweep = 0.0
 
-    def get(self, key: "_Key") -> "Optional[_Socket]":
+    def get(self, key: "_Key") -> "_Socket | None":
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
         self._check_fork()
         while True:
@@ -1601,7 +1585,7 @@ class _Pool:
             conn.close()
             return
         now = time.monotonic()
-        dropped: List[_Socket] = []
+        dropped: list[_Socket] = []
         with self._lock:
             idle = self._idle.get(conn.key)
             new_server = idle is None
@@ -1646,14 +1630,14 @@ class _Pool:
         for conn in conns:
             conn.close()
 
-    def _sweep(self, now: float) -> "List[_Socket]":
+    def _sweep(self, now: float) -> "list[_Socket]":
         """Takes out and returns the idle sockets of any server that idled too long or that their
         server closed (the caller holds the lock), so that none stays open until asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
-        dropped: List[_Socket] = []
+        dropped: list[_Socket] = []
         for key, idle in list(self._idle.items()):
-            kept: List[Tuple[float, _Socket]] = []
-            gone: List[Tuple[float, _Socket]] = []
+            kept: list[tuple[float, _Socket]] = []
+            gone: list[tuple[float, _Socket]] = []
             for since, conn in idle:
                 fresh = now - since < _MAX_IDLE_SECONDS and conn.alive()
                 (kept if fresh else gone).append((since, conn))
@@ -1701,8 +1685,8 @@ class _Socket:
     def open(
         cls,
         key: "_Key",
-        proxy: "Optional[_Proxy]",
-        context: "Optional[ssl.SSLContext]",
+        proxy: "_Proxy | None",
+        context: "ssl.SSLContext | None",
         options: "_Options",
         label: str,
     ) -> "_Socket":
@@ -1764,9 +1748,7 @@ class _Socket:
         self.sock.close()
 
 
-def _connect(
-    addresses: "Iterable[Tuple[Any, ...]]", deadline: "Optional[float]"
-) -> "socket.socket":
+def _connect(addresses: "Iterable[tuple[Any, ...]]", deadline: "float | None") -> "socket.socket":
     """Opens a TCP connection to the first of ``addresses`` that accepts before ``deadline``:
     one budget for all, where ``socket.create_connection`` gives each the whole timeout."""
     error = OSError("the host name resolved to no address")
@@ -1788,7 +1770,7 @@ def _connect(
 
 
 def _tunnel(
-    sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "Optional[float]"
+    sock: "socket.socket", host: str, port: int, proxy: "_Proxy", deadline: "float | None"
 ) -> None:
     """Asks ``proxy`` for a tunnel to ``host:port`` (RFC 9110 §9.3.6); its password goes on the
     CONNECT only, never to the server at the end of the tunnel."""
@@ -1817,7 +1799,7 @@ def _wrap_tls(
     sock: "socket.socket",
     origin: "_Origin",
     context: "ssl.SSLContext",
-    deadline: "Optional[float]",
+    deadline: "float | None",
     label: str,
 ) -> "ssl.SSLSocket":
     """Returns ``sock`` wrapped in TLS for the host of ``origin``, verified by ``context``."""
@@ -1835,7 +1817,7 @@ def _wrap_tls(
             raise _verification_error(exc, host, label) from exc
         raise SSLError(f"{label} failed: TLS with {host!r} failed ({exc})") from exc
     if _log_enabled():
-        certificate: "Optional[Dict[str, Any]]" = sock.getpeercert()
+        certificate: dict[str, Any] | None = sock.getpeercert()
         if certificate:
             _debug(
                 "%s with %r: certificate of %s, issued by %s, valid until %s",
@@ -1850,7 +1832,7 @@ def _wrap_tls(
     return sock
 
 
-def _utc(seconds: "Optional[float]") -> str:
+def _utc(seconds: "float | None") -> str:
     """Returns Unix ``seconds`` as a UTC time for a message (``None``: an unknown time)."""
     if seconds is not None:
         try:
@@ -1865,7 +1847,7 @@ _NAME_ATTRIBUTES = {"commonName": "CN", "organizationName": "O", "organizational
 _MAX_SHOWN_CHARS = 200  # characters of a certificate's text that a message or log line shows
 
 
-def _distinguished_name(name: "Tuple[Tuple[Tuple[str, str], ...], ...]") -> str:
+def _distinguished_name(name: "tuple[tuple[tuple[str, str], ...], ...]") -> str:
     """Returns a distinguished name from ``getpeercert()`` as ``CN=..., O=...``, escaped."""
     parts = [
         f"{_NAME_ATTRIBUTES[key]}={value}"
@@ -1971,7 +1953,7 @@ def _send_once(request: "_Request", options: "_Options") -> "Response":
     return response
 
 
-def _serialize(request: "_Request", proxy: "Optional[_Proxy]") -> bytes:
+def _serialize(request: "_Request", proxy: "_Proxy | None") -> bytes:
     """Returns the bytes of a request head (RFC 9112 §3), ``Content-Length`` counted here."""
     method, origin, target, headers, body = request
     scheme, host, port = origin
@@ -2003,7 +1985,7 @@ def _serialize(request: "_Request", proxy: "Optional[_Proxy]") -> bytes:
 def _roundtrip(
     conn: "_Socket",
     head: bytes,
-    body: "Optional[bytes]",
+    body: "bytes | None",
     method: str,
     url: str,
     label: str,
@@ -2055,8 +2037,8 @@ def _roundtrip(
 
 
 def _read_head(
-    rfile: "io.BufferedReader[Any]", label: str, secrets: "Sequence[Optional[str]]"
-) -> "Tuple[bytes, int, str, _Headers]":
+    rfile: "io.BufferedReader[Any]", label: str, secrets: "Sequence[str | None]"
+) -> "tuple[bytes, int, str, _Headers]":
     """Reads a response's head after any interim ones: ``(version, status, reason, headers)``
     (RFC 9112 §4-§5). It refuses what a strict parser refuses: a field that an intermediary
     may read differently is how responses get smuggled. :class:`_StaleSocket` if no byte came."""
@@ -2079,7 +2061,7 @@ def _read_head(
                 raise _StaleSocket(closed)
             version, status, raw_reason = _status_line(line.rstrip(b"\r\n"), label, secrets)
             texts = _read_fields(rfile, [line], label, secrets)
-        fields: List[List[Any]] = []  # [name, value pieces]: a folded value is joined once
+        fields: list[list[Any]] = []  # [name, value pieces]: a folded value is joined once
         for text in texts[1:]:  # an interim head's too: a strict parser refuses it alike
             name, colon, rest = text.partition(b":")
             if text[0] in b" \t" and fields:  # obsolete line folding (RFC 9112 §5.2)
@@ -2109,8 +2091,8 @@ def _read_head(
 
 
 def _status_line(
-    line: bytes, label: str, secrets: "Sequence[Optional[str]]"
-) -> "Tuple[bytes, int, bytes]":
+    line: bytes, label: str, secrets: "Sequence[str | None]"
+) -> "tuple[bytes, int, bytes]":
     """Returns ``(version, status, reason)`` of a status line without its line end."""
     # HTTP-version SP status-code SP [reason-phrase] (RFC 9112 §4): single spaces, as h11 and
     # llhttp read it; a tab or a second space is not a status line.
@@ -2127,8 +2109,8 @@ def _status_line(
 
 
 def _read_fields(
-    rfile: "IO[bytes]", lines: "List[bytes]", label: str, secrets: "Sequence[Optional[str]]"
-) -> "List[bytes]":
+    rfile: "IO[bytes]", lines: "list[bytes]", label: str, secrets: "Sequence[str | None]"
+) -> "list[bytes]":
     """Reads field lines to the empty one within a head's bounds (``lines`` count) and returns
     all without line ends, through :func:`_checked`."""
     left = _MAX_HEAD - sum(map(len, lines))
@@ -2147,7 +2129,7 @@ def _read_fields(
     return _checked(texts, label, secrets)
 
 
-def _checked(texts: "List[bytes]", label: str, secrets: "Sequence[Optional[str]]") -> "List[bytes]":
+def _checked(texts: "list[bytes]", label: str, secrets: "Sequence[str | None]") -> "list[bytes]":
     """Returns a head's or trailers' lines, refusing a control character but a tab in them
     (CR, NUL: RFC 9110 §5.5), all at once in C (a check of each line costs a request 8 %)."""
     joined = b"".join(texts)
@@ -2157,7 +2139,7 @@ def _checked(texts: "List[bytes]", label: str, secrets: "Sequence[Optional[str]]
     return texts
 
 
-def _excerpt(line: bytes, size: int, secrets: "Sequence[Optional[str]]") -> bytes:
+def _excerpt(line: bytes, size: int, secrets: "Sequence[str | None]") -> bytes:
     """Returns the first ``size`` bytes of a server's ``line`` for a message, its ``secrets``
     masked first: cut, an echoed secret would no longer match, and its start would show."""
     tokens = [secret.encode("utf-8").decode("latin-1") for secret in secrets if secret]
@@ -2166,7 +2148,7 @@ def _excerpt(line: bytes, size: int, secrets: "Sequence[Optional[str]]") -> byte
 
 def _framing(
     method: str, version: bytes, status: int, headers: "_Headers", label: str
-) -> "Tuple[Optional[int], bool, bool]":
+) -> "tuple[int | None, bool, bool]":
     """Returns ``(length, chunked, keep_alive)`` of a body (RFC 9112 §6.3); ``length`` is
     ``None`` if it is chunked or ends with the connection."""
     tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
@@ -2205,8 +2187,8 @@ class _Headers(_HeadersBase):
     """HTTP header fields: a dict whose keys compare case-insensitively, as requests'
     ``CaseInsensitiveDict``; iteration gives each name in the case it was last set with."""
 
-    def __init__(self, fields: "Iterable[Tuple[str, str]]" = ()) -> None:
-        self._fields: Dict[str, Tuple[str, str]] = {}
+    def __init__(self, fields: "Iterable[tuple[str, str]]" = ()) -> None:
+        self._fields: dict[str, tuple[str, str]] = {}
         self.update(fields)
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -2248,7 +2230,7 @@ class _SocketReader(io.RawIOBase):
 
     probing = False
 
-    def __init__(self, sock: "socket.socket", deadline: "Optional[float]" = None) -> None:
+    def __init__(self, sock: "socket.socket", deadline: "float | None" = None) -> None:
         io.RawIOBase.__init__(self)
         self._sock = sock
         self._tls = hasattr(sock, "pending")  # an ssl.SSLSocket
@@ -2259,7 +2241,7 @@ class _SocketReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: "Any") -> "Optional[int]":
+    def readinto(self, buffer: "Any") -> "int | None":
         """Receives into ``buffer``; returns the byte count, or ``None`` for nothing yet."""
         # pending() is an ssl.SSLSocket's, called only if self._tls.
         if self.probing and not (self._tls and self._sock.pending()):  # type: ignore[attr-defined]
@@ -2302,7 +2284,7 @@ class _Body:
     cut short is a :class:`ConnectionError`, never passed off as whole."""
 
     def __init__(
-        self, conn: "_Socket", label: str, length: "Optional[int]", chunked: bool, keep_alive: bool
+        self, conn: "_Socket", label: str, length: "int | None", chunked: bool, keep_alive: bool
     ) -> None:
         self.label = label
         self.done = False
@@ -2313,7 +2295,7 @@ class _Body:
         if length == 0:
             self._finish()
 
-    def read(self, amount: "Optional[int]" = None) -> bytes:
+    def read(self, amount: "int | None" = None) -> bytes:
         """Returns up to ``amount`` bytes of the body (within a chunk), all the rest if ``None``."""
         if self.done:
             return b""
@@ -2350,7 +2332,7 @@ class _Body:
         else:
             _POOL.put(self._conn)
 
-    def _read_plain(self, amount: "Optional[int]") -> bytes:
+    def _read_plain(self, amount: "int | None") -> bytes:
         """Reads a body framed by ``Content-Length``, or by the end of the connection."""
         rfile = self._conn.rfile
         if self._unread is None:  # the body ends when the server closes (RFC 9112 §6.3 rule 8)
@@ -2370,11 +2352,11 @@ class _Body:
             self._finish()
         return data
 
-    def _read_chunked(self, amount: "Optional[int]") -> bytes:
+    def _read_chunked(self, amount: "int | None") -> bytes:
         """Reads a chunked body (RFC 9112 §7.1); with an ``amount``, at most the chunk's rest, so a
         stream yields each chunk as it arrives."""
         rfile = self._conn.rfile
-        pieces: List[bytes] = []
+        pieces: list[bytes] = []
         while True:
             if not self._unread:
                 line = rfile.readline(_MAX_LINE + 1)
@@ -2429,7 +2411,7 @@ class _Decoder:
         self._pending = b""  # the first bytes of a deflate stream, until its format is known
         self._decompressor = None
 
-    def decode(self, pieces: "Iterable[bytes]", size: "Optional[int]") -> "Iterator[bytes]":
+    def decode(self, pieces: "Iterable[bytes]", size: "int | None") -> "Iterator[bytes]":
         """Yields the decoded bytes of the body's ``pieces`` in pieces of at most ``size``
         bytes (``None``: as they come), then checks that the stream ended."""
         limit = size or 0  # zlib's max_length; 0: no limit
@@ -2457,7 +2439,7 @@ class _Decoder:
         if self._pending or self._decompressor is not None and not self._decompressor.eof:
             raise ConnectionError(f"{self._label} failed: the {self._coding} body was cut short")
 
-    def _start(self, data: bytes) -> "Tuple[Optional[zlib._Decompress], bytes]":
+    def _start(self, data: bytes) -> "tuple[zlib._Decompress | None, bytes]":
         """Returns a decompressor for the stream (or gzip member) that begins with ``data``,
         and the bytes to give it; ``(None, b"")`` until two bytes of a deflate body came."""
         zlib = self._zlib
@@ -2575,7 +2557,7 @@ def _redirect_method(status: int, method: str) -> str:
 
 
 def _http_error(
-    response: "Response", secrets: "Iterable[Optional[str]]" = (), named: bool = False
+    response: "Response", secrets: "Iterable[str | None]" = (), named: bool = False
 ) -> "HTTPError":
     """Returns the :class:`HTTPError` of a 4XX/5XX worded as the original's: validation
     messages (``named``: as the command line shows them), else ``detail``, else requests'.
@@ -2593,7 +2575,7 @@ def _http_error(
     return HTTPError(message, response=response)
 
 
-def _json_object(response: "Response") -> "Dict[str, Any]":
+def _json_object(response: "Response") -> "dict[str, Any]":
     """Returns the JSON object in a response's body, or ``{}`` if there is none."""
     try:
         body = response.json()
@@ -2602,10 +2584,10 @@ def _json_object(response: "Response") -> "Dict[str, Any]":
     return body if isinstance(body, dict) else {}
 
 
-def _validation_messages(meta: "Dict[str, Any]", named: bool = False) -> "List[str]":
+def _validation_messages(meta: "dict[str, Any]", named: bool = False) -> "list[str]":
     """Returns a ``validation-error``'s messages: ``{"head": {"0": ["Foo"]}, "tail": ["Bar"]}``
     gives ``["Foo", "Bar"]``, or ``named``, ``["head.0: Foo", "tail: Bar"]``."""
-    messages: List[str] = []
+    messages: list[str] = []
     for field, value in meta.items():
         groups = value.items() if isinstance(value, dict) else [(None, value)]
         for key, group in groups:
@@ -2615,7 +2597,7 @@ def _validation_messages(meta: "Dict[str, Any]", named: bool = False) -> "List[s
     return messages
 
 
-def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
+def _masked(text: str, secrets: "Iterable[str | None]") -> str:
     """Returns ``text`` with each of ``secrets`` as ``[token]``, in any case (a host comes back
     lower-cased, and a server may change the case of what it echoes)."""
     folded = text.lower()
@@ -2627,7 +2609,7 @@ def _masked(text: str, secrets: "Iterable[Optional[str]]") -> str:
     return text
 
 
-def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str]":
+def _credentials_in(headers: "Iterable[tuple[str, str | None]]") -> "list[str]":
     """Returns the forms in which a server may echo ``headers``' (Proxy-)Authorization: whole,
     after the scheme, and for Basic ``user:password`` and the password."""
     forms = []
@@ -2653,7 +2635,7 @@ def _credentials_in(headers: "Iterable[Tuple[str, Optional[str]]]") -> "List[str
     return forms
 
 
-def _mask_error(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error":
+def _mask_error(error: "_Error", secrets: "Iterable[str | None]") -> "_Error":
     """Returns ``error`` with each of ``secrets`` as ``[token]`` (in any case) in its messages,
     its causes' and its response's, and without the tracebacks whose locals hold them.
 
@@ -2664,9 +2646,9 @@ def _mask_error(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error"
     # A body is masked as Latin-1, which maps each byte to one character and back.
     body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
     here = _mask_error.__code__.co_filename
-    pending: List[Optional[BaseException]] = [error]
-    chain: List[BaseException] = []
-    seen: Set[int] = set()
+    pending: list[BaseException | None] = [error]
+    chain: list[BaseException] = []
+    seen: set[int] = set()
     while pending and len(seen) < _MAX_CHAIN:
         item = pending.pop()
         if item is None or id(item) in seen:
@@ -2703,7 +2685,7 @@ def _mask_error(error: "_Error", secrets: "Iterable[Optional[str]]") -> "_Error"
     return error
 
 
-_REQUESTS_CLASSES: "Dict[type, type]" = {}
+_REQUESTS_CLASSES: "dict[type, type]" = {}
 
 
 def _with_requests_class(cls: "type") -> "type":
@@ -2724,13 +2706,13 @@ def _with_requests_class(cls: "type") -> "type":
             return cls
         # request: what requests' errors carry beside response; pickled as cls, which has
         # a name to import by (and mixes requests' class in again when it is imported).
-        namespace: Dict[str, Any] = {"__module__": cls.__module__, "request": None}
+        namespace: dict[str, Any] = {"__module__": cls.__module__, "request": None}
         namespace["__reduce__"] = lambda error: (cls, error.args, error.__dict__)
         mixed = _REQUESTS_CLASSES.setdefault(cls, type(cls.__name__, (cls, theirs), namespace))
     return mixed
 
 
-def _jwt_expiry(token: str) -> "Optional[float]":
+def _jwt_expiry(token: str) -> "float | None":
     """Returns a JWT's ``exp`` in Unix seconds, or ``None``; unverified (the server checks it),
     it only spares a request that would get a 401."""
     import base64
@@ -2764,7 +2746,7 @@ def _settings_path() -> str:
     return os.path.join(base, "xanadu-cloud", ".env")
 
 
-def _read_dotenv(path: str) -> "Dict[str, str]":
+def _read_dotenv(path: str) -> "dict[str, str]":
     """Returns the ``KEY=value`` pairs of a ``.env`` file as python-dotenv writes it (quoted
     or bare values, ``export`` prefixes, comments, blank lines), or ``{}`` if there is none."""
     try:
@@ -2787,12 +2769,12 @@ def _read_dotenv(path: str) -> "Dict[str, str]":
     return values
 
 
-def _load_settings() -> "Dict[str, Any]":
+def _load_settings() -> "dict[str, Any]":
     """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
     environment variables over the same keys in the settings file."""
     path = _settings_path()
     saved = _read_dotenv(path)
-    settings: Dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
         source = f"the environment variable {name}" if name in os.environ else path
@@ -2821,7 +2803,7 @@ def _load_settings() -> "Dict[str, Any]":
 # -------------------------------------------------------------------------- command line
 
 
-def main(argv: "Optional[List[str]]" = None) -> int:
+def main(argv: "list[str] | None" = None) -> int:
     """Runs the command line: ``ping`` or ``request METHOD PATH``; returns the exit status.
 
     Args:
@@ -2927,7 +2909,7 @@ def _seconds(text: str) -> float:
     )
 
 
-def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, Dict[str, Any]]":
+def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict[str, Any]]":
     """Returns the command line's name, ``argv`` parsed and the keyword arguments of
     :meth:`Connection.request` they give; a usage error exits with status 2."""
     import json
@@ -2935,7 +2917,7 @@ def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, D
     parser = _parser()
     args = parser.parse_args(argv)
 
-    def split(option: str, text: str, sep: str, form: str) -> "Tuple[str, str]":
+    def split(option: str, text: str, sep: str, form: str) -> "tuple[str, str]":
         key, found, value = text.partition(sep)
         if not found:
             parser.error(f"{option} takes {form} (what was given is not shown: it may be a token)")
@@ -2952,7 +2934,7 @@ def _arguments(argv: "Optional[List[str]]") -> "Tuple[str, argparse.Namespace, D
     return parser.prog, args, kwargs
 
 
-def _error_line(exc: Exception, method: str, connection: "Optional[Connection]") -> str:
+def _error_line(exc: Exception, method: str, connection: "Connection | None") -> str:
     """Returns the one line for ``exc`` of a ``method`` request on ``connection`` (``None``: not
     made): the server's answer to which request, a validation error's fields, what to do."""
     message = str(exc)
@@ -2982,7 +2964,7 @@ def _error_line(exc: Exception, method: str, connection: "Optional[Connection]")
     return message
 
 
-def _print_response(response: "Optional[Response]") -> int:
+def _print_response(response: "Response | None") -> int:
     """Prints the body of ``response`` (JSON indented, else as sent), or for ``None`` that
     the ping succeeded; returns the exit status."""
     import json
