@@ -139,60 +139,42 @@ class Connection:
         headers: "dict[str, str] | None" = None,
     ) -> None:
         try:
-            self._setup(refresh_token, access_token, host, port, tls, headers)
+            refresh_token = _check_token("refresh token", refresh_token)
+            access_token = _check_token("access token", access_token)
+            if refresh_token is None and access_token is None:
+                raise ValueError(_NO_TOKEN)
+            host = _require(host, str, "host must be a string")
+            if not _valid_host(host):
+                raise ValueError(
+                    f"Invalid host {host!r}: give a hostname or an IP address, no port"
+                )
+            # The original takes a port "8000" and a tls of 1 and uses them: so does this.
+            if isinstance(port, str) and port and _DIGITS.issuperset(port):
+                port = int(port)
+            if isinstance(port, bool) or not isinstance(port, int):
+                raise TypeError(f"port must be an int or a string of digits, not {port!r}")
+            if not 0 < port < 65536:
+                raise ValueError(f"Invalid port {port!r}: a port is 1 to 65535")
+            if not isinstance(tls, int) or tls not in (0, 1):  # a bool is an int
+                raise TypeError(f"tls must be True or False (or 1 or 0), not {tls!r}")
+            checked = _check_headers(headers, allow_none=False)
         except (TypeError, ValueError) as exc:
-            # This frame is the one the error keeps (see _mask_error): no token or Authorization in
-            # its locals, and no half-built self, whose repr would fail.
+            # This frame is the one the error keeps (see _mask_error): no token or Authorization
+            # in its locals, and no half-built self, whose repr would fail.
             del self, refresh_token, access_token, headers
             raise _mask_error(exc, ())
-
-    def _setup(
-        self,
-        refresh_token: "str | None",
-        access_token: "str | None",
-        host: str,
-        port: "int | str",
-        tls: bool,
-        headers: "dict[str, str] | None",
-    ) -> None:
-        """Checks the arguments of the constructor and sets the connection up."""
-        refresh_token = _check_token("refresh token", refresh_token)
-        access_token = _check_token("access token", access_token)
-        if refresh_token is None and access_token is None:
-            raise ValueError(_NO_TOKEN)
-        host = _require(host, str, "host must be a string")
-        if not _valid_host(host):
-            raise ValueError(f"Invalid host {host!r}: give a hostname or an IP address, no port")
-        # The original takes a port "8000" and a tls of 1 and uses them: so does this.
-        if isinstance(port, str) and port and _DIGITS.issuperset(port):
-            port = int(port)
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"port must be an int or a string of digits, not {port!r}")
-        if not 0 < port < 65536:
-            raise ValueError(f"Invalid port {port!r}: a port is 1 to 65535")
-        if not isinstance(tls, int) or tls not in (0, 1):  # a bool is an int
-            raise TypeError(f"tls must be True or False (or 1 or 0), not {tls!r}")
-        tls = bool(tls)
-        checked = _check_headers(headers, allow_none=False)
-
         self._refresh_token = refresh_token
         self._host = host
         self._port = port
-        self._tls = tls
+        self._tls = bool(tls)
         self._headers: dict[str, str] = dict(checked)
         self._origin = (self.scheme, host.lower(), port)
         # What every request masks: the API key and the credentials in `headers`; each
         # request adds its access tokens, its own credentials and its proxy's.
         self._secrets: list[str | None] = [refresh_token, *_credentials_in(checked)]
         # What every request sends but the access token, in the order of `headers`.
-        self._base_headers = _Headers(
-            [
-                ("Accept-Version", self.api_version),
-                ("User-Agent", self.user_agent),
-            ]
-            + _TRANSPORT_HEADERS
-            + checked
-        )
+        ours = [("Accept-Version", self.api_version), ("User-Agent", self.user_agent)]
+        self._base_headers = _Headers(ours + _TRANSPORT_HEADERS + checked)
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         # How many refreshes failed, the last error and the settings it failed with.
         self._failed_refresh: tuple[int, Any, Any] = (0, None, None)
@@ -325,19 +307,14 @@ class Connection:
         """
         options = None
         try:
-            options = _Options(
-                timeout,
-                verify,
-                proxies,
-                stream,
-                allow_redirects,
-                self._secrets + [self.access_token],
-            )
+            secrets = self._secrets + [self.access_token]
+            options = _Options(secrets, timeout, verify, proxies)
+            options.stream, options.allow_redirects = bool(stream), bool(allow_redirects)
             return self._request(method, path, headers, params, data, json, options)
         except (RequestException, ValueError, TypeError) as exc:
             # This frame is the one the error keeps (see _mask_error): none of the caller's
             # credentials (or other values) in its locals.
-            headers = params = data = json = proxies = None
+            headers = params = data = json = proxies = secrets = None
             raise _mask_error(exc, options.secrets + [self.access_token] if options else ())
 
     def _request(
@@ -358,12 +335,27 @@ class Connection:
         target = "/" + _requote(path.partition("#")[0].lstrip("/"))
         query = _encode_query(params) if params else ""
         if query:
-            target += (
-                query if target.endswith(("?", "&")) else ("&" if "?" in target else "?") + query
-            )
+            target += ("" if target.endswith(("?", "&")) else "&" if "?" in target else "?") + query
         extra = _check_headers(headers, allow_none=True)
         options.secrets += _credentials_in(extra)
         body, content_type = _encode_body(data, json)  # last: it may read a file
+
+        def send(token: "str | None") -> "Response":
+            # The stale token stays listed after a refresh: a redirect may still echo it.
+            if token not in options.secrets:
+                options.secrets.append(token)
+            merged = self._base_headers.copy()
+            if "Authorization" not in merged:
+                merged["Authorization"] = f"Bearer {token}"
+            for name, value in extra:
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            if content_type and "Content-Type" not in merged:
+                merged["Content-Type"] = content_type
+            request = _Request(method, self._origin, target, merged, body)
+            return _send_following_redirects(request, options)
 
         token, expiry = self._token
         if self._refresh_token is not None and (
@@ -371,14 +363,11 @@ class Connection:
         ):
             _debug("The access token is %s: refreshing it first", "expired" if token else "missing")
             token = self._refresh(token, options)
-        response = self._send_with_token(method, target, extra, body, content_type, token, options)
+        response = send(token)
         if response.status_code == 401 and self._refresh_token and response._credentials_sent:
             _debug("401 for %s %s: refreshing the access token and sending it again", method, path)
             response._discard()
-            token = self._refresh(token, options)
-            response = self._send_with_token(
-                method, target, extra, body, content_type, token, options
-            )
+            response = send(self._refresh(token, options))
         if response.status_code >= 400:
             raise _http_error(response, options.secrets)
         return response
@@ -393,7 +382,7 @@ class Connection:
             ValueError: if the connection has no refresh token (nothing is sent), or the
                 Xanadu Cloud returned an invalid access token response
         """
-        options = _Options(secrets=self._secrets + [self.access_token])
+        options = _Options(self._secrets + [self.access_token])
         try:
             with self._refresh_lock():
                 self._update_access_token(options)
@@ -464,33 +453,6 @@ class Connection:
         name = type(self).__name__
         return f"<{name}: refresh_token={refresh}, access_token={access}, url={self.url()}>"
 
-    def _send_with_token(
-        self,
-        method: str,
-        target: str,
-        extra: "list[tuple[str, str | None]]",
-        body: "bytes | None",
-        content_type: "str | None",
-        token: "str | None",
-        options: "_Options",
-    ) -> "Response":
-        """Sends a request with ``token`` and the per-request headers ``extra``."""
-        # The stale token stays listed after a refresh: a redirect may still echo it.
-        if token not in options.secrets:
-            options.secrets.append(token)
-        headers = self._base_headers.copy()
-        if "Authorization" not in headers:
-            headers["Authorization"] = f"Bearer {token}"
-        for name, value in extra:
-            if value is None:
-                headers.pop(name, None)
-            else:
-                headers[name] = value
-        if content_type and "Content-Type" not in headers:
-            headers["Content-Type"] = content_type
-        request = _Request(method, self._origin, target, headers, body)
-        return _send_following_redirects(request, options)
-
     def _refresh(self, stale: "str | None", options: "_Options") -> "str | None":
         """Replaces the access token ``stale``; threads that saw it share one token request and
         its token or error (N threads must not wait N timeouts), none longer than its timeout."""
@@ -537,16 +499,11 @@ class Connection:
         key = _encode_pairs([("", self._refresh_token)])[1:]  # "/" as "%2F": a server may echo it
         options.secrets.append(key)
         body = f"grant_type=refresh_token&refresh_token={key}&client_id=public".encode("ascii")
-        headers = _Headers(
-            [("User-Agent", self.user_agent)]
-            + _TRANSPORT_HEADERS
-            + [("Content-Type", "application/x-www-form-urlencoded")]
-        )
+        form = [("Content-Type", "application/x-www-form-urlencoded")]
+        headers = _Headers([("User-Agent", self.user_agent)] + _TRANSPORT_HEADERS + form)
         # The refresh token never follows a redirect: it is the key to the account. The
         # secrets are shared: the caller masks its error with the proxy's credentials too.
-        options = _Options(
-            options.timeouts, options.verify, options.proxies, False, False, options.secrets
-        )
+        options = _Options(options.secrets, options.timeouts, options.verify, options.proxies)
         if _log_enabled():
             _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
         request = _Request("POST", self._origin, _TOKEN_PATH, headers, body)
@@ -1143,13 +1100,7 @@ class _Options:
     __slots__ = ("allow_redirects", "proxies", "secrets", "stream", "timeouts", "verify")
 
     def __init__(
-        self,
-        timeout: "Any" = 10,
-        verify: "Any" = True,
-        proxies: "Any" = None,
-        stream: bool = False,
-        allow_redirects: bool = True,
-        secrets: "list[str | None] | None" = None,
+        self, secrets: "list[Any]", timeout: "Any" = 10, verify: "Any" = True, proxies: "Any" = None
     ) -> None:
         self.timeouts = _check_timeout(timeout)
         try:
@@ -1163,10 +1114,10 @@ class _Options:
                 f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
             )
         self.proxies = proxies
-        self.stream, self.allow_redirects = bool(stream), bool(allow_redirects)
+        self.stream = self.allow_redirects = False  # a token request's; request() sets its own
         # What the request's errors and the URLs a server sends back (a Location may echo
         # one) mask: see _mask_error; each token sent and the proxy's credentials are added to it.
-        self.secrets: list[str | None] = [] if secrets is None else secrets
+        self.secrets: list[str | None] = secrets
 
 
 def _valid_host(host: str) -> bool:
@@ -2694,14 +2645,8 @@ def _with_requests_class(cls: "type") -> "type":
     mixed = _REQUESTS_CLASSES.get(cls)
     if mixed is None:
         exceptions = sys.modules["requests.exceptions"]
-        theirs = next(
-            (
-                getattr(exceptions, base.__name__)
-                for base in cls.__mro__
-                if base.__module__ == __name__ and hasattr(exceptions, base.__name__)
-            ),
-            None,
-        )
+        names = [base.__name__ for base in cls.__mro__ if base.__module__ == __name__]
+        theirs = next((getattr(exceptions, n) for n in names if hasattr(exceptions, n)), None)
         if theirs is None or issubclass(cls, theirs):
             return cls
         # request: what requests' errors carry beside response; pickled as cls, which has
