@@ -1848,7 +1848,7 @@ _Request = namedtuple("_Request", "method origin target headers body")
 def _send_once(request: "_Request", options: "_Options") -> "Response":
     """Sends one request over a pooled or a new socket and returns its :class:`Response`; a
     pooled socket found dead sends it again on a new one, but never a POST or PATCH twice."""
-    method, origin, target, _, body = request
+    method, origin, target, _, _ = request
     proxy_url, proxy_source = _proxy_url(origin, options.proxies)
     proxy = _proxy(proxy_url) if proxy_url else None
     if proxy is not None and proxy.secrets and proxy.secrets[0] not in options.secrets:
@@ -1878,7 +1878,7 @@ def _send_once(request: "_Request", options: "_Options") -> "Response":
         elif logging_on:
             _debug("Reusing a kept-alive connection for %s", label)
         try:
-            response = _roundtrip(conn, head, body, method, url, label, options)
+            response = _roundtrip(conn, request, head, url, label, options)
             break
         except _StaleSocket as exc:
             conn.close()
@@ -1934,16 +1934,11 @@ def _serialize(request: "_Request", proxy: "_Proxy | None") -> bytes:
 
 
 def _roundtrip(
-    conn: "_Socket",
-    head: bytes,
-    body: "bytes | None",
-    method: str,
-    url: str,
-    label: str,
-    options: "_Options",
+    conn: "_Socket", request: "_Request", head: bytes, url: str, label: str, options: "_Options"
 ) -> "Response":
     """Sends a request on ``conn`` and returns its :class:`Response` (read whole unless
     ``options.stream``); :class:`_StaleSocket` if it failed before a byte came back."""
+    method, body = request.method, request.body
     sent = True
     try:
         # A pooled socket still has the read timeout of the request that opened it; setting
@@ -2445,11 +2440,7 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
         method, origin, target, headers, body = request
         response._credentials_sent = credentials_sent
         location = response.headers.get("Location")
-        if (
-            not options.allow_redirects
-            or response.status_code not in _REDIRECT_CODES
-            or not location
-        ):
+        if not (options.allow_redirects and response.status_code in _REDIRECT_CODES and location):
             return response
         response._discard()
         from urllib.parse import urljoin
@@ -2480,9 +2471,8 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
         if response.status_code not in (307, 308):
             headers.pop("Content-Type", None)
             body = None
-        request = _Request(
-            _redirect_method(response.status_code, method), next_origin, target, headers, body
-        )
+        method = _redirect_method(response.status_code, method)
+        request = _Request(method, next_origin, target, headers, body)
     raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
 
 
@@ -2615,10 +2605,8 @@ def _mask_error(error: "_Error", secrets: "Iterable[str | None]") -> "_Error":
         )
         response = getattr(item, "response", None)
         if isinstance(response, Response):
-            response.reason, response.url = (
-                _masked(response.reason, tokens),
-                _masked(response.url, tokens),
-            )
+            response.reason = _masked(response.reason, tokens)
+            response.url = _masked(response.url, tokens)
             for name, value in list(response.headers.items()):
                 response.headers[name] = _masked(value, tokens)
             if response._content is not None:
