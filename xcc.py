@@ -1918,10 +1918,9 @@ def _serialize(request: "_Request", proxy: "_Proxy | None") -> bytes:
     lines = [f"{method} {target} HTTP/1.1"]
     if "Host" not in headers:
         authority = _netloc(host, port)
-        lines.append(
-            "Host: "
-            + (authority.rsplit(":", 1)[0] if port == _DEFAULT_PORTS[scheme] else authority)
-        )
+        if port == _DEFAULT_PORTS[scheme]:  # left out, as browsers and requests send it
+            authority = authority.rsplit(":", 1)[0]
+        lines.append("Host: " + authority)
     lines.extend(f"{name}: {value}" for name, value in headers._fields.values())
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
