@@ -1509,9 +1509,8 @@ class _Pool:
 
     def get(self, key: "_Key") -> "_Socket | None":
         """Returns an idle connection for ``key`` that is still open, or ``None``."""
-        self._check_fork()
         while True:
-            with self._lock:
+            with self._locked():
                 idle = self._idle.get(key)
                 if not idle:
                     return None
@@ -1531,13 +1530,12 @@ class _Pool:
 
     def put(self, conn: "_Socket") -> None:
         """Keeps ``conn`` for reuse, or closes it if its server has enough idle sockets."""
-        self._check_fork()
-        if conn.pid != self._pid:
+        if conn.pid != os.getpid():  # opened by the parent process
             conn.close()
             return
         now = time.monotonic()
         dropped: list[_Socket] = []
-        with self._lock:
+        with self._locked():
             idle = self._idle.get(conn.key)
             new_server = idle is None
             if idle is None:
@@ -1561,8 +1559,7 @@ class _Pool:
     def drop(self, key: "_Key") -> None:
         """Closes ``key``'s idle sockets after one received bytes nobody asked for: the others may
         hold such bytes too, not yet arrived, that would be read as the next request's answer."""
-        self._check_fork()
-        with self._lock:
+        with self._locked():
             idle = self._idle.pop(key, [])
         _debug(
             "Stray bytes after a response: closing the %d idle connections to %s",
@@ -1574,8 +1571,7 @@ class _Pool:
 
     def close(self, origin: "_Origin") -> None:
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
-        self._check_fork()
-        with self._lock:
+        with self._locked():
             keys = [key for key in self._idle if key[0] == origin]
             conns = [conn for key in keys for _, conn in self._idle.pop(key)]
         for conn in conns:
@@ -1605,18 +1601,18 @@ class _Pool:
                 del self._idle[key]
         return dropped
 
-    def _check_fork(self) -> None:
-        """In a child process, forgets the parent's sockets and lock."""
-        if self._pid == os.getpid():
-            return
-        # The parent's lock may have been held by another of its threads at the fork.
-        # Closing the inherited sockets here only closes this process's descriptors.
-        inherited, self._idle = self._idle, OrderedDict()
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        for conns in inherited.values():
-            for _, conn in conns:
-                conn.close()
+    def _locked(self) -> "threading.Lock":
+        """Returns the lock; first, in a child process, forgets the parent's sockets and lock."""
+        if self._pid != os.getpid():
+            # The parent's lock may have been held by another of its threads at the fork.
+            # Closing the inherited sockets here only closes this process's descriptors.
+            inherited, self._idle = self._idle, OrderedDict()
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+            for conns in inherited.values():
+                for _, conn in conns:
+                    conn.close()
+        return self._lock
 
 
 _POOL = _Pool()
