@@ -1522,10 +1522,8 @@ class _Pool:
                 conn.close()
                 self.drop(key)
                 continue
-            _debug(
-                "Dropping a kept-alive connection %s",
-                "idle for too long" if too_old else "that the server closed while idle",
-            )
+            why = "idle for too long" if too_old else "that the server closed while idle"
+            _debug("Dropping a kept-alive connection %s", why)
             conn.close()
 
     def put(self, conn: "_Socket") -> None:
@@ -1557,16 +1555,10 @@ class _Pool:
             old.close()
 
     def drop(self, key: "_Key") -> None:
-        """Closes ``key``'s idle sockets after one received bytes nobody asked for: the others may
-        hold such bytes too, not yet arrived, that would be read as the next request's answer."""
+        """Closes ``key``'s idle sockets after one received bytes nobody asked for."""
         with self._locked():
-            idle = self._idle.pop(key, [])
-        _debug(
-            "Stray bytes after a response: closing the %d idle connections to %s",
-            len(idle),
-            _url(key[0], ""),
-        )
-        for _, conn in idle:
+            conns = self._take_stray(key)
+        for conn in conns:
             conn.close()
 
     def close(self, origin: "_Origin") -> None:
@@ -1577,28 +1569,32 @@ class _Pool:
         for conn in conns:
             conn.close()
 
+    def _take_stray(self, key: "_Key") -> "list[_Socket]":
+        """Takes out and returns ``key``'s idle sockets (the caller holds the lock) after one held
+        bytes nobody asked for: the others may hold such bytes too, not yet arrived, that would be
+        read as the next request's answer."""
+        conns = [conn for _, conn in self._idle.pop(key, [])]
+        message = "Stray bytes after a response: closing the %d idle connections to %s"
+        _debug(message, len(conns), _url(key[0], ""))
+        return conns
+
     def _sweep(self, now: float) -> "list[_Socket]":
         """Takes out and returns the idle sockets of any server that idled too long or that their
         server closed (the caller holds the lock), so that none stays open until asked again."""
         self._next_sweep = now + _SWEEP_SECONDS
         dropped: list[_Socket] = []
         for key, idle in list(self._idle.items()):
-            kept: list[tuple[float, _Socket]] = []
-            gone: list[tuple[float, _Socket]] = []
-            for since, conn in idle:
-                fresh = now - since < _MAX_IDLE_SECONDS and conn.alive()
-                (kept if fresh else gone).append((since, conn))
-            if any(conn.holds_stray_bytes() for _, conn in gone):  # as drop() says
-                _debug(
-                    "Stray bytes after a response: closing the idle connections to %s",
-                    _url(key[0], ""),
-                )
-                gone, kept = gone + kept, []
-            dropped.extend(conn for _, conn in gone)
-            if kept:
-                self._idle[key] = kept
+            live = {
+                conn for since, conn in idle if now - since < _MAX_IDLE_SECONDS and conn.alive()
+            }
+            gone = [conn for _, conn in idle if conn not in live]
+            if any(conn.holds_stray_bytes() for conn in gone):
+                gone = self._take_stray(key)
+            elif live:
+                idle[:] = [(since, conn) for since, conn in idle if conn in live]
             else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
                 del self._idle[key]
+            dropped.extend(gone)
         return dropped
 
     def _locked(self) -> "threading.Lock":
