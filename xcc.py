@@ -1660,13 +1660,15 @@ class _Socket:
             if context is not None:
                 if proxy is not None:
                     _tunnel(sock, host, port, proxy, deadline)
-                sock = _wrap_tls(sock, key[0], context, deadline, label)
+                # One timeout for the whole handshake: CPython's ssl module waits for it as a
+                # deadline (bpo-23853), however slowly the server sends it.
+                sock.settimeout(_remaining(deadline))
+                sock = _wrap_tls(sock, host, context, label)
             sock.settimeout(read_timeout)
-        except RequestException:
+        except (OSError, ValueError) as exc:  # a RequestException is an OSError
             sock.close()
-            raise
-        except (OSError, ValueError) as exc:
-            sock.close()
+            if isinstance(exc, RequestException):
+                raise
             raise _socket_error(exc, label, connecting=True) from exc
         return cls(key, sock)
 
@@ -1739,19 +1741,12 @@ def _tunnel(
 
 
 def _wrap_tls(
-    sock: "socket.socket",
-    origin: "_Origin",
-    context: "ssl.SSLContext",
-    deadline: "float | None",
-    label: str,
+    sock: "socket.socket", host: str, context: "ssl.SSLContext", label: str
 ) -> "ssl.SSLSocket":
-    """Returns ``sock`` wrapped in TLS for the host of ``origin``, verified by ``context``."""
+    """Returns ``sock`` wrapped in TLS for ``host``, verified by ``context``, within the timeout
+    that ``sock`` has."""
     import ssl
 
-    _, host, _ = origin
-    # One timeout for the whole handshake: CPython's ssl module waits for it as a deadline
-    # (bpo-23853), however slowly the server sends it.
-    sock.settimeout(_remaining(deadline))
     try:
         sock = context.wrap_socket(sock, server_hostname=host)
     except (ssl.SSLError, ssl.CertificateError) as exc:
