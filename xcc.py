@@ -1757,16 +1757,12 @@ def _wrap_tls(
     if _log_enabled():
         certificate: dict[str, Any] | None = sock.getpeercert()
         if certificate:
-            _debug(
-                "%s with %r: certificate of %s, issued by %s, valid until %s",
-                sock.version(),
-                host,
-                _distinguished_name(certificate["subject"]),
-                _distinguished_name(certificate["issuer"]),
-                _utc(ssl.cert_time_to_seconds(certificate["notAfter"])),
-            )
+            subject, issuer = (_distinguished_name(certificate[n]) for n in ("subject", "issuer"))
+            expiry = _utc(ssl.cert_time_to_seconds(certificate["notAfter"]))
+            seen = f"certificate of {subject}, issued by {issuer}, valid until {expiry}"
         else:  # the ssl module decodes only a certificate that it verified
-            _debug("%s with %r: certificate not verified (verify=False)", sock.version(), host)
+            seen = "certificate not verified (verify=False)"
+        _debug("%s with %r: %s", sock.version(), host, seen)
     return sock
 
 
