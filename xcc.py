@@ -1808,17 +1808,14 @@ def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
     if code in _NAME_MISMATCH:
         return SSLError(failed)
     clock = f"this machine's clock says {_utc(time.time())}"
-    advice = _CA_ADVICE.format(_VERIFY_ADVICE)
     if code in (_EXPIRED, _NOT_YET_VALID):
         return SSLError(f"{failed}; {clock}")
-    if code is None:  # Python 3.6
-        return SSLError(
-            f"{failed}: its issuer may not be trusted here, or it has expired or is not valid"
-            f" yet ({clock}); {advice}"
-        )
+    if code is None:  # Python 3.6: any of the causes
+        failed += ": its issuer may not be trusted here, or it has expired or is not valid yet"
+        failed += f" ({clock})"
     # An unknown issuer or a self-signed certificate (codes 2, 18-21), or a cause not named
     # above: the advice that was always given.
-    return SSLError(f"{failed}; {advice}")
+    return SSLError(f"{failed}; {_CA_ADVICE.format(_VERIFY_ADVICE)}")
 
 
 # --------------------------------------------- writing the request, reading the response
