@@ -946,10 +946,8 @@ def _check_token(name: str, token: object) -> "str | None":
         return None
     token = _require(token, str, f"The {name} must be a string")
     if not _CONTROL_CHARS.isdisjoint(token) or max(token) > "\xff":
-        raise ValueError(
-            f"The {name} cannot be sent in a header: it holds a control character (such as"
-            " CR, LF, NUL or a tab) or a character outside Latin-1"
-        )
+        held = "a control character (such as CR, LF, NUL or a tab) or a character outside Latin-1"
+        raise ValueError(f"The {name} cannot be sent in a header: it holds {held}")
     return token
 
 
@@ -970,29 +968,26 @@ def _check_headers(headers: "Any", allow_none: bool) -> "list[tuple[str, Any]]":
         raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
     checked: list[tuple[str, Any]] = []
     for name, value in headers.items():
-        removed = value is None and allow_none
-        name, value = _check_header(name, "" if removed else value)
-        if name.lower() == "transfer-encoding" and not removed:
+        name = _require(name, str, "A header name must be a string")
+        if not name or not _TOKEN_CHARS.issuperset(name):
+            raise ValueError(f"Invalid header name {name!r}")
+        if value is None and allow_none:
+            checked.append((name, None))
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        value = _require(value, str, f"Header {name!r} must be a string or bytes")
+        # A control character could start a new header or request (RFC 9110 §5.5); the
+        # value is never shown: it may be a secret.
+        if not _FIELD_CONTROL_CHARS.isdisjoint(value):
+            raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
+        if value and max(value) > "\xff":
+            raise ValueError(f"Header {name!r} holds a character outside Latin-1")
+        if name.lower() == "transfer-encoding":
             raise ValueError("The Transfer-Encoding header is not supported: bodies are sent whole")
-        if removed or name.lower() != "content-length":
-            checked.append((name, None if removed else value))
+        if name.lower() != "content-length":
+            checked.append((name, value.strip(" \t")))
     return checked
-
-
-def _check_header(name: object, value: object) -> "tuple[str, str]":
-    """Returns a header as ``(name, value)`` strings, refusing a control character, which could
-    start a new header or request (RFC 9110 §5.5); never shows the value: it may be a secret."""
-    name = _require(name, str, "A header name must be a string")
-    if not name or not _TOKEN_CHARS.issuperset(name):
-        raise ValueError(f"Invalid header name {name!r}")
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = _require(value, str, f"Header {name!r} must be a string or bytes")
-    if not _FIELD_CONTROL_CHARS.isdisjoint(value):
-        raise ValueError(f"Header {name!r} holds a control character such as CR, LF or NUL")
-    if value and max(value) > "\xff":
-        raise ValueError(f"Header {name!r} holds a character outside Latin-1")
-    return name, value.strip(" \t")
 
 
 def _requote(path: str) -> str:
@@ -1041,10 +1036,9 @@ def _encode_query(params: "str | bytes | _Pairs") -> str:
     try:
         return _encode_pairs(params)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            "params must be a mapping or a sequence of (key, value) pairs, not"
-            f" {type(params).__name__}"  # not its value: it may hold an API key
-        ) from exc
+        wanted = "a mapping or a sequence of (key, value) pairs"
+        # Its type, not its value: it may hold an API key.
+        raise TypeError(f"params must be {wanted}, not {type(params).__name__}") from exc
 
 
 def _encode_body(data: "Any", json_body: "Any") -> "tuple[bytes | None, str | None]":
@@ -1106,13 +1100,11 @@ class _Options:
         try:
             self.verify = verify if isinstance(verify, (bool, str)) else os.fspath(verify)
         except TypeError as exc:
-            raise TypeError(
-                f"verify must be True, False or the path of a CA bundle, not {verify!r}"
-            ) from exc
+            wanted = "True, False or the path of a CA bundle"
+            raise TypeError(f"verify must be {wanted}, not {verify!r}") from exc
         if proxies is not None and not hasattr(proxies, "get"):  # a list may hold a password
-            raise TypeError(
-                f"proxies must be a mapping such as {{'https': URL}}, not {type(proxies).__name__}"
-            )
+            kind = type(proxies).__name__
+            raise TypeError(f"proxies must be a mapping such as {{'https': URL}}, not {kind}")
         self.proxies = proxies
         self.stream = self.allow_redirects = False  # a token request's; request() sets its own
         # What the request's errors and the URLs a server sends back (a Location may echo
@@ -1313,20 +1305,17 @@ class _Proxy:
         except ValueError:
             unreadable = True
         if unreadable:
-            raise ProxyError(
-                "Invalid proxy URL: it is not http://[user:password@]host[:port] (percent-encode"
-                " any '#', '/', '?' or '@' in the user name or password); it is not shown, as"
-                " it may hold a password"
-            ) from None
-        self.display = f"{scheme}://{_netloc(self.host or '', self.port)}"
-        self.key = (self.display, object())  # one per proxy URL, as _proxy() caches them
+            form = "http://[user:password@]host[:port]"
+            fix = "percent-encode any '#', '/', '?' or '@' in the user name or password"
+            hidden = "it is not shown, as it may hold a password"
+            raise ProxyError(f"Invalid proxy URL: it is not {form} ({fix}); {hidden}") from None
+        self.display = display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        self.key = (display, object())  # one per proxy URL, as _proxy() caches them
         if scheme != "http":
-            raise ProxyError(
-                f"Proxy {self.display} is not supported: only http:// proxies are (the tunnel"
-                " to the server is encrypted end to end through them)"
-            )
+            why = "the tunnel to the server is encrypted end to end through them"
+            raise ProxyError(f"Proxy {display} is not supported: only http:// proxies are ({why})")
         if not self.host:
-            raise ProxyError(f"Invalid proxy URL: no host in {self.display}")
+            raise ProxyError(f"Invalid proxy URL: no host in {display}")
         self.authorization = None
         if parts.username is not None:
             import base64
@@ -1345,8 +1334,7 @@ _PROXIES: "dict[str, _Proxy]" = {}
 def _proxy(url: str) -> "_Proxy":
     """Returns the parsed :class:`_Proxy` for a proxy URL, kept for the last
     :data:`_MAX_CACHED` URLs: a dropped one takes its credentials with it."""
-    proxy: _Proxy = _cached(_PROXIES, url, lambda: _Proxy(url))
-    return proxy
+    return _cached(_PROXIES, url, lambda: _Proxy(url))
 
 
 # ----------------------------------------------------------------------- the TLS context
@@ -1371,7 +1359,7 @@ def _ssl_context(verify: "_Verify") -> "tuple[_Verify, ssl.SSLContext]":
     return verify, _cached(_SSL_CONTEXTS, key, lambda: _new_ssl_context(verify, source))
 
 
-def _cached(cache: "dict[Any, Any]", key: object, make: "Callable[[], Any]") -> "Any":
+def _cached(cache: "dict[Any, _T]", key: object, make: "Callable[[], _T]") -> "_T":
     """Returns ``cache[key]``, made by ``make()`` if missing, keeping the last :data:`_MAX_CACHED`
     keys used. No lock: each step is atomic under the GIL; two threads may both make a value."""
     value = cache.pop(key, None)  # and put back last: dicts keep their insertion order
@@ -1403,15 +1391,13 @@ def _ca_source(verify: "_Verify") -> str:
         return f"the CA bundle {verify!r}, from {source}"
     import ssl
 
+    def found(kind: str, path: "str | None", variable: str) -> "list[str]":
+        given = f" (from {variable})" if variable in os.environ else ""
+        return [f"{kind} {path!r}{given}"] if path else []
+
     paths = ssl.get_default_verify_paths()
-    chosen = [
-        f"{name} {path!r}" + (f" (from {variable})" if variable in os.environ else "")
-        for name, path, variable in (
-            ("file", paths.cafile, paths.openssl_cafile_env),
-            ("directory", paths.capath, paths.openssl_capath_env),
-        )
-        if path
-    ]
+    chosen = found("file", paths.cafile, paths.openssl_cafile_env)
+    chosen += found("directory", paths.capath, paths.openssl_capath_env)
     if sys.platform == "win32":
         chosen.append("the Windows certificate store")
     return "the system's CAs: " + (", ".join(chosen) or "none found")
