@@ -1189,13 +1189,12 @@ def _bypass_proxy(host: str, port: int, no_proxy: str) -> "str | None":
         entry = entry.strip()
         if entry == "*":
             return entry
+        name, entry_port = entry, ""  # no port: a host, or a bare IPv6 address or range
         if entry.startswith("["):
             name, _, rest = entry[1:].partition("]")
             entry_port = rest[1:] if rest.startswith(":") else ""
         elif entry.count(":") == 1:
             name, _, entry_port = entry.partition(":")
-        else:
-            name, entry_port = entry, ""  # a bare IPv6 address or range
         try:
             if not name or entry_port and int(entry_port) != port:
                 continue
