@@ -1135,17 +1135,16 @@ def _split_url(url: str) -> "tuple[_Origin, str]":
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    scheme = parts.scheme  # lower-cased by urlsplit
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:  # urlsplit lower-cases a scheme
         raise ValueError(f"not an http or https URL: {url!r}")
     if parts.port == 0:  # "h:0" is not "h" (urlsplit gives 0 for it)
         raise ValueError(f"invalid port 0 in {url!r}")
-    port = parts.port or _DEFAULT_PORTS[scheme]
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
     host = parts.hostname.encode("idna").decode("ascii")  # a UnicodeError is a ValueError
     if not _valid_host(host):  # the idna codec lets spaces and control characters through
         raise ValueError(f"invalid host {host!r}")
     target = _requote(parts.path or "/") + ("?" + _requote(parts.query) if parts.query else "")
-    return (scheme, host, port), target
+    return (parts.scheme, host, port), target
 
 
 # -------------------------------------------------------------------- choosing the proxy
@@ -1298,7 +1297,6 @@ class _Proxy:
             parts = urlsplit(url if "://" in url else "http://" + url)
             if "@" in url:  # urllib.parse keeps the last URLs it split, password and all
                 clear_cache()
-            scheme = parts.scheme.lower()
             self.host, self.port = parts.hostname, parts.port or 80
             unreadable = "@" in parts.path + parts.query + parts.fragment
         except ValueError:
@@ -1308,9 +1306,9 @@ class _Proxy:
             fix = "percent-encode any '#', '/', '?' or '@' in the user name or password"
             hidden = "it is not shown, as it may hold a password"
             raise ProxyError(f"Invalid proxy URL: it is not {form} ({fix}); {hidden}") from None
-        self.display = display = f"{scheme}://{_netloc(self.host or '', self.port)}"
+        self.display = display = f"{parts.scheme}://{_netloc(self.host or '', self.port)}"
         self.key = (display, object())  # one per proxy URL, as _proxy() caches them
-        if scheme != "http":
+        if parts.scheme != "http":  # lower-cased by urlsplit
             why = "the tunnel to the server is encrypted end to end through them"
             raise ProxyError(f"Proxy {display} is not supported: only http:// proxies are ({why})")
         if not self.host:
