@@ -2548,6 +2548,10 @@ def _mask_error(error: "_Error", secrets: "Iterable[str | None]") -> "_Error":
     tokens = [secret for secret in secrets if secret]
     # A body is masked as Latin-1, which maps each byte to one character and back.
     body_tokens = [secret.encode("utf-8").decode("latin-1") for secret in tokens]
+
+    def masked_body(data: bytes) -> bytes:
+        return _masked(data.decode("latin-1"), body_tokens).encode("latin-1")
+
     here = _mask_error.__code__.co_filename
     pending: list[BaseException | None] = [error]
     chain: list[BaseException] = []
@@ -2557,27 +2561,20 @@ def _mask_error(error: "_Error", secrets: "Iterable[str | None]") -> "_Error":
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
-        if item.__traceback__ is not None:
-            if item.__traceback__.tb_frame.f_code.co_filename != here:
-                continue
-            chain.append(item)
+        if item.__traceback__ and item.__traceback__.tb_frame.f_code.co_filename != here:
+            continue
+        chain.append(item)
         # An OSError with an errno keeps its numbers: only its strings are the server's.
-        item.args = tuple(
-            _masked(arg, tokens) if isinstance(arg, str) else arg for arg in item.args
-        )
+        item.args = tuple(_masked(a, tokens) if isinstance(a, str) else a for a in item.args)
         response = getattr(item, "response", None)
         if isinstance(response, Response):
             response.reason = _masked(response.reason, tokens)
             response.url = _masked(response.url, tokens)
-            for name, value in list(response.headers.items()):
-                response.headers[name] = _masked(value, tokens)
+            response.headers.update([(n, _masked(v, tokens)) for n, v in response.headers.items()])
             if response._content is not None:
-                text = _masked(response._content.decode("latin-1"), body_tokens)
-                response._content = text.encode("latin-1")
+                response._content = masked_body(response._content)
             start, rest = response._peeked  # what was read of a long streamed error body
-            if start:
-                text = _masked(start.decode("latin-1"), body_tokens)
-                response._peeked = (text.encode("latin-1"), rest)
+            response._peeked = (masked_body(start), rest)
         pending.extend((item.__cause__, item.__context__))
     # Last: on PyPy, an exception caught meanwhile (in re, say) gives the one being handled
     # its traceback back.
@@ -2621,9 +2618,8 @@ def _jwt_expiry(token: str) -> "float | None":
         return None
     # The claim is the server's word: NaN, infinities and years past 9999 would make the
     # comparisons and time.gmtime() fail, so such a token is judged by the server instead.
-    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
-        return None
-    return expiry if 0 <= expiry < _MAX_EXPIRY else None
+    number = isinstance(expiry, (int, float)) and not isinstance(expiry, bool)
+    return expiry if number and 0 <= expiry < _MAX_EXPIRY else None
 
 
 # ------------------------------------------------------------------------------ settings
