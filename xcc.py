@@ -2685,9 +2685,8 @@ def _load_settings() -> "dict[str, Any]":
             continue
         # A value is never shown, not even in a chained cause: a line that lost its line
         # break runs on into the next one ("XANADU_CLOUD_TLS=falseXANADU_CLOUD_REFRESH_...").
-        raise ValueError(
-            f"{name} (from {source}) is not {what} (its value is not shown: it may hold a token)"
-        )
+        message = f"{name} (from {source}) is not {what}"
+        raise ValueError(f"{message} (its value is not shown: it may hold a token)")
     return settings
 
 
@@ -2767,13 +2766,10 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     request.add_argument("method", help="HTTP method, such as GET")
     request.add_argument("path", help="request path, such as /devices")
     request.add_argument("--json", metavar="BODY", help="JSON request body")
-    for option, metavar, what in [
-        ("--param", "KEY=VALUE", "a query parameter, percent-encoded for you"),
-        ("--header", "NAME:VALUE", "a header field, such as 'Accept: application/json'"),
-    ]:
-        request.add_argument(
-            option, action="append", default=[], metavar=metavar, help=f"{what} (repeatable)"
-        )
+    param = "a query parameter, percent-encoded for you (repeatable)"
+    request.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=param)
+    header = "a header field, such as 'Accept: application/json' (repeatable)"
+    request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help=header)
     return parser
 
 
@@ -2795,9 +2791,8 @@ def _seconds(text: str) -> float:
             return float(text)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a number of seconds above 0 and at most {_MAX_TIMEOUT}"
-    )
+    wanted = f"a number of seconds above 0 and at most {_MAX_TIMEOUT}"
+    raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
 
 
 def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict[str, Any]]":
@@ -2829,29 +2824,24 @@ def _error_line(exc: Exception, method: str, connection: "Connection | None") ->
     """Returns the one line for ``exc`` of a ``method`` request on ``connection`` (``None``: not
     made): the server's answer to which request, a validation error's fields, what to do."""
     message = str(exc)
-    response = exc.response if isinstance(exc, HTTPError) else None
-    if response is not None:
+    if isinstance(exc, HTTPError) and exc.response is not None:
         from urllib.parse import urlsplit
 
-        if _json_object(response).get("code") == "validation-error":
-            message = str(_http_error(response, named=True))
-        path = urlsplit(response.url).path
+        if _json_object(exc.response).get("code") == "validation-error":
+            message = str(_http_error(exc.response, named=True))
+        path = urlsplit(exc.response.url).path
         method = "POST" if path == _TOKEN_PATH else method  # the token refresh failed
-        message = f"{response.status_code} {method} {path}: {message}"
+        message = f"{exc.response.status_code} {method} {path}: {message}"
     # A server's words (a reason, a detail) reach the terminal: never its escapes.
     message = _printable(" ".join(message.split())) or type(exc).__name__
     if connection is None and message == _NO_TOKEN:  # the settings hold none: say where to set one
-        message += (
-            " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
-            f" {_settings_path()}."
-        )
+        message += " Set XANADU_CLOUD_REFRESH_TOKEN to your API key, in the environment or in"
+        message += f" {_settings_path()}."
     if isinstance(exc, SSLError):  # the command line has no verify=, only the variables
         message = message.replace(_VERIFY_ADVICE, "")
     elif isinstance(exc, ConnectionError) and getattr(connection, "host", "") == _DEFAULT_HOST:
-        message += (
-            " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
-            " serves a stand-in for it on this machine."
-        )
+        message += " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
+        message += " serves a stand-in for it on this machine."
     return message
 
 
