@@ -2528,12 +2528,11 @@ def _credentials_in(headers: "Iterable[tuple[str, str | None]]") -> "list[str]":
 
         try:
             raw = base64.b64decode(credentials, validate=True)
-        except ValueError:  # binascii.Error: not Base64
-            continue
-        try:
             decoded = raw.decode("utf-8")
         except UnicodeDecodeError:  # encoded as Latin-1, as requests does first
             decoded = raw.decode("latin-1")
+        except ValueError:  # binascii.Error: not Base64 (UnicodeDecodeError is a ValueError too)
+            continue
         forms += [decoded, decoded.partition(":")[2]]
     return forms
 
@@ -2612,8 +2611,7 @@ def _jwt_expiry(token: str) -> "float | None":
 
     try:
         payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        expiry = claims["exp"]
+        expiry = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
     except (IndexError, KeyError, TypeError, ValueError, RecursionError):  # nested too deep
         return None
     # The claim is the server's word: NaN, infinities and years past 9999 would make the
