@@ -2635,34 +2635,28 @@ def _settings_path() -> str:
     return os.path.join(base, "xanadu-cloud", ".env")
 
 
-def _read_dotenv(path: str) -> "dict[str, str]":
-    """Returns the ``KEY=value`` pairs of a ``.env`` file as python-dotenv writes it (quoted
-    or bare values, ``export`` prefixes, comments, blank lines), or ``{}`` if there is none."""
+def _load_settings() -> "dict[str, Any]":
+    """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
+    environment variables over the same keys in the settings file, a ``.env`` file read as
+    python-dotenv writes it (quoted or bare values, ``export`` prefixes, comments, blank lines)."""
+    path = _settings_path()
     try:
         with open(path, encoding="utf-8") as file:
             lines = file.read().splitlines()
     except FileNotFoundError:
-        return {}
+        lines = []
     except (OSError, UnicodeError) as exc:  # a folder, no permission, not UTF-8
         raise ValueError(f"Cannot read the settings file {path!r}: {exc}") from exc
-    values = {}
+    saved = {}
     for line in lines:
         line = line.strip()
         if line.startswith("export "):
             line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        value = value.strip()
+        field, sep, text = line.partition("=")
+        text = text.strip()
         if sep and not line.startswith("#"):
-            quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-            values[key.strip()] = value[1:-1] if quoted else value.split(" #", 1)[0].rstrip()
-    return values
-
-
-def _load_settings() -> "dict[str, Any]":
-    """Returns the keyword arguments of :class:`Connection` from the ``XANADU_CLOUD_*``
-    environment variables over the same keys in the settings file."""
-    path = _settings_path()
-    saved = _read_dotenv(path)
+            quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+            saved[field.strip()] = text[1:-1] if quoted else text.split(" #", 1)[0].rstrip()
     settings: dict[str, Any] = {}
     for key in _SETTINGS:
         name = "XANADU_CLOUD_" + key
