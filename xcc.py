@@ -2713,8 +2713,7 @@ def main(argv: "list[str] | None" = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
-        message = _error_line(exc, args.method, connection)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {_error_line(exc, args.method, connection)}", file=sys.stderr)
         return 1
     return _print_response(None if args.command == "ping" else response)
 
@@ -2726,6 +2725,22 @@ def _parser() -> "argparse.ArgumentParser":
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> "NoReturn":
             self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def port(text: str) -> int:
+        """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
+        if text.isdecimal() and 0 < int(text) < 65536:  # "²" is a digit that int() refuses
+            return int(text)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+
+    def seconds(text: str) -> float:
+        """Returns the seconds of ``--timeout``; anything but a number above 0 is a usage error."""
+        try:
+            if 0 < float(text) <= _MAX_TIMEOUT:  # NaN is not
+                return float(text)
+        except ValueError:
+            pass
+        wanted = f"a number of seconds above 0 and at most {_MAX_TIMEOUT}"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
 
     parser = Parser(
         # argparse would say "xcc.py" under "python -m xcc" too.
@@ -2744,9 +2759,9 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     )
     parser.add_argument("--version", action="version", version=f"xcc.py {__version__}")
     parser.add_argument("--host", help="the Xanadu Cloud host (default: from the settings)")
-    parser.add_argument("--port", type=_port, help="the Xanadu Cloud port")
+    parser.add_argument("--port", type=port, help="the Xanadu Cloud port")
     parser.add_argument("--no-tls", action="store_true", help="use HTTP instead of HTTPS")
-    parser.add_argument("--timeout", type=_seconds, default=10, help="seconds to wait (default 10)")
+    parser.add_argument("--timeout", type=seconds, default=10, help="seconds to wait (default 10)")
     verbose = "print on stderr where each setting came from and each step: proxy, CA, connection,"
     verbose += " TLS, requests, token refresh (never a token or password)"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
@@ -2763,28 +2778,6 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     header = "a header field, such as 'Accept: application/json' (repeatable)"
     request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help=header)
     return parser
-
-
-def _port(text: str) -> int:
-    """Returns the port of ``--port``; anything but 1 to 65535 is a usage error."""
-    import argparse
-
-    if text.isdecimal() and 0 < int(text) < 65536:  # "²" is a digit that int() refuses
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
-
-
-def _seconds(text: str) -> float:
-    """Returns the seconds of ``--timeout``; anything but a number above 0 is a usage error."""
-    import argparse
-
-    try:
-        if 0 < float(text) <= _MAX_TIMEOUT:  # NaN is not
-            return float(text)
-    except ValueError:
-        pass
-    wanted = f"a number of seconds above 0 and at most {_MAX_TIMEOUT}"
-    raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
 
 
 def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict[str, Any]]":
