@@ -2492,8 +2492,7 @@ def _validation_messages(meta: "dict[str, Any]", named: bool = False) -> "list[s
     gives ``["Foo", "Bar"]``, or ``named``, ``["head.0: Foo", "tail: Bar"]``."""
     messages: list[str] = []
     for field, value in meta.items():
-        groups = value.items() if isinstance(value, dict) else [(None, value)]
-        for key, group in groups:
+        for key, group in value.items() if isinstance(value, dict) else [(None, value)]:
             name = f"{field}: " if key is None else f"{field}.{key}: "
             for text in map(str, group) if isinstance(group, list) else [str(group)]:
                 messages.append(name + text if named else text)
