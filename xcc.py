@@ -2694,6 +2694,8 @@ def main(argv: "list[str] | None" = None) -> int:
         int: 0 on success, 1 on an error or when the reader of stdout closed it early, 2 on a
         usage error
     """
+    import json
+
     prog, args, kwargs = _arguments(argv)
     if args.verbose:
         import logging
@@ -2714,7 +2716,26 @@ def main(argv: "list[str] | None" = None) -> int:
     except Exception as exc:  # noqa: BLE001 (one line on stderr, never a traceback)
         print(f"{prog}: error: {_error_line(exc, args.method, connection)}", file=sys.stderr)
         return 1
-    return _print_response(None if args.command == "ping" else response)
+    # The ping's success, or the body: JSON indented by 4, anything else as it was sent.
+    try:
+        if args.command == "ping":
+            print("Successfully connected to the Xanadu Cloud.")
+        else:
+            try:
+                print(json.dumps(response.json(), indent=4))
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+                sys.stdout.flush()
+                # buffer.write() may write part and return the count: on to the write that fails.
+                data = memoryview(response.content)
+                while data:
+                    data = data[sys.stdout.buffer.write(data) :]
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped (``| head -1``): end quietly, as Unix tools do. Python flushes
+        # stdout again at exit: point it at devnull first (the signal module's recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
 
 
 def _parser() -> "argparse.ArgumentParser":
@@ -2827,32 +2848,6 @@ def _error_line(exc: Exception, method: str, connection: "Connection | None") ->
         message += " The Xanadu Cloud shut down in January 2026: `python offline/standin.py`"
         message += " serves a stand-in for it on this machine."
     return message
-
-
-def _print_response(response: "Response | None") -> int:
-    """Prints the body of ``response`` (JSON indented, else as sent), or for ``None`` that
-    the ping succeeded; returns the exit status."""
-    import json
-
-    try:
-        if response is None:
-            print("Successfully connected to the Xanadu Cloud.")
-        else:
-            try:
-                print(json.dumps(response.json(), indent=4))
-            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
-                sys.stdout.flush()
-                # buffer.write() may write part and return the count: on to the write that fails.
-                data = memoryview(response.content)
-                while data:
-                    data = data[sys.stdout.buffer.write(data) :]
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader stopped (``| head -1``): end quietly, as Unix tools do. Python flushes
-        # stdout again at exit: point it at devnull first (the signal module's recipe).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
