@@ -2571,8 +2571,8 @@ def _mask_error(error: "_Error", secrets: "Iterable[str | None]") -> "_Error":
             response.headers.update([(n, _masked(v, tokens)) for n, v in response.headers.items()])
             if response._content is not None:
                 response._content = masked_body(response._content)
-            start, rest = response._peeked  # what was read of a long streamed error body
-            response._peeked = (masked_body(start), rest)
+            # What was read of a long streamed error body, and the rest, unread.
+            response._peeked = (masked_body(response._peeked[0]), response._peeked[1])
         pending.extend((item.__cause__, item.__context__))
     # Last: on PyPy, an exception caught meanwhile (in re, say) gives the one being handled
     # its traceback back.
