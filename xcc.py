@@ -2738,8 +2738,8 @@ def main(argv: "list[str] | None" = None) -> int:
     return 0
 
 
-def _parser() -> "argparse.ArgumentParser":
-    """Returns the command line's parser; its usage errors exit with status 2."""
+def _parse(argv: "list[str] | None") -> "tuple[argparse.ArgumentParser, argparse.Namespace]":
+    """Returns the command line's parser and ``argv`` parsed; a usage error exits with status 2."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
@@ -2797,7 +2797,7 @@ requests reads: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, ..."""
     request.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=param)
     header = "a header field, such as 'Accept: application/json' (repeatable)"
     request.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help=header)
-    return parser
+    return parser, parser.parse_args(argv)
 
 
 def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict[str, Any]]":
@@ -2805,8 +2805,7 @@ def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict
     :meth:`Connection.request` they give; a usage error exits with status 2."""
     import json
 
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, args = _parse(argv)
 
     def split(option: str, text: str, sep: str, form: str) -> "tuple[str, str]":
         key, found, value = text.partition(sep)
@@ -2820,9 +2819,8 @@ def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict
         body = None if args.json is None else json.loads(args.json)
     except ValueError as exc:
         parser.error(f"--json is not valid JSON: {exc}")
-    kwargs = {"timeout": args.timeout, "params": params, "json": body}
-    kwargs["headers"] = {name.strip(): value.strip() for name, value in headers}
-    return parser.prog, args, kwargs
+    fields = {name.strip(): value.strip() for name, value in headers}
+    return parser.prog, args, dict(timeout=args.timeout, params=params, json=body, headers=fields)
 
 
 def _error_line(exc: Exception, method: str, connection: "Connection | None") -> str:
