@@ -6446,7 +6446,8 @@ class TestCommandLine:
     @pytest.mark.parametrize(
         "args",
         [["frobnicate"], [], ["request", "GET"], ["request", "GET", "/echo", "--param", "novalue"],
-         ["request", "POST", "/echo", "--json", "{bad"], ["--port", "http", "ping"],
+         ["request", "POST", "/echo", "--json", "{bad"],
+         ["request", "POST", "/echo", "--json", "[" * 100000], ["--port", "http", "ping"],
          ["--port", "-5", "ping"], ["--port", "0", "ping"], ["--port", "65536", "ping"],
          ["--timeout", "-1", "ping"], ["--timeout", "0", "ping"], ["--timeout", "nan", "ping"]],
     )  # fmt: skip

@@ -2817,7 +2817,7 @@ def _arguments(argv: "list[str] | None") -> "tuple[str, argparse.Namespace, dict
     headers = [split("--header", header, ":", "NAME:VALUE") for header in args.header]
     try:
         body = None if args.json is None else json.loads(args.json)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         parser.error(f"--json is not valid JSON: {exc}")
     fields = {name.strip(): value.strip() for name, value in headers}
     return parser.prog, args, dict(timeout=args.timeout, params=params, json=body, headers=fields)
