@@ -464,10 +464,8 @@ class Connection:
             wait = min(connect_timeout + read_timeout, threading.TIMEOUT_MAX)
         lock = self._refresh_lock()
         if not lock.acquire(timeout=wait):
-            raise Timeout(
-                f"POST request to '{self.url(_TOKEN_PATH)}' timed out (waiting for another"
-                " thread's token refresh)"
-            )
+            waiting = "waiting for another thread's token refresh"
+            raise Timeout(f"POST request to '{self.url(_TOKEN_PATH)}' timed out ({waiting})")
         try:
             import copy
 
@@ -504,14 +502,12 @@ class Connection:
         # The refresh token never follows a redirect: it is the key to the account. The
         # secrets are shared: the caller masks its error with the proxy's credentials too.
         options = _Options(options.secrets, options.timeouts, options.verify, options.proxies)
-        if _log_enabled():
-            _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
+        _debug("Fetching a new access token from %s", self.url(_TOKEN_PATH))
         request = _Request("POST", self._origin, _TOKEN_PATH, headers, body)
         response = _send_following_redirects(request, options)
         if response.status_code == 400 and _json_object(response).get("error") == "invalid_grant":
-            raise HTTPError(
-                "Refresh token (e.g., Xanadu Cloud API key) is invalid", response=response
-            )
+            invalid = "Refresh token (e.g., Xanadu Cloud API key) is invalid"
+            raise HTTPError(invalid, response=response)
         response.raise_for_status()
         try:
             # Not response.json(): its JSONDecodeError would carry the whole body, which may
@@ -522,8 +518,7 @@ class Connection:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("Xanadu Cloud returned an invalid access token response.") from exc
         self._set_access_token(token, fetched=True)
-        if _log_enabled():
-            _debug("Got a new access token, valid until %s", _utc(self._token[1]))
+        _debug("Got a new access token, valid until %s", _utc(self._token[1]))
 
     def _set_access_token(self, token: "str | None", fetched: bool = False) -> None:
         """Sets the access token and its expiry; ``fetched`` if the token endpoint sent it."""
@@ -1619,10 +1614,9 @@ class _Socket:
         """Connects to ``key``'s server (through ``proxy``; TLS if ``context``) within the connect
         timeout; fails only with :class:`ConnectionError` or :class:`ConnectTimeout`."""
         (scheme, host, port), _, _ = key
-        if _log_enabled():
-            _debug("Starting new %s connection: %s", scheme.upper(), _netloc(host, port))
-            if context is not None:
-                _debug("Verifying TLS with %s", _ca_source(options.verify))
+        _debug("Starting new %s connection: %s", scheme.upper(), _netloc(host, port))
+        if context is not None and _log_enabled():  # _ca_source reads the system's CA paths
+            _debug("Verifying TLS with %s", _ca_source(options.verify))
         connect_timeout, read_timeout = options.timeouts
         deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
         where = (host, port) if proxy is None else (proxy.host, proxy.port)
