@@ -145,9 +145,8 @@ class Connection:
                 raise ValueError(_NO_TOKEN)
             host = _require(host, str, "host must be a string")
             if not _valid_host(host):
-                raise ValueError(
-                    f"Invalid host {host!r}: give a hostname or an IP address, no port"
-                )
+                wanted = "give a hostname or an IP address, no port"
+                raise ValueError(f"Invalid host {host!r}: {wanted}")
             # The original takes a port "8000" and a tls of 1 and uses them: so does this.
             if isinstance(port, str) and port and _DIGITS.issuperset(port):
                 port = int(port)
