@@ -2394,8 +2394,9 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
         response = _send_once(request, options)
         method, origin, target, headers, body = request
         response._credentials_sent = credentials_sent
+        status = response.status_code
         location = response.headers.get("Location")
-        if not (options.allow_redirects and response.status_code in _REDIRECT_CODES and location):
+        if not (options.allow_redirects and status in _REDIRECT_CODES and location):
             return response
         response._discard()
         from urllib.parse import urljoin
@@ -2410,23 +2411,24 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
                 # Resolving such a host would send the credential to the DNS servers on the way.
                 raise ValueError("its host holds a credential of this request (it is not resolved)")
         except ValueError as exc:
-            raise RequestException(
-                f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}",
-                response=response,
-            ) from exc
+            message = f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}"
+            raise RequestException(message, response=response) from exc
         if _log_enabled():
             shown = _url(next_origin, _masked(target, options.secrets))
-            _debug("%s redirect to %s", response.status_code, shown)
+            _debug("%s redirect to %s", status, shown)
         headers = headers.copy()
         if credentials_sent and _should_strip_auth(origin, next_origin):
             _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
             for name in _CREDENTIAL_HEADERS + ("Host",):
                 headers.pop(name, None)
-        if response.status_code not in (307, 308):
+        # requests' rules (RFC 9110 §15.4): 302 and 303 turn any method but HEAD into GET, 301
+        # turns POST into GET, and only 307 and 308 keep the body.
+        if status in (302, 303) and method != "HEAD" or status == 301 and method == "POST":
+            method = "GET"
+        if status not in (307, 308):
             headers.pop("Content-Type", None)
             body = None
-        method = _redirect_method(response.status_code, method)
         request = _Request(method, next_origin, target, headers, body)
     raise TooManyRedirects(f"Exceeded {_MAX_REDIRECTS} redirects.", response=response)
 
@@ -2434,19 +2436,8 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
 def _should_strip_auth(old: "_Origin", new: "_Origin") -> bool:
     """Returns whether a redirect from origin ``old`` to ``new`` drops credentials; as in
     requests, ``http`` on 80 to ``https`` on 443 of one host keeps them."""
-    if old == new:
-        return False
-    upgrade = old[0] == "http" and old[2] == 80 and new[0] == "https" and new[2] == 443
-    return not (upgrade and old[1] == new[1])
-
-
-def _redirect_method(status: int, method: str) -> str:
-    """Returns the method to follow a redirect with, by requests' rules (RFC 9110 §15.4)."""
-    if status in (302, 303) and method != "HEAD":
-        return "GET"
-    if status == 301 and method == "POST":
-        return "GET"
-    return method
+    upgrade = old == ("http", new[1], 80) and new == ("https", old[1], 443)
+    return old != new and not upgrade
 
 
 # --------------------------------------------------------------------- errors and tokens
