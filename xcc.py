@@ -599,7 +599,7 @@ class Response:
         """
         if self._content is None:
             if self._consumed or self._peeked[0] or "Content-Encoding" in self.headers:
-                self._content = b"".join(self._pieces(None))
+                self._content = b"".join(self.iter_content(None))
             else:  # the common case, without the generators: 3 % of a request
                 self._consumed = True
                 self._content = self._body.read()
@@ -661,28 +661,25 @@ class Response:
             RuntimeError: if the body was already consumed by an earlier iteration
             TypeError: if ``chunk_size`` is not a positive int or ``None``
         """
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
+        invalid = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        if chunk_size is not None and invalid:
             raise TypeError(f"chunk_size must be a positive int or None, not {chunk_size!r}")
         # A size beyond any body is one read of at most _MAX_READ (zlib takes a C ssize_t).
         size = min(chunk_size or 65536, _MAX_READ)
-        return self._pieces(size) if self._content is None else self._resume(size)
+        if self._content is not None:
+            return self._resume(size)
+        if self._consumed:
+            raise RuntimeError("The content of this response was already consumed")
+        self._consumed = True
+        return self._resume(size) if self._peeked[0] else self._decoded(size)
 
     def close(self) -> None:
         """Releases the connection; one not read to the end of its body is closed, not reused."""
         self._body.close()
 
-    def _pieces(self, size: "int | None") -> "Iterator[bytes]":
-        """Returns the body's decoded pieces of at most ``size`` bytes (``None``: any), once."""
-        if self._consumed:
-            raise RuntimeError("The content of this response was already consumed")
-        self._consumed = True
-        return self._resume(size or 65536) if self._peeked[0] else self._decoded(size)
-
-    def _decoded(self, size: "int | None") -> "Iterator[bytes]":
-        """Yields the body read ``size`` bytes at a time (``None``: all at once), decoded in
-        pieces of at most ``size`` bytes if it was sent compressed."""
+    def _decoded(self, size: int) -> "Iterator[bytes]":
+        """Yields the body read ``size`` bytes at a time, decoded in pieces of at most ``size``
+        bytes if it was sent compressed."""
         try:
             pieces = iter(lambda: self._body.read(size), b"")
             for decoder in self._decoders():
@@ -701,26 +698,23 @@ class Response:
         if not {"gzip", "deflate"}.intersection(codings):
             return []
         if len(codings) > _MAX_CODINGS or not {"gzip", "deflate"}.issuperset(codings):
-            raise ConnectionError(
-                f"{self._body.label} failed: cannot decode Content-Encoding {value!r} (gzip"
-                f" and deflate only, at most {_MAX_CODINGS})"
-            )
+            what = f"Content-Encoding {value!r} (gzip and deflate only, at most {_MAX_CODINGS})"
+            raise ConnectionError(f"{self._body.label} failed: cannot decode {what}")
         return [_Decoder(coding, self._body.label) for coding in reversed(codings)]
 
     def _peek(self, limit: int) -> "bytes | None":
         """Returns a streamed body if it decodes to at most ``limit`` bytes, else ``None``, having
         read at most ``limit`` bytes more (an error body may be endless), kept for the caller."""
-        if self._content is not None or self._consumed:
-            return self._content
-        pieces = self._decoded(8192)
-        start = b""
-        for piece in pieces:
-            start += piece
-            if len(start) > limit:
-                self._peeked = (start, pieces)
-                return None
-        self._consumed, self._content = True, start
-        return start
+        if self._content is None and not self._consumed:
+            pieces = self._decoded(8192)
+            start = b""
+            for piece in pieces:
+                start += piece
+                if len(start) > limit:
+                    self._peeked = (start, pieces)
+                    return None
+            self._consumed, self._content = True, start
+        return self._content
 
     def _resume(self, size: int) -> "Iterator[bytes]":
         """Yields what :meth:`_peek` read, then the rest (or the whole :attr:`content`), in
