@@ -880,15 +880,13 @@ def _log_enabled() -> bool:
     """Returns whether the ``xcc`` logger emits DEBUG now, without ``import logging`` (it costs
     milliseconds): a program that has not imported it has no handler to log to."""
     global _LOGGER
-    if _LOGGER is None:
-        logging = sys.modules.get("logging")
-        if logging is None:
-            return False
+    logging = sys.modules.get("logging")
+    if _LOGGER is None and logging is not None:
         logger = logging.getLogger("xcc")
         if not logger.handlers:
             logger.addHandler(logging.NullHandler())
         _LOGGER = logger
-    return _LOGGER.isEnabledFor(10)  # logging.DEBUG
+    return _LOGGER is not None and _LOGGER.isEnabledFor(10)  # logging.DEBUG
 
 
 def _debug(message: str, *args: object) -> None:
@@ -909,9 +907,7 @@ def _printable(text: str, limit: "int | None" = None) -> str:
     """Returns a server's ``text`` with its control characters escaped (``\\x1b``), cut to
     ``limit`` characters if given."""
     text = text.translate(_UNPRINTABLE)
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + "..."
-    return text
+    return text if limit is None or len(text) <= limit else text[:limit] + "..."
 
 
 # ------------------------------------------------------- checking and encoding a request
