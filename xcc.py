@@ -729,7 +729,7 @@ class Response:
         """Drops the body; a short one is read to its end so that its socket is reused."""
         if not self._consumed:
             try:
-                self._body.drain(_DRAIN_LIMIT)
+                self._body.drain(65536)  # unread bytes worth reading to keep the socket
             except RequestException:
                 pass  # the socket is closed; the response was answered anyway
         self.close()
@@ -808,9 +808,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TRANSPORT_HEADERS = [("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*")]
 
 _MAX_REDIRECTS = 30  # as requests
-_REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
-# Credentials that must not follow a redirect to another origin (RFC 9110 §15.4).
-_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 # Methods that may be sent again when a kept-alive socket turns out dead (RFC 9110 §9.2.2).
 _IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"))
 
@@ -829,7 +826,6 @@ _MAX_HEADERS = 100  # most header lines accepted, folded ones included, as http.
 _MAX_HEAD = 65536
 _MAX_INTERIM = 10  # interim (1xx) responses skipped before the final one (each one a head)
 _MAX_CODINGS = 5  # stacked Content-Encodings decoded, as urllib3 after CVE-2025-66418
-_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a socket for reuse
 _MAX_READ = 1 << 20  # the largest single read: a body's announced size is not trusted
 _MAX_CACHED = 16  # SSL contexts (per CA bundle), parsed proxies and NO_PROXY matches kept
 _MAX_CHAIN = 100  # chained exceptions masked: a cycle or a long chain ends there
@@ -2386,7 +2382,7 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
         response._credentials_sent = credentials_sent
         status = response.status_code
         location = response.headers.get("Location")
-        if not (options.allow_redirects and status in _REDIRECT_CODES and location):
+        if not (options.allow_redirects and status in (301, 302, 303, 307, 308) and location):
             return response
         response._discard()
         from urllib.parse import urljoin
@@ -2404,13 +2400,13 @@ def _send_following_redirects(request: "_Request", options: "_Options") -> "Resp
             message = f"Cannot follow the redirect from '{response.url}' to {location!r}: {exc}"
             raise RequestException(message, response=response) from exc
         if _log_enabled():
-            shown = _url(next_origin, _masked(target, options.secrets))
-            _debug("%s redirect to %s", status, shown)
+            _debug("%s redirect to %s", status, _url(next_origin, _masked(target, options.secrets)))
         headers = headers.copy()
         if credentials_sent and _should_strip_auth(origin, next_origin):
             _debug("Credentials dropped: the redirect leaves %s", _url(origin, ""))
             credentials_sent = False
-            for name in _CREDENTIAL_HEADERS + ("Host",):
+            # What must not follow a redirect to another origin (RFC 9110 §15.4): credentials, Host
+            for name in ("Authorization", "Proxy-Authorization", "Cookie", "Host"):
                 headers.pop(name, None)
         # requests' rules (RFC 9110 §15.4): 302 and 303 turn any method but HEAD into GET, 301
         # turns POST into GET, and only 307 and 308 keep the body.
