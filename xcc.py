@@ -1829,20 +1829,16 @@ def _send_once(request: "_Request", options: "_Options") -> "Response":
             again = "sent again on a new one" if method in _IDEMPOTENT_METHODS else "not sent twice"
             _debug("The kept-alive connection was dead (%s): %s is %s", exc, label, again)
             if method not in _IDEMPOTENT_METHODS:
-                raise ConnectionError(
-                    f"{label} failed: {exc} (on a kept-alive connection; a {method} request is"
-                    " not sent twice)"
-                ) from exc
+                twice = f"on a kept-alive connection; a {method} request is not sent twice"
+                raise ConnectionError(f"{label} failed: {exc} ({twice})") from exc
             conn, reused = None, False
     if logging_on:
-        _debug("%s", _response_text(origin, shown_target, method, response, started))
+        _debug("%s", _response_text(origin, f"{method} {shown_target} HTTP/1.1", response, started))
     if proxy is not None and response.status_code == 407:  # a forwarding proxy's own answer
         response._discard()
-        raise ProxyError(
-            f"Proxy {proxy.display} refused {label}: 407 {_printable(response.reason)}"
-            f" (the proxy {proxy_source})",
-            response=response,
-        )
+        reason = _printable(response.reason)
+        message = f"Proxy {proxy.display} refused {label}: 407 {reason} (the proxy {proxy_source})"
+        raise ProxyError(message, response=response)
     return response
 
 
@@ -2356,16 +2352,13 @@ class _Decoder:
         return ConnectionError(f"{self._label} failed: corrupt {self._coding} body ({cause})")
 
 
-def _response_text(
-    origin: "_Origin", target: str, method: str, response: "Response", started: float
-) -> str:
+def _response_text(origin: "_Origin", request_line: str, response: "Response", start: float) -> str:
     """Returns a response's log line, worded as urllib3's, with size and milliseconds."""
     if response._content is not None:
         size = f"{len(response._content)} bytes"
     else:
         size = "streamed, Content-Length " + response.headers.get("Content-Length", "not given")
-    request_line = f"{method} {target} HTTP/1.1"
-    elapsed = (time.monotonic() - started) * 1000
+    elapsed = (time.monotonic() - start) * 1000
     return f'{_url(origin, "")} "{request_line}" {response.status_code} {size} {elapsed:.0f} ms'
 
 
