@@ -1934,7 +1934,6 @@ def _read_head(
         if end >= 0 and data.count(b"\n", 0, end) == data.count(b"\r\n", 0, end) <= _MAX_HEADERS:
             texts = rfile.read(end + 4)[:end].split(b"\r\n")
             version, status, raw_reason = _status_line(texts[0], label, secrets)
-            _checked(texts, label, secrets)
         else:
             line = rfile.readline(_MAX_HEAD + 1)
             if not line:
@@ -1943,7 +1942,8 @@ def _read_head(
                     raise ConnectionError(f"{label} failed: {closed} after a {status}")
                 raise _StaleSocket(closed)
             version, status, raw_reason = _status_line(line.rstrip(b"\r\n"), label, secrets)
-            texts = _read_fields(rfile, [line], label, secrets)
+            texts = _read_fields(rfile, [line], label)
+        _check_controls(texts, label, secrets)
         fields: list[list[Any]] = []  # [name, value pieces]: a folded value is joined once
         for text in texts[1:]:  # an interim head's too: a strict parser refuses it alike
             name, colon, rest = text.partition(b":")
@@ -1965,11 +1965,10 @@ def _read_head(
         if key in combined:  # a repeated field is one list (RFC 9110 §5.3)
             value = combined[key][1] + ", " + value
         combined[key] = (name, value)
-    raw_reason = raw_reason.strip()
     try:
-        reason = raw_reason.decode("utf-8")
+        reason = raw_reason.strip().decode("utf-8")
     except UnicodeDecodeError:
-        reason = raw_reason.decode("latin-1")
+        reason = raw_reason.strip().decode("latin-1")
     return version, status, reason, headers
 
 
@@ -1985,17 +1984,14 @@ def _status_line(
         shown = _excerpt(line, 40, secrets)
         raise ConnectionError(f"{label} failed: the answer is not HTTP/1.x: {shown!r}")
     if len(code) != 3 or not code.isdigit() or not b"100" <= code <= b"599":  # RFC 9110 §15
-        raise ConnectionError(
-            f"{label} failed: invalid status line {_excerpt(line, 80, secrets)!r}"
-        )
+        shown = _excerpt(line, 80, secrets)
+        raise ConnectionError(f"{label} failed: invalid status line {shown!r}")
     return version, int(code), reason
 
 
-def _read_fields(
-    rfile: "IO[bytes]", lines: "list[bytes]", label: str, secrets: "Sequence[str | None]"
-) -> "list[bytes]":
+def _read_fields(rfile: "IO[bytes]", lines: "list[bytes]", label: str) -> "list[bytes]":
     """Reads field lines to the empty one within a head's bounds (``lines`` count) and returns
-    all without line ends, through :func:`_checked`."""
+    all without line ends, for :func:`_check_controls`."""
     left = _MAX_HEAD - sum(map(len, lines))
     for _ in range(_MAX_HEADERS + 1):
         line = rfile.readline(left + 1)
@@ -2008,18 +2004,16 @@ def _read_fields(
         lines.append(line)
     else:
         raise ConnectionError(f"{label} failed: the response head has over {_MAX_HEADERS} lines")
-    texts = [line[:-2] if line.endswith(b"\r\n") else line[:-1] for line in lines]
-    return _checked(texts, label, secrets)
+    return [line[:-2] if line.endswith(b"\r\n") else line[:-1] for line in lines]
 
 
-def _checked(texts: "list[bytes]", label: str, secrets: "Sequence[str | None]") -> "list[bytes]":
-    """Returns a head's or trailers' lines, refusing a control character but a tab in them
-    (CR, NUL: RFC 9110 §5.5), all at once in C (a check of each line costs a request 8 %)."""
+def _check_controls(texts: "list[bytes]", label: str, secrets: "Sequence[str | None]") -> None:
+    """Refuses a control character but a tab in a head's or trailers' lines (CR, NUL: RFC 9110
+    §5.5), all at once in C (a check of each line costs a request 8 %)."""
     joined = b"".join(texts)
     if len(joined.translate(None, _FIELD_CONTROL_BYTES)) < len(joined):
         bad = next(t for t in texts if len(t.translate(None, _FIELD_CONTROL_BYTES)) < len(t))
         raise ConnectionError(f"{label} failed: invalid header line {_excerpt(bad, 40, secrets)!r}")
-    return texts
 
 
 def _excerpt(line: bytes, size: int, secrets: "Sequence[str | None]") -> bytes:
@@ -2255,7 +2249,10 @@ class _Body:
                     raise self._broken_chunk()
                 self._unread = int(size, 16)
                 if not self._unread:
-                    self._skip_trailers(rfile)
+                    try:  # the trailer fields, which nothing uses, read as a head's
+                        _check_controls(_read_fields(rfile, [], self.label), self.label, ())
+                    except ConnectionError as exc:
+                        raise self._broken_chunk() from exc
                     self._finish()
                     return b"".join(pieces)
             wanted = self._unread if amount is None else min(amount, self._unread)
@@ -2268,13 +2265,6 @@ class _Body:
                 raise self._broken_chunk()
             if amount is not None:
                 return b"".join(pieces)
-
-    def _skip_trailers(self, rfile: "IO[bytes]") -> None:
-        """Reads the trailer fields after the last chunk (nothing uses them) as a head's."""
-        try:
-            _read_fields(rfile, [], self.label, ())
-        except ConnectionError as exc:
-            raise self._broken_chunk() from exc
 
     def _broken_chunk(self) -> "ConnectionError":
         return ConnectionError(f"{self.label} failed: the chunked body was cut short or broken")
