@@ -1903,17 +1903,14 @@ def _roundtrip(
             raise _StaleSocket(str(exc)) from exc
         version, status, reason, headers = _read_head(conn.rfile, label, options.secrets)
         length, chunked, keep_alive = _framing(method, version, status, headers, label)
-    except _StaleSocket:
-        raise
-    except RequestException:
+    except RequestException:  # not a _StaleSocket, which _send_once closes and handles
         conn.close()
         raise
     except (OSError, ValueError) as exc:
         conn.close()
         raise _socket_error(exc, label) from exc
-    response = Response(
-        status, reason, headers, url, _Body(conn, label, length, chunked, keep_alive and sent)
-    )
+    reader = _Body(conn, label, length, chunked, keep_alive and sent)
+    response = Response(status, reason, headers, url, reader)
     if not options.stream:
         response.content  # noqa: B018 (reads the body now, so the socket goes back to the pool)
     return response
@@ -2030,13 +2027,11 @@ def _framing(
     ``None`` if it is chunked or ends with the connection."""
     tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
     keep_alive = "close" not in tokens if version == b"HTTP/1.1" else "keep-alive" in tokens
-    if status == 101:  # the socket now speaks another protocol, which nobody asked for
-        return 0, False, False
-    if method == "HEAD" or status in (204, 304):
-        # These have no body, but a server that miscounts writes one anyway, maybe a few
-        # milliseconds later, when no check before reuse can see it yet: it would be read as
-        # the next request's answer. The Xanadu Cloud answers neither, so their socket is
-        # not worth keeping.
+    # After a 101 the socket speaks another protocol, which nobody asked for. A HEAD, 204 or 304
+    # has no body, but a server that miscounts writes one anyway, maybe a few milliseconds
+    # later, when no check before reuse can see it yet: it would be read as the next request's
+    # answer. The Xanadu Cloud answers neither, so their socket is not worth keeping.
+    if status == 101 or method == "HEAD" or status in (204, 304):
         return 0, False, False
     coding = headers.get("Transfer-Encoding")
     if coding is not None:
