@@ -2216,10 +2216,8 @@ class _Body:
         data = _read_exactly(rfile, wanted)
         self._unread -= len(data)
         if len(data) < wanted:
-            raise ConnectionError(
-                f"{self.label} failed: the server closed the connection {self._unread} bytes"
-                " before the end of the body"
-            )
+            closed = f"the server closed the connection {self._unread} bytes before the end"
+            raise ConnectionError(f"{self.label} failed: {closed} of the body")
         if not self._unread:
             self._finish()
         return data
@@ -2232,15 +2230,13 @@ class _Body:
         while True:
             if not self._unread:
                 line = rfile.readline(_MAX_LINE + 1)
-                if not line.endswith(b"\n"):
-                    raise self._broken_chunk()
                 # Hex digits, then spaces or tabs and an extension (RFC 9112 §7.1.1); no
                 # control character, no space before the digits, as h11 reads it.
                 text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
                 size = text.partition(b";")[0].rstrip(b" \t").decode("latin-1")
-                if not 0 < len(size) <= 16 or not _HEX_DIGITS.issuperset(size):
-                    raise self._broken_chunk()
-                if len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text):
+                hexadecimal = 0 < len(size) <= 16 and _HEX_DIGITS.issuperset(size)
+                controls = len(text.translate(None, _FIELD_CONTROL_BYTES)) < len(text)
+                if not line.endswith(b"\n") or not hexadecimal or controls:
                     raise self._broken_chunk()
                 self._unread = int(size, 16)
                 if not self._unread:
