@@ -2312,20 +2312,19 @@ class _Decoder:
                 data = data.lstrip(b"\0")
                 if not data:
                     return None, b""
-            self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-            return self._decompressor, data
-        if self._decompressor is not None:
-            raise self._corrupt("data after the end of the stream")
-        data, self._pending = self._pending + data, b""
-        if len(data) < 2:
-            self._pending = data
-            return None, b""
-        # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
-        # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
-        # accepts both.
-        wbits = zlib.MAX_WBITS
-        if data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
-            wbits = -zlib.MAX_WBITS
+            wbits = zlib.MAX_WBITS | 16
+        else:
+            if self._decompressor is not None:
+                raise self._corrupt("data after the end of the stream")
+            data, self._pending = self._pending + data, b""
+            if len(data) < 2:
+                self._pending = data
+                return None, b""
+            # Some servers send raw deflate (RFC 1951) where RFC 9110 means the zlib format
+            # (RFC 1950); tell them apart by the zlib header check (RFC 1950 §2.2), as urllib3
+            # accepts both.
+            is_zlib = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            wbits = zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS
         self._decompressor = zlib.decompressobj(wbits)
         return self._decompressor, data
 
