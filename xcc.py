@@ -489,10 +489,10 @@ class Connection:
     def _update_access_token(self, options: "_Options") -> None:
         """Fetches a new access token; the caller holds the refresh lock."""
         if self._refresh_token is None:
-            raise ValueError(
-                "This connection has no refresh token (e.g., Xanadu Cloud API key) to update"
-                " its access token with"
+            missing = (
+                "no refresh token (e.g., Xanadu Cloud API key) to update its access token with"
             )
+            raise ValueError(f"This connection has {missing}")
         key = _encode_pairs([("", self._refresh_token)])[1:]  # "/" as "%2F": a server may echo it
         options.secrets.append(key)
         body = f"grant_type=refresh_token&refresh_token={key}&client_id=public".encode("ascii")
@@ -1696,10 +1696,8 @@ def _tunnel(
         except ConnectionError as exc:  # its line may echo the credentials: see _send_once
             raise ProxyError(str(exc)) from exc
     if not 200 <= status < 300:
-        raise ProxyError(
-            f"Proxy {proxy.display} refused the tunnel to {authority}: {status}"
-            f" {_printable(reason)}"
-        )
+        answer = f"{status} {_printable(reason)}"
+        raise ProxyError(f"Proxy {proxy.display} refused the tunnel to {authority}: {answer}")
 
 
 def _wrap_tls(
@@ -1745,13 +1743,9 @@ _MAX_SHOWN_CHARS = 200  # characters of a certificate's text that a message or l
 
 def _distinguished_name(name: "tuple[tuple[tuple[str, str], ...], ...]") -> str:
     """Returns a distinguished name from ``getpeercert()`` as ``CN=..., O=...``, escaped."""
-    parts = [
-        f"{_NAME_ATTRIBUTES[key]}={value}"
-        for rdn in name
-        for key, value in rdn
-        if key in _NAME_ATTRIBUTES
-    ]
-    return _printable(", ".join(parts), _MAX_SHOWN_CHARS)
+    shown = [(key, value) for rdn in name for key, value in rdn if key in _NAME_ATTRIBUTES]
+    text = ", ".join(f"{_NAME_ATTRIBUTES[key]}={value}" for key, value in shown)
+    return _printable(text, _MAX_SHOWN_CHARS)
 
 
 def _verification_error(exc: Exception, host: str, label: str) -> "SSLError":
