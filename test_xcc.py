@@ -3953,6 +3953,40 @@ def outcome(connection, method, path, stream, timeout=(5, 2), **kwargs):
         return type(exc)
 
 
+def send_stray_bytes(servers, late, sweep):
+    """Requests ``/a`` and ``/b`` (two idle sockets), then ``/one``, whose answer is followed by
+    a whole response (``late``: 50 ms after it), then ``/two``; with ``sweep``, a request to
+    another server comes before ``/two``. Returns the server."""
+
+    def serve(sock, index):
+        while True:
+            request = server.read(sock)
+            if request is None:
+                return
+            if request.path != "/one":
+                sock.sendall(own_answer(request.path))
+            elif late:  # the answer looks whole to every check until the stray bytes come
+                sock.sendall(raw_response(b"hello"))
+                time.sleep(0.05)
+                sock.sendall(EVIL)
+            else:
+                sock.sendall(raw_response(b"hello") + EVIL)
+
+    server = servers.raw(serve)
+    connection = connect(server)
+    # Two idle sockets: the other one may have been written beyond its answer too.
+    first = connection.request("GET", "/a", stream=True)
+    second = connection.request("GET", "/b", stream=True)
+    assert (first.content, second.content) == (b"/a", b"/b")
+    assert connection.request("GET", "/one").content == b"hello"
+    if late:
+        time.sleep(0.2)  # the stray bytes reach the idle socket
+    if sweep:  # the pool checks every idle socket when another server's comes
+        assert connect(servers.paths({})).request("GET", "/other").content == b"/other"
+    assert connection.request("GET", "/two").content == b"/two"
+    return server
+
+
 def assert_own_answers(server, connection, stray=True):
     """Asserts that the next requests on ``connection`` get their own answers and, if the
     answer to ``/one`` left ``stray`` bytes, that its socket carried no other request."""
@@ -4140,34 +4174,46 @@ class TestReader:
         ids=["in-the-same-write", "50-ms-later", "50-ms-later-seen-by-the-sweep"],
     )
     def test_stray_bytes_close_every_idle_socket_to_that_server(self, servers, late, sweep):
-        def serve(sock, index):
-            while True:
-                request = server.read(sock)
-                if request is None:
-                    return
-                if request.path != "/one":
-                    sock.sendall(own_answer(request.path))
-                elif late:  # the answer looks whole to every check until the stray bytes come
-                    sock.sendall(raw_response(b"hello"))
-                    time.sleep(0.05)
-                    sock.sendall(EVIL)
-                else:
-                    sock.sendall(raw_response(b"hello") + EVIL)
-
-        server = servers.raw(serve)
-        connection = connect(server)
-        # Two idle sockets: the other one may have been written beyond its answer too.
-        first = connection.request("GET", "/a", stream=True)
-        second = connection.request("GET", "/b", stream=True)
-        assert (first.content, second.content) == (b"/a", b"/b")
-        assert connection.request("GET", "/one").content == b"hello"
-        if late:
-            time.sleep(0.2)  # the stray bytes reach the idle socket
-        if sweep:  # the pool checks every idle socket when another server's comes
-            assert connect(servers.paths({})).request("GET", "/other").content == b"/other"
-        assert connection.request("GET", "/two").content == b"/two"
+        server = send_stray_bytes(servers, late, sweep)
         used = {r.path: r.connection for r in server.requests}
         assert used["/two"] not in (used["/a"], used["/b"]), server.requests
+
+    @pytest.mark.parametrize(
+        "late, sweep",
+        [(False, False), (True, False), (True, True)],
+        ids=["in-the-same-write", "50-ms-later", "50-ms-later-seen-by-the-sweep"],
+    )
+    def test_the_stray_bytes_line_is_logged_with_the_pool_free(self, servers, late, sweep):
+        # A handler that ships each record with a request of its own, from a thread it waits
+        # for: under the pool's lock, that request would wait for the lock the logging thread
+        # holds (and a handler sending in its own thread would deadlock).
+        collector = servers.paths({})
+        shipped, blocked = [], []
+
+        class Shipper(logging.Handler):
+            def filter(self, record):  # before the handler's lock: the shipping request logs too
+                return "Stray bytes" in record.getMessage()
+
+            def emit(self, record):
+                ship = threading.Thread(target=lambda: shipped.append(
+                    (record.getMessage(), connect(collector).request("GET", "/log").content)
+                ))  # fmt: skip
+                ship.start()
+                ship.join(10)
+                blocked.append(ship.is_alive())
+
+        logger, handler = logging.getLogger("xcc"), Shipper()
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        try:
+            send_stray_bytes(servers, late, sweep)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        assert blocked and not any(blocked)  # no shipping request waited for the logging thread
+        assert shipped[0][1] == b"/log", shipped
+        assert "Stray bytes after a response: closing the " in shipped[0][0]
 
     @pytest.mark.parametrize("stream", [False, True])
     def test_stray_bytes_held_by_the_tls_layer_are_seen(
@@ -5073,6 +5119,19 @@ def scenario_constructor_refuses_a_bad_host(servers, tls_context, issued):
     xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, "bad host", headers={"Authorization": CALLER_BASIC})
 
 
+def scenario_constructor_fails_after_its_checks(servers, tls_context, issued):
+    class Name(str):  # its third lower() fails: after the checks, with the headers in hand
+        calls = 0
+
+        def lower(self):
+            self.calls += 1
+            if self.calls > 2:
+                raise ValueError("lower() failed")
+            return str.lower(self)
+
+    xcc.Connection(REFRESH_TOKEN, ACCESS_TOKEN, headers={Name("Authorization"): CALLER_BASIC})
+
+
 def scenario_load_refuses_a_bad_setting(servers, tls_context, issued):
     settings = f"XANADU_CLOUD_REFRESH_TOKEN={REFRESH_TOKEN}\nXANADU_CLOUD_TLS=maybe\n"
     write_home_dotenv(os.environ["HOME"], settings)
@@ -5104,6 +5163,7 @@ SCENARIOS = [
     (scenario_redirect_to_a_host_holding_the_token, xcc.RequestException),
     (scenario_constructor_refuses_a_bad_access_token, ValueError),
     (scenario_constructor_refuses_a_bad_host, ValueError),
+    (scenario_constructor_fails_after_its_checks, ValueError),
     (scenario_load_refuses_a_bad_setting, ValueError),
     (scenario_request_refuses_a_bad_timeout, ValueError),
     (scenario_update_access_token_fails, xcc.HTTPError),

@@ -69,7 +69,7 @@ else:
 
 # Modules that only some calls need (ssl, zlib, json, base64, urllib.parse, ipaddress,
 # argparse) are imported where they are used, so that ``import xcc`` stays cheap.
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = [
     "ConnectTimeout",
@@ -157,27 +157,29 @@ class Connection:
             if not isinstance(tls, int) or tls not in (0, 1):  # a bool is an int
                 raise TypeError(f"tls must be True or False (or 1 or 0), not {tls!r}")
             checked = _check_headers(headers, allow_none=False)
+
+            self._refresh_token = refresh_token
+            self._host = host
+            self._port = port
+            self._tls = bool(tls)
+            self._headers: dict[str, str] = dict(checked)
+            self._origin = (self.scheme, host.lower(), port)
+            # What every request masks: the API key and the credentials in `headers`; each
+            # request adds its access tokens, its own credentials and its proxy's.
+            self._secrets: list[str | None] = [refresh_token, *_credentials_in(checked)]
+            # What every request sends but the access token, in the order of `headers`.
+            ours = [("Accept-Version", self.api_version), ("User-Agent", self.user_agent)]
+            self._base_headers = _Headers(ours + _TRANSPORT_HEADERS + checked)
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+            # How many refreshes failed, the last error and the settings it failed with.
+            self._failed_refresh: tuple[int, Any, Any] = (0, None, None)
+            self._set_access_token(access_token)
         except (TypeError, ValueError) as exc:
             # This frame is the one the error keeps (see _mask_error): no token or Authorization
             # in its locals, and no half-built self, whose repr would fail.
             del self, refresh_token, access_token, headers
+            checked = []  # the constructor's headers, its Authorization too
             raise _mask_error(exc, ())
-        self._refresh_token = refresh_token
-        self._host = host
-        self._port = port
-        self._tls = bool(tls)
-        self._headers: dict[str, str] = dict(checked)
-        self._origin = (self.scheme, host.lower(), port)
-        # What every request masks: the API key and the credentials in `headers`; each
-        # request adds its access tokens, its own credentials and its proxy's.
-        self._secrets: list[str | None] = [refresh_token, *_credentials_in(checked)]
-        # What every request sends but the access token, in the order of `headers`.
-        ours = [("Accept-Version", self.api_version), ("User-Agent", self.user_agent)]
-        self._base_headers = _Headers(ours + _TRANSPORT_HEADERS + checked)
-        self._lock, self._lock_pid = threading.Lock(), os.getpid()
-        # How many refreshes failed, the last error and the settings it failed with.
-        self._failed_refresh: tuple[int, Any, Any] = (0, None, None)
-        self._set_access_token(access_token)
 
     @property
     def access_token(self) -> "str | None":
@@ -1422,21 +1424,15 @@ class _StaleSocket(Exception):
 _TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 
 
-# Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
-# descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
-if hasattr(select, "poll"):
-
-    def _readable(sock: "socket.socket") -> bool:
-        """Returns whether ``sock`` has something to read (or was closed) right now."""
+def _readable(sock: "socket.socket") -> bool:
+    """Returns whether ``sock`` has something to read (or was closed) right now."""
+    # Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
+    # descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
+    if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         return bool(poller.poll(0))
-
-else:
-
-    def _readable(sock: "socket.socket") -> bool:
-        """Returns whether ``sock`` has something to read (or was closed) right now."""
-        return bool(select.select([sock], [], [], 0)[0])
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _socket_error(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
@@ -1496,6 +1492,7 @@ class _Pool:
             return
         now = time.monotonic()
         dropped: list[_Socket] = []
+        strays: list[tuple[_Key, list[_Socket]]] = []
         with self._locked():
             idle = self._idle.get(conn.key)
             new_server = idle is None
@@ -1513,16 +1510,17 @@ class _Pool:
             # A process that goes from server to server (redirects do) checks the sockets
             # it keeps before it adds another server's, not only every few seconds.
             if new_server or now >= self._next_sweep:
-                dropped.extend(self._sweep(now))
+                self._sweep(now, dropped, strays)
         for old in dropped:
             old.close()
+        for key, conns in strays:
+            self._close_stray(key, conns)
 
     def drop(self, key: "_Key") -> None:
         """Closes ``key``'s idle sockets after one received bytes nobody asked for."""
         with self._locked():
-            conns = self._take_stray(key)
-        for conn in conns:
-            conn.close()
+            conns = [conn for _, conn in self._idle.pop(key, [])]
+        self._close_stray(key, conns)
 
     def close(self, origin: "_Origin") -> None:
         """Closes the idle connections to ``origin`` (any proxy, any TLS setting)."""
@@ -1532,33 +1530,35 @@ class _Pool:
         for conn in conns:
             conn.close()
 
-    def _take_stray(self, key: "_Key") -> "list[_Socket]":
-        """Takes out and returns ``key``'s idle sockets (the caller holds the lock) after one held
-        bytes nobody asked for: the others may hold such bytes too, not yet arrived, that would be
-        read as the next request's answer."""
-        conns = [conn for _, conn in self._idle.pop(key, [])]
+    def _close_stray(self, key: "_Key", conns: "list[_Socket]") -> None:
+        """Closes ``key``'s idle sockets, taken out after one held bytes nobody asked for: the
+        others may hold such bytes too, not yet arrived, that would be read as the next request's
+        answer. Not under the lock: a log handler may be slow, or send a request itself."""
         message = "Stray bytes after a response: closing the %d idle connections to %s"
         _debug(message, len(conns), _url(key[0], ""))
-        return conns
+        for conn in conns:
+            conn.close()
 
-    def _sweep(self, now: float) -> "list[_Socket]":
-        """Takes out and returns the idle sockets of any server that idled too long or that their
-        server closed (the caller holds the lock), so that none stays open until asked again."""
+    def _sweep(
+        self, now: float, dropped: "list[_Socket]", strays: "list[tuple[_Key, list[_Socket]]]"
+    ) -> None:
+        """Takes out the idle sockets of any server that idled too long or that their server closed
+        (the caller holds the lock, and closes ``dropped``), so that none stays open until asked
+        again; all of a server's, if one held stray bytes, go to ``strays``."""
         self._next_sweep = now + _SWEEP_SECONDS
-        dropped: list[_Socket] = []
         for key, idle in list(self._idle.items()):
             live = {
                 conn for since, conn in idle if now - since < _MAX_IDLE_SECONDS and conn.alive()
             }
             gone = [conn for _, conn in idle if conn not in live]
             if any(conn.holds_stray_bytes() for conn in gone):
-                gone = self._take_stray(key)
-            elif live:
+                strays.append((key, [conn for _, conn in self._idle.pop(key)]))
+                continue
+            dropped.extend(gone)
+            if live:
                 idle[:] = [(since, conn) for since, conn in idle if conn in live]
             else:  # a server with no idle socket left no longer counts towards _MAX_POOLS
                 del self._idle[key]
-            dropped.extend(gone)
-        return dropped
 
     def _locked(self) -> "threading.Lock":
         """Returns the lock; first, in a child process, forgets the parent's sockets and lock."""
