@@ -878,13 +878,15 @@ def _log_enabled() -> bool:
     """Returns whether the ``xcc`` logger emits DEBUG now, without ``import logging`` (it costs
     milliseconds): a program that has not imported it has no handler to log to."""
     global _LOGGER
-    logging = sys.modules.get("logging")
-    if _LOGGER is None and logging is not None:
+    if _LOGGER is None:  # looked for until the program imports logging, then never again
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return False
         logger = logging.getLogger("xcc")
         if not logger.handlers:
             logger.addHandler(logging.NullHandler())
         _LOGGER = logger
-    return _LOGGER is not None and _LOGGER.isEnabledFor(10)  # logging.DEBUG
+    return _LOGGER.isEnabledFor(10)  # logging.DEBUG
 
 
 def _debug(message: str, *args: object) -> None:
@@ -1424,15 +1426,21 @@ class _StaleSocket(Exception):
 _TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 
 
-def _readable(sock: "socket.socket") -> bool:
-    """Returns whether ``sock`` has something to read (or was closed) right now."""
-    # Platform shim: select.poll is missing on Windows, and select.select cannot watch a file
-    # descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
-    if hasattr(select, "poll"):
+# Platform shim, chosen once: select.poll is missing on Windows, and select.select cannot watch
+# a file descriptor above FD_SETSIZE (1024 on Linux), which a busy process may well hand out.
+if hasattr(select, "poll"):
+
+    def _readable(sock: "socket.socket") -> bool:
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         return bool(poller.poll(0))
-    return bool(select.select([sock], [], [], 0)[0])
+
+else:
+
+    def _readable(sock: "socket.socket") -> bool:
+        """Returns whether ``sock`` has something to read (or was closed) right now."""
+        return bool(select.select([sock], [], [], 0)[0])
 
 
 def _socket_error(exc: BaseException, label: str, connecting: bool = False) -> "RequestException":
